@@ -1,0 +1,316 @@
+//! The command line: clap types, and one function per subcommand that drives the library.
+
+use crate::emit::{self, human_size};
+use crate::plan::{ClusterPlan, ConfigValue, IgnitionVersion, NodePlan};
+use crate::secrets::Environment;
+use crate::{Failure, Options, exit};
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::fmt::Write as _;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "meshboot",
+    version,
+    about = "Compile a cluster spec into first-boot configs that bring up K3s on a Tailscale mesh",
+    after_help = "Exit codes: 0 ok, 1 invalid spec, 2 usage or I/O error, 3 internal error (a meshboot bug)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write DIR/<node>.yaml or DIR/<node>.ign for every node, plus DIR/SHA256SUMS
+    Build {
+        spec: Utf8PathBuf,
+        /// Output directory (created 0700; files are written 0600)
+        #[arg(long, short)]
+        out: Utf8PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print one node's first-boot config to stdout
+    Render {
+        spec: Utf8PathBuf,
+        /// The node's name after count expansion, e.g. worker-2
+        #[arg(long)]
+        node: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Validate the spec and resolve its secrets; write nothing
+    Check {
+        spec: Utf8PathBuf,
+        /// Treat warnings as errors
+        #[arg(long)]
+        strict: bool,
+        /// Do not read secrets (validates everything else)
+        #[arg(long)]
+        redact: bool,
+    },
+    /// Print what every node will do: role, OS, K3s flags, open ports, sizes
+    Plan {
+        spec: Utf8PathBuf,
+        #[arg(long)]
+        strict: bool,
+        /// Do not read secrets; sizes are then computed with placeholders
+        #[arg(long)]
+        redact: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct Common {
+    /// Treat warnings as errors
+    #[arg(long)]
+    pub strict: bool,
+    /// Render placeholders instead of secret values (secrets are not read)
+    #[arg(long)]
+    pub redact: bool,
+    /// Ignition spec version of .ign outputs
+    #[arg(long, value_enum, default_value_t = IgnitionArg::V3_3_0)]
+    pub ignition_version: IgnitionArg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum IgnitionArg {
+    #[value(name = "3.3.0")]
+    V3_3_0,
+    #[value(name = "3.4.0")]
+    V3_4_0,
+}
+
+impl From<IgnitionArg> for IgnitionVersion {
+    fn from(v: IgnitionArg) -> Self {
+        match v {
+            IgnitionArg::V3_3_0 => IgnitionVersion::V3_3,
+            IgnitionArg::V3_4_0 => IgnitionVersion::V3_4,
+        }
+    }
+}
+
+/// What a subcommand prints: `stdout` on success, `stderr` always (warnings, progress).
+#[derive(Debug, Default)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn read_spec(path: &Utf8Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Failure::usage(format!(
+            "error: cannot read spec {path}: {}\n",
+            crate::secrets::io_reason(&e)
+        ))
+    })
+}
+
+/// Runs one command. `Err` carries the exit code and everything to print on stderr.
+pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Failure, String)> {
+    let mut out = Output::default();
+    let (spec_path, opts) = match cmd {
+        Command::Build { spec, common, .. } | Command::Render { spec, common, .. } => (
+            spec,
+            Options {
+                redact: common.redact,
+                strict: common.strict,
+                ignition_version: common.ignition_version.into(),
+            },
+        ),
+        Command::Check {
+            spec,
+            strict,
+            redact,
+        }
+        | Command::Plan {
+            spec,
+            strict,
+            redact,
+        } => (
+            spec,
+            Options {
+                redact: *redact,
+                strict: *strict,
+                ignition_version: IgnitionVersion::default(),
+            },
+        ),
+    };
+    let text = read_spec(spec_path).map_err(|f| (f, String::new()))?;
+    let checked = crate::check(spec_path, &text, env, &opts).map_err(|f| (f, String::new()))?;
+    out.stderr.push_str(&checked.warnings);
+    let fail = |f: Failure, out: &Output| (f, out.stderr.clone());
+
+    match cmd {
+        Command::Check { .. } => {
+            let n = checked.plan.nodes.len();
+            let _ = writeln!(
+                out.stdout,
+                "{spec_path}: ok, {n} node{} in cluster {}",
+                if n == 1 { "" } else { "s" },
+                checked.plan.cluster
+            );
+        }
+        Command::Plan { .. } => {
+            let artifacts = crate::render_all_nodes(&checked).map_err(|f| fail(f, &out))?;
+            out.stdout = plan_table(&checked.plan, &artifacts);
+        }
+        Command::Render { node, .. } => {
+            let Some(n) = checked.plan.nodes.iter().find(|n| &n.name == node) else {
+                let names: Vec<&str> = checked.plan.nodes.iter().map(|n| n.name.as_str()).collect();
+                return Err(fail(
+                    Failure::usage(format!(
+                        "error: no node named \"{}\" in {spec_path}\n  = help: nodes are: {}\n",
+                        node.escape_debug(),
+                        names.join(", ")
+                    )),
+                    &out,
+                ));
+            };
+            let a =
+                crate::render::render_node(&checked.plan, n, &checked.secrets).map_err(|e| {
+                    fail(
+                        Failure {
+                            code: exit::INTERNAL,
+                            message: format!("error: {e}\n"),
+                        },
+                        &out,
+                    )
+                })?;
+            if a.contents.len() > emit::USER_DATA_LIMIT {
+                return Err(fail(
+                    Failure {
+                        code: exit::INVALID_SPEC,
+                        message: format!(
+                            "error: {}: {} bytes, over Hetzner's {}-byte user-data limit\n",
+                            a.file_name,
+                            a.contents.len(),
+                            emit::USER_DATA_LIMIT
+                        ),
+                    },
+                    &out,
+                ));
+            }
+            out.stdout = a.contents;
+        }
+        Command::Build { out: dir, .. } => {
+            let artifacts = crate::render_all_nodes(&checked).map_err(|f| fail(f, &out))?;
+            emit::write_all(dir, &artifacts).map_err(|e| {
+                fail(
+                    Failure::usage(format!(
+                        "error: writing to {dir}: {}\n",
+                        crate::secrets::io_reason(&e)
+                    )),
+                    &out,
+                )
+            })?;
+            for a in &artifacts {
+                let _ = writeln!(
+                    out.stdout,
+                    "wrote {}  {:>9}  ({:.0}% of the 32 KiB user-data limit)",
+                    dir.join(&a.file_name),
+                    human_size(a.contents.len()),
+                    a.contents.len() as f64 * 100.0 / emit::USER_DATA_LIMIT as f64
+                );
+            }
+            let _ = writeln!(out.stdout, "wrote {}", dir.join("SHA256SUMS"));
+        }
+    }
+    Ok(out)
+}
+
+fn ports(list: &[crate::spec::PortRange], proto: &str) -> Vec<String> {
+    list.iter().map(|p| format!("{p}/{proto}")).collect()
+}
+
+/// The K3s flags of a node as they end up in config.yaml, one `--key=value` per entry.
+pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
+    let mut flags = vec![n.k3s.exec.to_string()];
+    for (k, v) in &n.k3s.config {
+        match v {
+            ConfigValue::Bool(true) => flags.push(format!("--{k}")),
+            ConfigValue::Bool(false) => flags.push(format!("--{k}=false")),
+            ConfigValue::Str(s) => flags.push(format!("--{k}={s}")),
+            ConfigValue::List(l) => flags.extend(l.iter().map(|s| format!("--{k}={s}"))),
+        }
+    }
+    for key in &n.k3s.boot_keys {
+        match *key {
+            "node-ip" => flags.push("--node-ip=<tailscale ip>".into()),
+            "advertise-address" => flags.push("--advertise-address=<tailscale ip>".into()),
+            "tls-san" => {
+                flags.push("--tls-san=<tailscale ip>".into());
+                flags.extend(n.k3s.tls_san_names.iter().map(|s| format!("--tls-san={s}")));
+            }
+            _ => match n.role {
+                crate::plan::NodeRole::InitServer => {
+                    if n.join.rejoin_candidates.is_empty() {
+                        flags.push("--cluster-init".into())
+                    } else {
+                        flags.push(format!(
+                            "--cluster-init (or --server=https://<ip>:6443 of {} if one is already up)",
+                            n.join.rejoin_candidates.join("/")
+                        ))
+                    }
+                }
+                _ => flags.push(format!("--server=https://<{} ip>:6443", n.join.init_server)),
+            },
+        }
+    }
+    flags
+}
+
+/// The readable table `meshboot plan` prints.
+pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> String {
+    let mut rows = vec![[
+        "NODE".to_string(),
+        "ROLE".into(),
+        "OS".into(),
+        "ENVELOPE".into(),
+        "FIREWALL".into(),
+        "PUBLIC".into(),
+        "MESH (tailscale0)".into(),
+        "SIZE".into(),
+    ]];
+    for (n, a) in plan.nodes.iter().zip(artifacts) {
+        let mut public = ports(&n.firewall.public_tcp, "tcp");
+        public.extend(ports(&n.firewall.public_udp, "udp"));
+        let mut mesh = ports(&n.firewall.mesh_tcp, "tcp");
+        mesh.extend(ports(&n.firewall.mesh_udp, "udp"));
+        rows.push([
+            n.name.clone(),
+            serde_plain(&n.role),
+            n.os.name().to_string(),
+            serde_plain(&n.envelope),
+            serde_plain(&n.firewall.backend),
+            public.join(","),
+            mesh.join(","),
+            human_size(a.contents.len()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!("cluster {}: {} nodes\n\n", plan.cluster, plan.nodes.len());
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out.push_str("\nK3s flags (from /etc/rancher/k3s/config.yaml):\n");
+    for n in &plan.nodes {
+        let _ = writeln!(out, "  {}: {}", n.name, k3s_flags(n).join(" "));
+    }
+    out
+}
+
+fn serde_plain<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}

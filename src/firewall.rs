@@ -1,0 +1,252 @@
+//! The host firewall model: the one place that knows K3s ports, CIDRs and CNI interfaces.
+//!
+//! [`crate::plan`] asks [`plan_firewall`] for a node's [`FirewallPlan`]; the ufw commands and
+//! the nftables ruleset in `templates/` only print what this model decided.
+//!
+//! The public side is default-deny. Allowed in: established/related, loopback, ICMP,
+//! tailscaled's WireGuard port, SSH per policy, and the node's public ports. Pods, services
+//! and the CNI interfaces may reach the host. K3s ports are open on tailscale0 only.
+//! Forwarded traffic is allowed from the CNI and mesh interfaces, and from the internet only
+//! to pod addresses on the node's public ports (that is what servicelb/hostPort ingress is).
+
+use crate::spec::{FirewallBackend, FlannelBackend, PortRange, SshPolicy};
+use serde::Serialize;
+
+/// tailscaled's WireGuard port: without it peers fall back to DERP relays.
+pub const TAILSCALE_UDP: PortRange = PortRange {
+    start: 41641,
+    end: 41641,
+};
+pub const SSH: PortRange = PortRange { start: 22, end: 22 };
+pub const API_SERVER: PortRange = PortRange {
+    start: 6443,
+    end: 6443,
+};
+pub const ETCD: PortRange = PortRange {
+    start: 2379,
+    end: 2380,
+};
+pub const KUBELET: PortRange = PortRange {
+    start: 10250,
+    end: 10250,
+};
+pub const FLANNEL_VXLAN: PortRange = PortRange {
+    start: 8472,
+    end: 8472,
+};
+pub const FLANNEL_WIREGUARD: PortRange = PortRange {
+    start: 51820,
+    end: 51821,
+};
+
+/// Ports that must never face the internet without an explicit acknowledgement.
+pub const K3S_INTERNAL_TCP: &[PortRange] = &[ETCD, API_SERVER, KUBELET];
+pub const K3S_INTERNAL_UDP: &[PortRange] = &[FLANNEL_VXLAN, FLANNEL_WIREGUARD];
+
+pub const MESH_INTERFACE: &str = "tailscale0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Ufw,
+    Nftables,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FirewallPlan {
+    pub backend: Backend,
+    /// Open to the internet (and everywhere else).
+    pub public_tcp: Vec<PortRange>,
+    pub public_udp: Vec<PortRange>,
+    /// Open on tailscale0 only.
+    pub mesh_tcp: Vec<PortRange>,
+    pub mesh_udp: Vec<PortRange>,
+    /// Interfaces whose traffic to the host and through it is trusted: the CNI's.
+    pub cni_interfaces: Vec<String>,
+    /// Source CIDRs trusted to reach the host: the pod and service networks, by family.
+    pub trusted_v4: Vec<String>,
+    pub trusted_v6: Vec<String>,
+    /// Pod CIDRs that public-port traffic may be forwarded to (DNAT by servicelb/hostPort).
+    pub pods_v4: Vec<String>,
+    pub pods_v6: Vec<String>,
+    /// The node's own public ports (not tailscaled's or SSH): forwarded traffic to pods on
+    /// these ports is allowed, since servicelb and hostPort DNAT them to pod addresses.
+    pub forward_tcp: Vec<PortRange>,
+    pub forward_udp: Vec<PortRange>,
+}
+
+pub struct FirewallInput<'a> {
+    pub backend: FirewallBackend,
+    pub is_server: bool,
+    pub ssh: SshPolicy,
+    pub flannel: FlannelBackend,
+    pub public_tcp: &'a [PortRange],
+    pub public_udp: &'a [PortRange],
+    pub mesh_tcp: &'a [PortRange],
+    pub mesh_udp: &'a [PortRange],
+    pub cluster_cidrs: &'a [String],
+    pub service_cidrs: &'a [String],
+}
+
+pub fn plan_firewall(i: &FirewallInput) -> FirewallPlan {
+    let backend = match i.backend {
+        FirewallBackend::Ufw => Backend::Ufw,
+        FirewallBackend::Nftables => Backend::Nftables,
+        FirewallBackend::None => Backend::None,
+    };
+    let sorted = |l: &[PortRange]| {
+        let mut v = l.to_vec();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let forward_tcp = sorted(i.public_tcp);
+    let forward_udp = sorted(i.public_udp);
+    let mut public_tcp = i.public_tcp.to_vec();
+    let mut public_udp = vec![TAILSCALE_UDP];
+    public_udp.extend_from_slice(i.public_udp);
+    let mut mesh_tcp = vec![KUBELET];
+    let mut mesh_udp = Vec::new();
+    if i.is_server {
+        mesh_tcp.push(API_SERVER);
+        mesh_tcp.push(ETCD);
+    }
+    match i.flannel {
+        FlannelBackend::Vxlan => mesh_udp.push(FLANNEL_VXLAN),
+        FlannelBackend::WireguardNative => mesh_udp.push(FLANNEL_WIREGUARD),
+        FlannelBackend::None => {}
+    }
+    match i.ssh {
+        SshPolicy::Public => public_tcp.push(SSH),
+        SshPolicy::Tailscale => mesh_tcp.push(SSH),
+        SshPolicy::Off => {}
+    }
+    mesh_tcp.extend_from_slice(i.mesh_tcp);
+    mesh_udp.extend_from_slice(i.mesh_udp);
+    for list in [
+        &mut public_tcp,
+        &mut public_udp,
+        &mut mesh_tcp,
+        &mut mesh_udp,
+    ] {
+        list.sort();
+        list.dedup();
+    }
+    let cni_interfaces = match i.flannel {
+        FlannelBackend::Vxlan => vec!["cni0", "flannel.1"],
+        FlannelBackend::WireguardNative => vec!["cni0", "flannel-wg", "flannel-wg-v6"],
+        FlannelBackend::None => vec!["cni0"],
+    }
+    .into_iter()
+    .map(String::from)
+    .collect();
+    let v4 = |cidrs: &[&String]| {
+        cidrs
+            .iter()
+            .filter(|c| !c.contains(':'))
+            .map(|c| c.to_string())
+            .collect()
+    };
+    let v6 = |cidrs: &[&String]| {
+        cidrs
+            .iter()
+            .filter(|c| c.contains(':'))
+            .map(|c| c.to_string())
+            .collect()
+    };
+    let trusted: Vec<&String> = i.cluster_cidrs.iter().chain(i.service_cidrs).collect();
+    let pods: Vec<&String> = i.cluster_cidrs.iter().collect();
+    FirewallPlan {
+        backend,
+        public_tcp,
+        public_udp,
+        mesh_tcp,
+        mesh_udp,
+        cni_interfaces,
+        trusted_v4: v4(&trusted),
+        trusted_v6: v6(&trusted),
+        pods_v4: v4(&pods),
+        pods_v6: v6(&pods),
+        forward_tcp,
+        forward_udp,
+    }
+}
+
+/// True when the two port ranges share a port.
+pub fn overlaps(a: PortRange, b: PortRange) -> bool {
+    a.start <= b.end && b.start <= a.end
+}
+
+/// The ufw commands that realise `plan`, each as its argument list (after `ufw`).
+/// ufw's own before-rules already accept loopback, established traffic and ICMP.
+pub fn ufw_commands(plan: &FirewallPlan) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut cmd = |args: &[&str]| out.push(args.iter().map(|a| a.to_string()).collect());
+    cmd(&["default", "deny", "incoming"]);
+    cmd(&["default", "allow", "outgoing"]);
+    cmd(&["default", "deny", "routed"]);
+    for (proto, list) in [("tcp", &plan.public_tcp), ("udp", &plan.public_udp)] {
+        for p in list {
+            cmd(&["allow", &format!("{}/{proto}", ufw_port(*p))]);
+        }
+    }
+    for (proto, list) in [("tcp", &plan.mesh_tcp), ("udp", &plan.mesh_udp)] {
+        for p in list {
+            cmd(&[
+                "allow",
+                "in",
+                "on",
+                MESH_INTERFACE,
+                "to",
+                "any",
+                "port",
+                &ufw_port(*p),
+                "proto",
+                proto,
+            ]);
+        }
+    }
+    for iface in &plan.cni_interfaces {
+        cmd(&["allow", "in", "on", iface]);
+    }
+    for cidr in plan.trusted_v4.iter().chain(&plan.trusted_v6) {
+        cmd(&["allow", "from", cidr]);
+    }
+    for iface in plan
+        .cni_interfaces
+        .iter()
+        .map(String::as_str)
+        .chain([MESH_INTERFACE])
+    {
+        cmd(&["route", "allow", "in", "on", iface]);
+    }
+    for cidr in plan.pods_v4.iter().chain(&plan.pods_v6) {
+        for (proto, list) in [("tcp", &plan.forward_tcp), ("udp", &plan.forward_udp)] {
+            for p in list {
+                cmd(&[
+                    "route",
+                    "allow",
+                    "proto",
+                    proto,
+                    "from",
+                    "any",
+                    "to",
+                    cidr,
+                    "port",
+                    &ufw_port(*p),
+                ]);
+            }
+        }
+    }
+    out
+}
+
+/// ufw writes ranges as `a:b`.
+fn ufw_port(p: PortRange) -> String {
+    if p.start == p.end {
+        p.start.to_string()
+    } else {
+        format!("{}:{}", p.start, p.end)
+    }
+}

@@ -1,0 +1,700 @@
+//! Stage 3, the plan: every decision for every node, made in Rust.
+//!
+//! [`plan`] turns a validated [`Spec`] into a [`ClusterPlan`]: one [`NodePlan`] per node after
+//! `count` expansion, holding its role and join targets, the Tailscale and K3s settings, the
+//! firewall, the packages, and the files to deliver with their modes. Templates in
+//! [`crate::render`] only print what is decided here. The plan is serializable and
+//! snapshotted: a behaviour change shows as a plan diff first. It never holds a secret value.
+
+use crate::firewall::{FirewallInput, FirewallPlan, MESH_INTERFACE, plan_firewall};
+use crate::spec::{FirewallBackend, FlannelBackend, Hcloud, NodeFields, Os, PortRange, Role, Spec};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub const BOOTSTRAP_PATH: &str = "/opt/meshboot/bootstrap.sh";
+pub const AUTH_KEY_PATH: &str = "/etc/meshboot/tailscale-authkey";
+pub const TOKEN_PATH: &str = "/etc/meshboot/k3s-token";
+pub const NFTABLES_PATH: &str = "/etc/meshboot/firewall.nft";
+pub const K3S_CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
+pub const K3S_INSTALLER_PATH: &str = "/opt/meshboot/k3s-install.sh";
+pub const LOG_PATH: &str = "/var/log/meshboot.log";
+pub const STATE_DIR: &str = "/var/lib/meshboot";
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service";
+pub const FIREWALL_UNIT: &str = "meshboot-firewall.service";
+pub const TAILSCALED_UNIT: &str = "tailscaled.service";
+pub const TAILSCALE_STATIC_DIR: &str = "/opt/tailscale";
+pub const K3S_INSTALL_URL: &str = "https://get.k3s.io";
+
+/// Ignition spec version of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum IgnitionVersion {
+    #[default]
+    #[serde(rename = "3.3.0")]
+    V3_3,
+    #[serde(rename = "3.4.0")]
+    V3_4,
+}
+
+impl IgnitionVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IgnitionVersion::V3_3 => "3.3.0",
+            IgnitionVersion::V3_4 => "3.4.0",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterPlan {
+    pub cluster: String,
+    pub ignition_version: IgnitionVersion,
+    pub nodes: Vec<NodePlan>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    /// The first server: `cluster-init`, unless it finds a live cluster to rejoin.
+    InitServer,
+    /// Any other server: joins as a server.
+    JoinServer,
+    Agent,
+}
+
+impl NodeRole {
+    pub fn is_server(self) -> bool {
+        self != NodeRole::Agent
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Envelope {
+    CloudInit,
+    Ignition,
+}
+
+impl Envelope {
+    pub fn for_os(os: Os) -> Envelope {
+        match os {
+            Os::Ubuntu2204 | Os::Ubuntu2404 | Os::Debian12 => Envelope::CloudInit,
+            Os::Flatcar | Os::FedoraCoreos => Envelope::Ignition,
+        }
+    }
+    pub fn extension(self) -> &'static str {
+        match self {
+            Envelope::CloudInit => "yaml",
+            Envelope::Ignition => "ign",
+        }
+    }
+}
+
+/// Who a node joins through on first boot.
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinPlan {
+    /// The init server's name.
+    pub init_server: String,
+    /// Servers to join through, tried in this order each round; empty for the init server.
+    pub candidates: Vec<String>,
+    /// Init server only: the other servers it checks for a live cluster before
+    /// `cluster-init`, so that a re-created init server rejoins instead of forking.
+    pub rejoin_candidates: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum TailscaleInstall {
+    /// Official apt repository.
+    Apt {
+        distro: &'static str,
+        codename: &'static str,
+        version: Option<String>,
+    },
+    /// Static build under /opt/tailscale with our own tailscaled unit.
+    Static {
+        version: Option<String>,
+        dir: &'static str,
+        link_dir: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TailscalePlan {
+    pub install: TailscaleInstall,
+    /// `tailscale up` arguments; the key is passed as `file:`, never by value.
+    pub up_args: Vec<String>,
+    /// True when the auth key is an OAuth client secret (the key file gets
+    /// `?ephemeral=false&preauthorized=true`).
+    pub oauth: bool,
+}
+
+/// A value in K3s's config.yaml.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    Bool(bool),
+    Str(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct K3sPlan {
+    /// `server` or `agent` (INSTALL_K3S_EXEC); everything else is in config.yaml.
+    pub exec: &'static str,
+    pub install_env: Vec<EnvVar>,
+    /// config.yaml keys known at build time.
+    pub config: BTreeMap<String, ConfigValue>,
+    /// config.yaml keys the bootstrap adds once the Tailscale IPs are known.
+    pub boot_keys: Vec<&'static str>,
+    /// Names for `tls-san` besides the node's Tailscale IP (servers).
+    pub tls_san_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    Bootstrap,
+    AuthKey,
+    Token,
+    Nftables,
+    FirewallUnit,
+    TailscaledUnit,
+    BootstrapUnit,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FilePlan {
+    pub path: String,
+    /// Octal mode, e.g. 0o600.
+    #[serde(serialize_with = "octal")]
+    pub mode: u32,
+    pub kind: FileKind,
+    /// Systemd unit to enable at delivery (Ignition's `enabled: true`).
+    pub enable: bool,
+}
+
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
+impl FilePlan {
+    pub fn is_unit(&self) -> bool {
+        self.path.starts_with(UNIT_DIR) && self.path.ends_with(".service")
+    }
+    pub fn unit_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// Retry bounds of the bootstrap's waits. Every wait is finite.
+#[derive(Debug, Clone, Serialize)]
+pub struct Retries {
+    pub tailscale_up_attempts: u32,
+    pub tailscale_up_timeout_s: u32,
+    pub own_ip_attempts: u32,
+    /// Rounds over the join candidates until one is on the mesh and its `/cacerts` answers.
+    pub join_attempts: u32,
+    pub download_attempts: u32,
+    /// Longest pause between attempts, in seconds (the backoff doubles up to this).
+    pub max_backoff_s: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            tailscale_up_attempts: 6,
+            tailscale_up_timeout_s: 60,
+            own_ip_attempts: 30,
+            join_attempts: 240,
+            download_attempts: 5,
+            max_backoff_s: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodePlan {
+    pub name: String,
+    pub role: NodeRole,
+    pub os: Os,
+    pub envelope: Envelope,
+    pub hcloud: Hcloud,
+    pub join: JoinPlan,
+    pub tailscale: TailscalePlan,
+    pub k3s: K3sPlan,
+    pub firewall: FirewallPlan,
+    /// cloud-init `packages:` (installed before the bootstrap runs).
+    pub packages: Vec<String>,
+    pub files: Vec<FilePlan>,
+    pub retries: Retries,
+}
+
+/// A node entry after `count` expansion and defaults merging.
+#[derive(Debug, Clone)]
+pub struct ExpandedNode {
+    pub name: String,
+    pub role: Role,
+    /// Spec path of the entry it came from, e.g. `nodes[3]`.
+    pub path: String,
+    pub fields: NodeFields,
+}
+
+/// Expands `count` and merges `defaults` (a node's own value wins).
+pub fn expand(spec: &Spec) -> Vec<ExpandedNode> {
+    let mut out = Vec::new();
+    for (i, n) in spec.nodes.iter().enumerate() {
+        let fields = NodeFields {
+            os: n.fields.os.or(spec.defaults.os),
+            hcloud: merge_hcloud(spec.defaults.hcloud.as_ref(), n.fields.hcloud.as_ref()),
+            labels: n
+                .fields
+                .labels
+                .clone()
+                .or_else(|| spec.defaults.labels.clone()),
+            taints: n
+                .fields
+                .taints
+                .clone()
+                .or_else(|| spec.defaults.taints.clone()),
+            firewall: n
+                .fields
+                .firewall
+                .clone()
+                .or_else(|| spec.defaults.firewall.clone()),
+        };
+        let path = format!("nodes[{i}]");
+        match n.count {
+            None => out.push(ExpandedNode {
+                name: n.name.clone(),
+                role: n.role,
+                path,
+                fields,
+            }),
+            Some(c) => {
+                for k in 1..=c {
+                    out.push(ExpandedNode {
+                        name: format!("{}-{k}", n.name),
+                        role: n.role,
+                        path: path.clone(),
+                        fields: fields.clone(),
+                    })
+                }
+            }
+        }
+    }
+    out
+}
+
+fn merge_hcloud(d: Option<&Hcloud>, n: Option<&Hcloud>) -> Option<Hcloud> {
+    match (d, n) {
+        (None, None) => None,
+        (d, n) => Some(Hcloud {
+            server_type: n
+                .and_then(|n| n.server_type.clone())
+                .or_else(|| d.and_then(|d| d.server_type.clone())),
+            location: n
+                .and_then(|n| n.location.clone())
+                .or_else(|| d.and_then(|d| d.location.clone())),
+        }),
+    }
+}
+
+pub const DEFAULT_OS: Os = Os::Ubuntu2404;
+
+/// The firewall backend a node really gets: ufw does not exist on Flatcar / Fedora CoreOS,
+/// so those nodes get the same rules through nftables (validation warns about it).
+pub fn effective_backend(spec_backend: FirewallBackend, os: Os) -> FirewallBackend {
+    match (spec_backend, Envelope::for_os(os)) {
+        (FirewallBackend::Ufw, Envelope::Ignition) => FirewallBackend::Nftables,
+        (b, _) => b,
+    }
+}
+
+pub fn node_backend(spec: &Spec, n: &ExpandedNode) -> FirewallBackend {
+    let declared = n
+        .fields
+        .firewall
+        .as_ref()
+        .and_then(|f| f.backend)
+        .unwrap_or(spec.firewall.backend);
+    effective_backend(declared, n.fields.os.unwrap_or(DEFAULT_OS))
+}
+
+/// Splits `10.42.0.0/16,fd00:42::/56` into its parts.
+pub fn cidr_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// Parses `--flag=value` / `--flag` arguments into config.yaml keys, in order.
+pub fn parse_args(args: &[String]) -> Vec<(String, Option<String>)> {
+    args.iter()
+        .map(|a| {
+            let a = a.trim_start_matches('-');
+            match a.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (a.to_string(), None),
+            }
+        })
+        .collect()
+}
+
+/// Keys the bootstrap writes at boot, from the node's Tailscale address.
+const BOOT_KEYS_SERVER: &[&str] = &["node-ip", "advertise-address", "tls-san", "join"];
+const BOOT_KEYS_AGENT: &[&str] = &["node-ip", "join"];
+
+pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> ClusterPlan {
+    let nodes = expand(spec);
+    let servers: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.role == Role::Server)
+        .map(|n| n.name.as_str())
+        .collect();
+    let init = servers.first().copied().unwrap_or_default().to_string();
+    let cluster_cidrs = cidr_list(&spec.k3s.cluster_cidr);
+    let service_cidrs = cidr_list(&spec.k3s.service_cidr);
+
+    let plans = nodes
+        .iter()
+        .map(|n| {
+            let os = n.fields.os.unwrap_or(DEFAULT_OS);
+            let envelope = Envelope::for_os(os);
+            let role = match n.role {
+                Role::Agent => NodeRole::Agent,
+                Role::Server if n.name == init => NodeRole::InitServer,
+                Role::Server => NodeRole::JoinServer,
+            };
+            let others: Vec<String> = servers
+                .iter()
+                .filter(|s| **s != n.name && **s != init)
+                .map(|s| s.to_string())
+                .collect();
+            let join = match role {
+                NodeRole::InitServer => JoinPlan {
+                    init_server: init.clone(),
+                    candidates: vec![],
+                    rejoin_candidates: others,
+                },
+                _ => JoinPlan {
+                    init_server: init.clone(),
+                    candidates: std::iter::once(init.clone()).chain(others).collect(),
+                    rejoin_candidates: vec![],
+                },
+            };
+
+            let backend = node_backend(spec, n);
+            let node_fw = n.fields.firewall.clone().unwrap_or_default();
+            let public_tcp: Vec<PortRange> = spec
+                .firewall
+                .public_tcp
+                .iter()
+                .chain(&node_fw.public_tcp)
+                .copied()
+                .collect();
+            let public_udp: Vec<PortRange> = spec
+                .firewall
+                .public_udp
+                .iter()
+                .chain(&node_fw.public_udp)
+                .copied()
+                .collect();
+            let firewall = plan_firewall(&FirewallInput {
+                backend,
+                is_server: role.is_server(),
+                ssh: spec.firewall.ssh,
+                flannel: spec.k3s.flannel_backend,
+                public_tcp: &public_tcp,
+                public_udp: &public_udp,
+                mesh_tcp: &spec.firewall.mesh_tcp,
+                mesh_udp: &spec.firewall.mesh_udp,
+                cluster_cidrs: &cluster_cidrs,
+                service_cidrs: &service_cidrs,
+            });
+
+            let tailscale = plan_tailscale(spec, &n.name, os, oauth);
+            let k3s = plan_k3s(spec, n, role, os);
+
+            let mut packages = vec!["ca-certificates".to_string(), "curl".to_string()];
+            match backend {
+                FirewallBackend::Ufw => packages.push("ufw".into()),
+                FirewallBackend::Nftables => packages.push("nftables".into()),
+                FirewallBackend::None => {}
+            }
+            if envelope == Envelope::Ignition {
+                packages.clear();
+            }
+
+            let file = |path: &str, mode: u32, kind: FileKind| FilePlan {
+                path: path.to_string(),
+                mode,
+                kind,
+                enable: false,
+            };
+            let mut files = vec![
+                file(BOOTSTRAP_PATH, 0o700, FileKind::Bootstrap),
+                file(AUTH_KEY_PATH, 0o600, FileKind::AuthKey),
+                file(TOKEN_PATH, 0o600, FileKind::Token),
+            ];
+            if backend == FirewallBackend::Nftables {
+                files.push(file(NFTABLES_PATH, 0o600, FileKind::Nftables));
+                files.push(file(
+                    &format!("{UNIT_DIR}/{FIREWALL_UNIT}"),
+                    0o644,
+                    FileKind::FirewallUnit,
+                ));
+            }
+            if matches!(tailscale.install, TailscaleInstall::Static { .. }) {
+                files.push(file(
+                    &format!("{UNIT_DIR}/{TAILSCALED_UNIT}"),
+                    0o644,
+                    FileKind::TailscaledUnit,
+                ));
+            }
+            if envelope == Envelope::Ignition {
+                files.push(FilePlan {
+                    enable: true,
+                    ..file(
+                        &format!("{UNIT_DIR}/{BOOTSTRAP_UNIT}"),
+                        0o644,
+                        FileKind::BootstrapUnit,
+                    )
+                });
+            }
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+
+            NodePlan {
+                name: n.name.clone(),
+                role,
+                os,
+                envelope,
+                hcloud: n.fields.hcloud.clone().unwrap_or_default(),
+                join,
+                tailscale,
+                k3s,
+                firewall,
+                packages,
+                files,
+                retries: Retries::default(),
+            }
+        })
+        .collect();
+
+    ClusterPlan {
+        cluster: spec.cluster.name.clone(),
+        ignition_version,
+        nodes: plans,
+    }
+}
+
+fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> TailscalePlan {
+    let ts = &spec.tailscale;
+    let install = match os {
+        Os::Ubuntu2204 => apt("ubuntu", "jammy", ts),
+        Os::Ubuntu2404 => apt("ubuntu", "noble", ts),
+        Os::Debian12 => apt("debian", "bookworm", ts),
+        Os::Flatcar => TailscaleInstall::Static {
+            version: ts.version.clone(),
+            dir: TAILSCALE_STATIC_DIR,
+            link_dir: "/opt/bin",
+        },
+        Os::FedoraCoreos => TailscaleInstall::Static {
+            version: ts.version.clone(),
+            dir: TAILSCALE_STATIC_DIR,
+            link_dir: "/usr/local/bin",
+        },
+    };
+    let mut up_args = vec![
+        "up".to_string(),
+        format!("--auth-key=file:{AUTH_KEY_PATH}"),
+        format!("--hostname={name}"),
+    ];
+    if !ts.tags.is_empty() {
+        up_args.push(format!("--advertise-tags={}", ts.tags.join(",")));
+    }
+    up_args.push(format!("--ssh={}", ts.ssh));
+    up_args.push(format!("--accept-dns={}", ts.accept_dns));
+    if let Some(url) = &ts.login_server {
+        up_args.push(format!("--login-server={url}"));
+    }
+    up_args.push(format!(
+        "--timeout={}s",
+        Retries::default().tailscale_up_timeout_s
+    ));
+    TailscalePlan {
+        install,
+        up_args,
+        oauth,
+    }
+}
+
+fn apt(
+    distro: &'static str,
+    codename: &'static str,
+    ts: &crate::spec::Tailscale,
+) -> TailscaleInstall {
+    TailscaleInstall::Apt {
+        distro,
+        codename,
+        version: ts.version.clone(),
+    }
+}
+
+fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
+    let k = &spec.k3s;
+    let mut config: BTreeMap<String, ConfigValue> = BTreeMap::new();
+    let s = |v: &str| ConfigValue::Str(v.to_string());
+    config.insert("node-name".into(), s(&n.name));
+    config.insert("token-file".into(), s(TOKEN_PATH));
+    if k.flannel_backend != FlannelBackend::None {
+        config.insert("flannel-iface".into(), s(MESH_INTERFACE));
+    }
+    if let Some(labels) = &n.fields.labels
+        && !labels.is_empty()
+    {
+        config.insert(
+            "node-label".into(),
+            ConfigValue::List(labels.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        );
+    }
+    if let Some(taints) = &n.fields.taints
+        && !taints.is_empty()
+    {
+        config.insert("node-taint".into(), ConfigValue::List(taints.clone()));
+    }
+    let mut tls_san_names = Vec::new();
+    if role.is_server() {
+        config.insert("cluster-cidr".into(), s(&k.cluster_cidr));
+        config.insert("service-cidr".into(), s(&k.service_cidr));
+        let backend = match k.flannel_backend {
+            FlannelBackend::Vxlan => "vxlan",
+            FlannelBackend::WireguardNative => "wireguard-native",
+            FlannelBackend::None => "none",
+        };
+        config.insert("flannel-backend".into(), s(backend));
+        if !k.disable.is_empty() {
+            config.insert("disable".into(), ConfigValue::List(k.disable.clone()));
+        }
+        tls_san_names.push(n.name.clone());
+    }
+    let mut boot_keys: Vec<&'static str> = if role.is_server() {
+        BOOT_KEYS_SERVER.to_vec()
+    } else {
+        BOOT_KEYS_AGENT.to_vec()
+    };
+    let extra = if role.is_server() {
+        &k.server_args
+    } else {
+        &k.agent_args
+    };
+    for (key, value) in parse_args(extra) {
+        // `tls-san` from the user adds names to the boot-time list.
+        if key == "tls-san" {
+            tls_san_names.extend(value.into_iter().flat_map(|v| cidr_list(&v)));
+            continue;
+        }
+        // With `allow_owned_args`, the user's value replaces what the bootstrap would write.
+        let owned = match key.as_str() {
+            "node-ip" | "advertise-address" => Some(key.as_str()),
+            "server" | "cluster-init" => Some("join"),
+            _ => None,
+        };
+        if let Some(owned) = owned {
+            boot_keys.retain(|b| *b != owned);
+        }
+        let v = match value {
+            Some(v) => ConfigValue::Str(v),
+            None => ConfigValue::Bool(true),
+        };
+        match config.get_mut(&key) {
+            Some(ConfigValue::List(list)) => match v {
+                ConfigValue::Str(v) => list.push(v),
+                other => {
+                    config.insert(key, other);
+                }
+            },
+            Some(ConfigValue::Str(prev)) if !is_meshboot_key(&key) => {
+                let prev = std::mem::take(prev);
+                let merged = match v {
+                    ConfigValue::Str(v) => ConfigValue::List(vec![prev, v]),
+                    other => other,
+                };
+                config.insert(key, merged);
+            }
+            _ => {
+                config.insert(key, v);
+            }
+        }
+    }
+    if !boot_keys.contains(&"tls-san") {
+        tls_san_names.clear();
+    }
+    tls_san_names.dedup();
+
+    let mut install_env = vec![EnvVar {
+        name: "INSTALL_K3S_EXEC".into(),
+        value: if role.is_server() { "server" } else { "agent" }.into(),
+    }];
+    match (&k.version, &k.channel) {
+        (Some(v), _) => install_env.push(EnvVar {
+            name: "INSTALL_K3S_VERSION".into(),
+            value: v.clone(),
+        }),
+        (None, Some(c)) => install_env.push(EnvVar {
+            name: "INSTALL_K3S_CHANNEL".into(),
+            value: c.clone(),
+        }),
+        (None, None) => install_env.push(EnvVar {
+            name: "INSTALL_K3S_CHANNEL".into(),
+            value: "stable".into(),
+        }),
+    }
+    match os {
+        Os::Flatcar => install_env.push(EnvVar {
+            name: "INSTALL_K3S_BIN_DIR".into(),
+            value: "/opt/bin".into(),
+        }),
+        Os::FedoraCoreos => {
+            install_env.push(EnvVar {
+                name: "INSTALL_K3S_SKIP_SELINUX_RPM".into(),
+                value: "true".into(),
+            });
+            install_env.push(EnvVar {
+                name: "INSTALL_K3S_SELINUX_WARN".into(),
+                value: "true".into(),
+            });
+        }
+        _ => {}
+    }
+    install_env.sort_by(|a, b| a.name.cmp(&b.name));
+
+    K3sPlan {
+        exec: if role.is_server() { "server" } else { "agent" },
+        install_env,
+        config,
+        boot_keys,
+        tls_san_names,
+    }
+}
+
+/// config.yaml keys meshboot sets from spec fields; a user arg replaces them rather than
+/// turning them into a list.
+fn is_meshboot_key(key: &str) -> bool {
+    matches!(
+        key,
+        "node-name"
+            | "token-file"
+            | "flannel-iface"
+            | "cluster-cidr"
+            | "service-cidr"
+            | "flannel-backend"
+    )
+}

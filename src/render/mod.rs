@@ -1,0 +1,338 @@
+//! Stage 4, rendering: a [`NodePlan`] -> the node's file contents -> its envelope.
+//!
+//! Templates (embedded from `templates/`, strict undefined behaviour) make the contents of
+//! files: the bootstrap script, the nftables ruleset and the systemd units. Every value that
+//! reaches a shell passes through the one [`shell_quote`] filter (`| sh`). Structured formats
+//! are never templated: K3s's config.yaml and `#cloud-config` go through serde_yaml
+//! ([`cloud_init`]), Ignition through typed structs and serde_json ([`ignition`]).
+//! After rendering, [`check_rendered`] parses what was produced; a failure there is a
+//! meshboot bug, reported as such.
+
+pub mod cloud_init;
+pub mod ignition;
+
+use crate::firewall::{MESH_INTERFACE, ufw_commands};
+use crate::plan::{
+    self, ClusterPlan, Envelope, FileKind, IgnitionVersion, NodePlan, TailscaleInstall,
+};
+use crate::secrets::Secrets;
+use crate::spec::PortRange;
+use minijinja::{Environment, UndefinedBehavior, Value, context};
+use std::sync::OnceLock;
+
+/// Template ids: each is a file under `templates/`.
+pub const BOOTSTRAP: &str = "bootstrap.sh.j2";
+pub const NFTABLES: &str = "nftables.nft.j2";
+pub const FIREWALL_UNIT: &str = "meshboot-firewall.service.j2";
+pub const TAILSCALED_UNIT: &str = "tailscaled.service.j2";
+pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service.j2";
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (BOOTSTRAP, include_str!("../../templates/bootstrap.sh.j2")),
+    (NFTABLES, include_str!("../../templates/nftables.nft.j2")),
+    (
+        FIREWALL_UNIT,
+        include_str!("../../templates/meshboot-firewall.service.j2"),
+    ),
+    (
+        TAILSCALED_UNIT,
+        include_str!("../../templates/tailscaled.service.j2"),
+    ),
+    (
+        BOOTSTRAP_UNIT,
+        include_str!("../../templates/meshboot-bootstrap.service.j2"),
+    ),
+];
+
+/// A failure while rendering: always a meshboot bug, never the user's input.
+#[derive(Debug)]
+pub struct RenderError(pub String);
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "internal error while rendering (a meshboot bug, please report it): {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for RenderError {}
+
+impl From<minijinja::Error> for RenderError {
+    fn from(e: minijinja::Error) -> Self {
+        RenderError(format!("{e:#}"))
+    }
+}
+
+/// Quotes `s` as one word for a POSIX shell. Words made only of safe characters stay bare
+/// so the script stays readable; anything else is single-quoted, with `'` written as `'\''`.
+pub fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,+@%".contains(&b));
+    if safe {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn sh_filter(v: Value) -> Result<String, minijinja::Error> {
+    match v.as_str() {
+        Some(s) => Ok(shell_quote(s)),
+        None if v.is_undefined() || v.is_none() => Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "`sh` applied to a missing value",
+        )),
+        None => Ok(shell_quote(&v.to_string())),
+    }
+}
+
+/// nft port syntax: `443` or `30000-32767`.
+fn port_filter(v: Value) -> Result<String, minijinja::Error> {
+    let get = |k: &str| -> Result<u32, minijinja::Error> {
+        let n = v.get_attr(k)?;
+        u32::try_from(n).map_err(|_| {
+            minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                "port is not a number",
+            )
+        })
+    };
+    Ok(PortRange {
+        start: get("start")?,
+        end: get("end")?,
+    }
+    .to_string())
+}
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .unwrap_or_default();
+        env.set_syntax(syntax);
+        env.add_filter("sh", sh_filter);
+        env.add_filter("port", port_filter);
+        for (name, source) in TEMPLATES {
+            // The templates are part of the binary; a broken one fails the template test.
+            if let Err(e) = env.add_template(name, source) {
+                panic!("template {name} does not parse: {e}");
+            }
+        }
+        env
+    })
+}
+
+fn paths() -> Value {
+    context! {
+        log => plan::LOG_PATH,
+        state_dir => plan::STATE_DIR,
+        auth_key => plan::AUTH_KEY_PATH,
+        token => plan::TOKEN_PATH,
+        k3s_config => plan::K3S_CONFIG_PATH,
+        k3s_installer => plan::K3S_INSTALLER_PATH,
+        nftables => plan::NFTABLES_PATH,
+        bootstrap => plan::BOOTSTRAP_PATH,
+    }
+}
+
+fn render_template(name: &str, ctx: Value) -> Result<String, RenderError> {
+    Ok(environment().get_template(name)?.render(ctx)?)
+}
+
+/// The static part of K3s's config.yaml, serialized (the bootstrap appends the
+/// address-dependent keys at boot).
+pub fn k3s_base_config(node: &NodePlan) -> Result<String, RenderError> {
+    let mut out =
+        String::from("# Written by meshboot at first boot; the K3s settings of this node.\n");
+    out.push_str(&serde_yaml::to_string(&node.k3s.config).map_err(|e| RenderError(e.to_string()))?);
+    Ok(out)
+}
+
+/// The bootstrap script of `node`.
+pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, RenderError> {
+    let tls_san_names = node
+        .k3s
+        .tls_san_names
+        .iter()
+        .map(|n| serde_json::to_string(n).map_err(|e| RenderError(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(", ");
+    let (ts_apt, ts_static) = match &node.tailscale.install {
+        TailscaleInstall::Apt {
+            distro,
+            codename,
+            version,
+        } => (
+            context! {
+                key_url => format!("https://pkgs.tailscale.com/stable/{distro}/{codename}.noarmor.gpg"),
+                list_url => format!("https://pkgs.tailscale.com/stable/{distro}/{codename}.tailscale-keyring.list"),
+                package => match version { Some(v) => format!("tailscale={v}"), None => "tailscale".into() },
+            },
+            Value::from(()),
+        ),
+        TailscaleInstall::Static {
+            version,
+            dir,
+            link_dir,
+        } => (
+            Value::from(()),
+            context! { version => version.clone().unwrap_or_default(), dir => *dir, link_dir => *link_dir },
+        ),
+    };
+    render_template(
+        BOOTSTRAP,
+        context! {
+            cluster => cluster,
+            node => Value::from(minijinja::value::Serde(node)),
+            paths => paths(),
+            units => context! { firewall => plan::FIREWALL_UNIT },
+            ufw_commands => ufw_commands(&node.firewall),
+            ts_apt => ts_apt,
+            ts_static => ts_static,
+            k3s_base_config => k3s_base_config(node)?,
+            tls_san_names => tls_san_names,
+            k3s_install_url => plan::K3S_INSTALL_URL,
+        },
+    )
+}
+
+/// One file of a node, ready to deliver.
+#[derive(Debug, Clone)]
+pub struct RenderedFile {
+    pub path: String,
+    pub mode: u32,
+    pub contents: String,
+    /// A systemd unit (delivered under `systemd.units` by Ignition).
+    pub unit: Option<String>,
+    pub enable: bool,
+}
+
+/// The contents of every file the plan lists for `node`.
+pub fn node_files(
+    cluster: &ClusterPlan,
+    node: &NodePlan,
+    secrets: &Secrets,
+) -> Result<Vec<RenderedFile>, RenderError> {
+    let ts_dir = plan::TAILSCALE_STATIC_DIR;
+    node.files
+        .iter()
+        .map(|f| {
+            let contents = match f.kind {
+                FileKind::Bootstrap => bootstrap_script(&cluster.cluster, node)?,
+                FileKind::AuthKey => {
+                    let mut key = secrets.auth_key.expose().to_string();
+                    if node.tailscale.oauth && !key.contains('?') {
+                        // OAuth client secrets default to ephemeral, unauthorised nodes.
+                        key.push_str("?ephemeral=false&preauthorized=true");
+                    }
+                    key + "\n"
+                }
+                FileKind::Token => format!("{}\n", secrets.token.expose()),
+                FileKind::Nftables => render_template(
+                    NFTABLES,
+                    context! { node => Value::from(minijinja::value::Serde(node)), mesh_interface => MESH_INTERFACE },
+                )?,
+                FileKind::FirewallUnit => render_template(FIREWALL_UNIT, context! { paths => paths() })?,
+                FileKind::TailscaledUnit => render_template(TAILSCALED_UNIT, context! { ts_dir => ts_dir })?,
+                FileKind::BootstrapUnit => render_template(BOOTSTRAP_UNIT, context! { paths => paths() })?,
+            };
+            Ok(RenderedFile {
+                path: f.path.clone(),
+                mode: f.mode,
+                contents,
+                unit: f.is_unit().then(|| f.unit_name().to_string()),
+                enable: f.enable,
+            })
+        })
+        .collect()
+}
+
+/// A node's finished artifact.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub node: String,
+    pub file_name: String,
+    pub envelope: Envelope,
+    pub contents: String,
+}
+
+/// Renders `node` in its own envelope.
+pub fn render_node(
+    cluster: &ClusterPlan,
+    node: &NodePlan,
+    secrets: &Secrets,
+) -> Result<Artifact, RenderError> {
+    render_node_as(
+        cluster,
+        node,
+        secrets,
+        node.envelope,
+        cluster.ignition_version,
+    )
+}
+
+/// Renders `node` in a chosen envelope (tests compare both envelopes of one node).
+pub fn render_node_as(
+    cluster: &ClusterPlan,
+    node: &NodePlan,
+    secrets: &Secrets,
+    envelope: Envelope,
+    ignition_version: IgnitionVersion,
+) -> Result<Artifact, RenderError> {
+    let files = node_files(cluster, node, secrets)?;
+    let contents = match envelope {
+        Envelope::CloudInit => cloud_init::document(node, &files)?,
+        Envelope::Ignition => ignition::document(&files, ignition_version)?,
+    };
+    let artifact = Artifact {
+        node: node.name.clone(),
+        file_name: format!("{}.{}", node.name, envelope.extension()),
+        envelope,
+        contents,
+    };
+    check_rendered(&artifact, &files)?;
+    Ok(artifact)
+}
+
+/// Parses what was rendered: the envelope, and the K3s base config. A failure is our bug.
+fn check_rendered(a: &Artifact, files: &[RenderedFile]) -> Result<(), RenderError> {
+    match a.envelope {
+        Envelope::CloudInit => {
+            if !a.contents.starts_with("#cloud-config\n") {
+                return Err(RenderError(format!(
+                    "{}: #cloud-config is not on line 1",
+                    a.file_name
+                )));
+            }
+            serde_yaml::from_str::<serde_yaml::Value>(&a.contents).map_err(|e| {
+                RenderError(format!(
+                    "{}: the cloud-config does not parse back: {e}",
+                    a.file_name
+                ))
+            })?;
+        }
+        Envelope::Ignition => {
+            serde_json::from_str::<serde_json::Value>(&a.contents).map_err(|e| {
+                RenderError(format!(
+                    "{}: the Ignition JSON does not parse back: {e}",
+                    a.file_name
+                ))
+            })?;
+        }
+    }
+    for f in files.iter().filter(|f| f.path == plan::BOOTSTRAP_PATH) {
+        if !f.contents.starts_with("#!/bin/sh\n") {
+            return Err(RenderError("the bootstrap script lost its #! line".into()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,843 @@
+//! Stage 1b, the spec: the typed cluster spec, read from the [`crate::source`] tree.
+//!
+//! Reading is forgiving in one way only: it keeps going after a problem so that every
+//! structural error (unknown key, wrong type, missing field) is reported at once, each with
+//! its spec path. Semantic checks live in [`crate::validate`]; decisions live in
+//! [`crate::plan`].
+
+use crate::diagnostics::{Diagnostic, did_you_mean};
+use crate::source::{Node, NodeKind, join};
+use serde::Serialize;
+
+/// The spec versions this build understands.
+pub const SUPPORTED_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Spec {
+    pub version: u32,
+    pub cluster: Cluster,
+    pub tailscale: Tailscale,
+    pub k3s: K3s,
+    pub firewall: Firewall,
+    pub defaults: NodeFields,
+    pub nodes: Vec<NodeSpec>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub name: String,
+}
+
+/// Where a secret comes from. Secrets never live in the spec itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretRef {
+    Env(String),
+    File(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tailscale {
+    pub auth_key: SecretRef,
+    pub tags: Vec<String>,
+    pub ssh: bool,
+    pub accept_dns: bool,
+    pub login_server: Option<String>,
+    /// Version of the static Tailscale build used on Flatcar / Fedora CoreOS; `None`
+    /// resolves the newest stable release at boot.
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlannelBackend {
+    Vxlan,
+    WireguardNative,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct K3s {
+    pub version: Option<String>,
+    pub channel: Option<String>,
+    pub token: SecretRef,
+    pub cluster_cidr: String,
+    pub service_cidr: String,
+    pub flannel_backend: FlannelBackend,
+    pub disable: Vec<String>,
+    pub server_args: Vec<String>,
+    pub agent_args: Vec<String>,
+    /// Escape hatch: allow `server_args`/`agent_args` to set flags meshboot owns.
+    pub allow_owned_args: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirewallBackend {
+    Ufw,
+    Nftables,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SshPolicy {
+    Tailscale,
+    Public,
+    Off,
+}
+
+/// A port or an inclusive port range, as written: `443` or `"30000-32767"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct PortRange {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.start == self.end {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}-{}", self.start, self.end)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Firewall {
+    pub backend: FirewallBackend,
+    pub ssh: SshPolicy,
+    pub public_tcp: Vec<PortRange>,
+    pub public_udp: Vec<PortRange>,
+    /// Extra ports opened on tailscale0 beyond the K3s ports.
+    pub mesh_tcp: Vec<PortRange>,
+    pub mesh_udp: Vec<PortRange>,
+    /// Acknowledges that a public port exposes a K3s-internal port.
+    pub allow_public_k3s_ports: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Os {
+    #[serde(rename = "ubuntu-22.04")]
+    Ubuntu2204,
+    #[serde(rename = "ubuntu-24.04")]
+    Ubuntu2404,
+    #[serde(rename = "debian-12")]
+    Debian12,
+    #[serde(rename = "flatcar")]
+    Flatcar,
+    #[serde(rename = "fedora-coreos")]
+    FedoraCoreos,
+}
+
+impl Os {
+    pub const ALL: [(&'static str, Os); 5] = [
+        ("ubuntu-22.04", Os::Ubuntu2204),
+        ("ubuntu-24.04", Os::Ubuntu2404),
+        ("debian-12", Os::Debian12),
+        ("flatcar", Os::Flatcar),
+        ("fedora-coreos", Os::FedoraCoreos),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Os::ALL
+            .iter()
+            .find(|(_, o)| *o == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Server,
+    Agent,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Hcloud {
+    #[serde(rename = "type")]
+    pub server_type: Option<String>,
+    pub location: Option<String>,
+}
+
+/// Per-node firewall additions.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeFirewall {
+    pub backend: Option<FirewallBackend>,
+    pub public_tcp: Vec<PortRange>,
+    pub public_udp: Vec<PortRange>,
+}
+
+/// The fields a node may set and `defaults` may supply.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeFields {
+    pub os: Option<Os>,
+    pub hcloud: Option<Hcloud>,
+    pub labels: Option<Vec<(String, String)>>,
+    pub taints: Option<Vec<String>>,
+    pub firewall: Option<NodeFirewall>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSpec {
+    pub name: String,
+    pub role: Role,
+    pub count: Option<u32>,
+    pub fields: NodeFields,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "cluster",
+    "tailscale",
+    "k3s",
+    "firewall",
+    "defaults",
+    "nodes",
+];
+const CLUSTER_KEYS: &[&str] = &["name"];
+const TAILSCALE_KEYS: &[&str] = &[
+    "auth_key",
+    "tags",
+    "ssh",
+    "accept_dns",
+    "login_server",
+    "version",
+];
+const K3S_KEYS: &[&str] = &[
+    "version",
+    "channel",
+    "token",
+    "cluster_cidr",
+    "service_cidr",
+    "flannel_backend",
+    "disable",
+    "server_args",
+    "agent_args",
+    "allow_owned_args",
+];
+const FIREWALL_KEYS: &[&str] = &[
+    "backend",
+    "ssh",
+    "public_tcp",
+    "public_udp",
+    "mesh_tcp",
+    "mesh_udp",
+    "allow_public_k3s_ports",
+];
+const NODE_FIELD_KEYS: &[&str] = &["os", "hcloud", "labels", "taints", "firewall"];
+const NODE_KEYS: &[&str] = &[
+    "name", "role", "count", "os", "hcloud", "labels", "taints", "firewall",
+];
+const HCLOUD_KEYS: &[&str] = &["type", "location"];
+const NODE_FIREWALL_KEYS: &[&str] = &["backend", "public_tcp", "public_udp"];
+const SECRET_KEYS: &[&str] = &["env", "file"];
+
+/// Reads the spec tree, collecting every structural problem into `diags`.
+/// Returns `None` when the spec cannot be used.
+pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
+    let mut r = Reader { diags };
+    let before = r.diags.iter().filter(|d| d.is_error()).count();
+    let top = r.map(root, "", TOP_KEYS)?;
+
+    let version = match top.get("version") {
+        None => {
+            r.diags.push(
+                Diagnostic::error("version", "missing `version`")
+                    .help("start the spec with `version: 1`"),
+            );
+            return None;
+        }
+        Some(v) => match scalar(v) {
+            Some("1") => SUPPORTED_VERSION,
+            _ => {
+                r.diags.push(
+                    Diagnostic::error(
+                        "version",
+                        format!("unsupported spec version {}", describe(v)),
+                    )
+                    .help("this meshboot reads `version: 1`"),
+                );
+                return None;
+            }
+        },
+    };
+
+    let cluster = r.required(&top, "cluster").and_then(|n| {
+        let m = r.map(n, "cluster", CLUSTER_KEYS)?;
+        Some(Cluster {
+            name: r
+                .required(&m, "name")
+                .and_then(|n| r.string(n, "cluster.name"))?,
+        })
+    });
+    let tailscale = r.required(&top, "tailscale").and_then(|n| r.tailscale(n));
+    let k3s = r.required(&top, "k3s").and_then(|n| r.k3s(n));
+    let firewall = match top.get("firewall") {
+        Some(n) => r.firewall(n),
+        None => Some(Firewall {
+            backend: FirewallBackend::Ufw,
+            ssh: SshPolicy::Tailscale,
+            public_tcp: vec![],
+            public_udp: vec![],
+            mesh_tcp: vec![],
+            mesh_udp: vec![],
+            allow_public_k3s_ports: false,
+        }),
+    };
+    let defaults = match top.get("defaults") {
+        Some(n) => r
+            .map(n, "defaults", NODE_FIELD_KEYS)
+            .map(|m| r.node_fields(&m, "defaults")),
+        None => Some(NodeFields::default()),
+    };
+    let nodes = r.required(&top, "nodes").and_then(|n| {
+        let items = r.seq(n, "nodes")?;
+        if items.is_empty() {
+            r.diags.push(
+                Diagnostic::error("nodes", "the spec has no nodes")
+                    .help("list at least one node with `role: server`"),
+            );
+        }
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(n) = r.node(item, &format!("nodes[{i}]")) {
+                out.push(n);
+            }
+        }
+        Some(out)
+    });
+
+    let after = r.diags.iter().filter(|d| d.is_error()).count();
+    let spec = Spec {
+        version,
+        cluster: cluster?,
+        tailscale: tailscale?,
+        k3s: k3s?,
+        firewall: firewall?,
+        defaults: defaults?,
+        nodes: nodes?,
+    };
+    (after == before).then_some(spec)
+}
+
+/// A mapping whose keys were checked against the allowed set.
+struct MapView<'n> {
+    path: String,
+    entries: Vec<(&'n str, &'n Node)>,
+}
+
+impl<'n> MapView<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+    }
+    fn child(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+}
+
+fn scalar(n: &Node) -> Option<&str> {
+    match &n.kind {
+        NodeKind::Scalar { value, .. } if !n.is_null() => Some(value),
+        _ => None,
+    }
+}
+
+/// Shows a value in an error message without echoing anything long (it might be a secret).
+fn describe(n: &Node) -> String {
+    match &n.kind {
+        NodeKind::Scalar { .. } if n.is_null() => "null".into(),
+        NodeKind::Scalar { value, .. } => quote_short(value),
+        _ => n.type_name().into(),
+    }
+}
+
+/// `"value"`, cut to 40 characters and with control characters escaped.
+pub fn quote_short(value: &str) -> String {
+    let mut s: String = value
+        .chars()
+        .take(40)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if value.chars().count() > 40 {
+        s.push('…');
+    }
+    format!("\"{s}\"")
+}
+
+struct Reader<'d> {
+    diags: &'d mut Vec<Diagnostic>,
+}
+
+impl Reader<'_> {
+    fn map<'n>(&mut self, node: &'n Node, path: &str, allowed: &[&str]) -> Option<MapView<'n>> {
+        let NodeKind::Map(entries) = &node.kind else {
+            let shown = if path.is_empty() { "the spec" } else { path };
+            self.diags.push(
+                Diagnostic::error(
+                    path,
+                    format!("expected a mapping, found {}", node.type_name()),
+                )
+                .help(format!("write {shown} as `key: value` lines")),
+            );
+            return None;
+        };
+        let mut view = MapView {
+            path: path.to_string(),
+            entries: Vec::new(),
+        };
+        for (k, v) in entries {
+            let Some(key) = scalar(k) else {
+                self.diags
+                    .push(Diagnostic::error(path, "keys must be plain strings"));
+                continue;
+            };
+            if allowed.contains(&key) {
+                view.entries.push((key, v));
+            } else {
+                let child = join(path, key);
+                let mut d = Diagnostic::error(
+                    child.clone(),
+                    format!("unknown key `{}`", key.escape_debug()),
+                );
+                d = match did_you_mean(key, allowed) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!("allowed here: {}", allowed.join(", "))),
+                };
+                self.diags.push(d);
+            }
+        }
+        Some(view)
+    }
+
+    fn required<'n>(&mut self, m: &MapView<'n>, key: &str) -> Option<&'n Node> {
+        let v = m.get(key);
+        if v.is_none() {
+            let at = if m.path.is_empty() {
+                "the spec"
+            } else {
+                &m.path
+            };
+            self.diags.push(
+                Diagnostic::error(m.child(key), format!("missing `{key}`"))
+                    .help(format!("add `{key}:` to {at}")),
+            );
+        }
+        v
+    }
+
+    fn seq<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [Node]> {
+        match &node.kind {
+            NodeKind::Seq(items) => Some(items),
+            _ if node.is_null() => Some(&[]),
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(path, format!("expected a list, found {}", node.type_name()))
+                        .help("write a list as `[a, b]` or as `- item` lines"),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.kind {
+            NodeKind::Scalar { value, .. } if !node.is_null() => Some(value.clone()),
+            _ => {
+                self.diags.push(Diagnostic::error(
+                    path,
+                    format!("expected a string, found {}", node.type_name()),
+                ));
+                None
+            }
+        }
+    }
+
+    fn opt_string(&mut self, m: &MapView, key: &str) -> Option<Option<String>> {
+        match m.get(key) {
+            None => Some(None),
+            Some(n) if n.is_null() => Some(None),
+            Some(n) => self.string(n, &m.child(key)).map(Some),
+        }
+    }
+
+    fn bool(&mut self, m: &MapView, key: &str, default: bool) -> Option<bool> {
+        let Some(n) = m.get(key) else {
+            return Some(default);
+        };
+        match &n.kind {
+            NodeKind::Scalar { value, plain: true } if value == "true" => Some(true),
+            NodeKind::Scalar { value, plain: true } if value == "false" => Some(false),
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        m.child(key),
+                        format!("expected true or false, found {}", describe(n)),
+                    )
+                    .help(format!("write `{key}: true` or `{key}: false`")),
+                );
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, m: &MapView, key: &str) -> Option<Vec<String>> {
+        let Some(n) = m.get(key) else {
+            return Some(vec![]);
+        };
+        let path = m.child(key);
+        let items = self.seq(n, &path)?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.string(item, &format!("{path}[{i}]")) {
+                Some(s) => out.push(s),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        what: &str,
+        options: &[(&str, T)],
+    ) -> Option<T> {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        if let Some(v) = scalar(node)
+            && let Some((_, t)) = options.iter().find(|(n, _)| *n == v)
+        {
+            return Some(*t);
+        }
+        let given = scalar(node).unwrap_or("");
+        let mut d = Diagnostic::error(path, format!("unknown {what} {}", describe(node)));
+        d = match did_you_mean(given, &names) {
+            Some(s) => d.help(format!(
+                "did you mean `{s}`? ({what} is one of {})",
+                names.join(", ")
+            )),
+            None => d.help(format!("use one of: {}", names.join(", "))),
+        };
+        self.diags.push(d);
+        None
+    }
+
+    fn opt_choice<T: Copy>(
+        &mut self,
+        m: &MapView,
+        key: &str,
+        what: &str,
+        options: &[(&str, T)],
+        default: T,
+    ) -> Option<T> {
+        match m.get(key) {
+            None => Some(default),
+            Some(n) => self.choice(n, &m.child(key), what, options),
+        }
+    }
+
+    fn secret(&mut self, node: &Node, path: &str) -> Option<SecretRef> {
+        if let NodeKind::Scalar { value, .. } = &node.kind
+            && !node.is_null()
+        {
+            let looks_secret = value.starts_with("tskey-") || value.len() >= 16;
+            let mut d = Diagnostic::error(
+                path,
+                if looks_secret {
+                    "a literal secret is written in the spec; secrets are refused here".to_string()
+                } else {
+                    "expected a secret reference, found a literal value".to_string()
+                },
+            );
+            d = d.help(format!(
+                "keep the secret out of the spec: export it and write `{}: {{ env: VAR_NAME }}`, or point at a file with `{{ file: path/to/secret }}`",
+                path.rsplit('.').next().unwrap_or(path)
+            ));
+            self.diags.push(d);
+            return None;
+        }
+        let m = self.map(node, path, SECRET_KEYS)?;
+        let env = self.opt_string(&m, "env")?;
+        let file = self.opt_string(&m, "file")?;
+        match (env, file) {
+            (Some(e), None) => Some(SecretRef::Env(e)),
+            (None, Some(f)) => Some(SecretRef::File(f)),
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        path,
+                        "a secret reference needs exactly one of `env` or `file`",
+                    )
+                    .help("write `{ env: VAR_NAME }` or `{ file: path/to/secret }`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn port(&mut self, node: &Node, path: &str) -> Option<PortRange> {
+        let bad = |r: &mut Self, msg: String| {
+            r.diags.push(
+                Diagnostic::error(path, msg)
+                    .help("write a port 1-65535 (`443`) or a range in quotes (`\"30000-32767\"`)"),
+            );
+            None
+        };
+        let Some(text) = scalar(node) else {
+            return bad(self, format!("expected a port, found {}", node.type_name()));
+        };
+        let parse = |s: &str| s.trim().parse::<u32>().ok();
+        let (start, end) = match text.split_once('-') {
+            Some((a, b)) => (parse(a), parse(b)),
+            None => (parse(text), parse(text)),
+        };
+        match (start, end) {
+            (Some(s), Some(e))
+                if (1..=65535).contains(&s) && (1..=65535).contains(&e) && s <= e =>
+            {
+                Some(PortRange { start: s, end: e })
+            }
+            (Some(_), Some(_)) => bad(self, format!("port {} is out of range", quote_short(text))),
+            _ => bad(
+                self,
+                format!("expected a port, found {}", quote_short(text)),
+            ),
+        }
+    }
+
+    fn ports(&mut self, m: &MapView, key: &str) -> Option<Vec<PortRange>> {
+        let Some(n) = m.get(key) else {
+            return Some(vec![]);
+        };
+        let path = m.child(key);
+        let items = self.seq(n, &path)?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.port(item, &format!("{path}[{i}]")) {
+                Some(p) => out.push(p),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn tailscale(&mut self, node: &Node) -> Option<Tailscale> {
+        let m = self.map(node, "tailscale", TAILSCALE_KEYS)?;
+        let auth_key = self
+            .required(&m, "auth_key")
+            .and_then(|n| self.secret(n, "tailscale.auth_key"));
+        let tags = self.strings(&m, "tags");
+        let ssh = self.bool(&m, "ssh", false);
+        let accept_dns = self.bool(&m, "accept_dns", false);
+        let login_server = self.opt_string(&m, "login_server");
+        let version = self.opt_string(&m, "version");
+        Some(Tailscale {
+            auth_key: auth_key?,
+            tags: tags?,
+            ssh: ssh?,
+            accept_dns: accept_dns?,
+            login_server: login_server?,
+            version: version?,
+        })
+    }
+
+    fn k3s(&mut self, node: &Node) -> Option<K3s> {
+        let m = self.map(node, "k3s", K3S_KEYS)?;
+        let version = self.opt_string(&m, "version");
+        let channel = self.opt_string(&m, "channel");
+        let token = self
+            .required(&m, "token")
+            .and_then(|n| self.secret(n, "k3s.token"));
+        let cluster_cidr = self.opt_string(&m, "cluster_cidr");
+        let service_cidr = self.opt_string(&m, "service_cidr");
+        let flannel_backend = self.opt_choice(
+            &m,
+            "flannel_backend",
+            "flannel backend",
+            &[
+                ("vxlan", FlannelBackend::Vxlan),
+                ("wireguard-native", FlannelBackend::WireguardNative),
+                ("none", FlannelBackend::None),
+            ],
+            FlannelBackend::Vxlan,
+        );
+        let disable = self.strings(&m, "disable");
+        let server_args = self.strings(&m, "server_args");
+        let agent_args = self.strings(&m, "agent_args");
+        let allow_owned_args = self.bool(&m, "allow_owned_args", false);
+        Some(K3s {
+            version: version?,
+            channel: channel?,
+            token: token?,
+            cluster_cidr: cluster_cidr?.unwrap_or_else(|| "10.42.0.0/16".into()),
+            service_cidr: service_cidr?.unwrap_or_else(|| "10.43.0.0/16".into()),
+            flannel_backend: flannel_backend?,
+            disable: disable?,
+            server_args: server_args?,
+            agent_args: agent_args?,
+            allow_owned_args: allow_owned_args?,
+        })
+    }
+
+    fn backend(
+        &mut self,
+        m: &MapView,
+        default: Option<FirewallBackend>,
+    ) -> Option<Option<FirewallBackend>> {
+        match m.get("backend") {
+            None => Some(default),
+            Some(n) => self
+                .choice(
+                    n,
+                    &m.child("backend"),
+                    "firewall backend",
+                    &[
+                        ("ufw", FirewallBackend::Ufw),
+                        ("nftables", FirewallBackend::Nftables),
+                        ("none", FirewallBackend::None),
+                    ],
+                )
+                .map(Some),
+        }
+    }
+
+    fn firewall(&mut self, node: &Node) -> Option<Firewall> {
+        let m = self.map(node, "firewall", FIREWALL_KEYS)?;
+        let backend = self.backend(&m, Some(FirewallBackend::Ufw));
+        let ssh = self.opt_choice(
+            &m,
+            "ssh",
+            "ssh policy",
+            &[
+                ("tailscale", SshPolicy::Tailscale),
+                ("public", SshPolicy::Public),
+                ("off", SshPolicy::Off),
+            ],
+            SshPolicy::Tailscale,
+        );
+        let public_tcp = self.ports(&m, "public_tcp");
+        let public_udp = self.ports(&m, "public_udp");
+        let mesh_tcp = self.ports(&m, "mesh_tcp");
+        let mesh_udp = self.ports(&m, "mesh_udp");
+        let allow = self.bool(&m, "allow_public_k3s_ports", false);
+        Some(Firewall {
+            backend: backend??,
+            ssh: ssh?,
+            public_tcp: public_tcp?,
+            public_udp: public_udp?,
+            mesh_tcp: mesh_tcp?,
+            mesh_udp: mesh_udp?,
+            allow_public_k3s_ports: allow?,
+        })
+    }
+
+    fn node_fields(&mut self, m: &MapView, path: &str) -> NodeFields {
+        let os = m
+            .get("os")
+            .and_then(|n| self.choice(n, &join(path, "os"), "os", &Os::ALL));
+        let hcloud = m.get("hcloud").and_then(|n| {
+            let hm = self.map(n, &join(path, "hcloud"), HCLOUD_KEYS)?;
+            Some(Hcloud {
+                server_type: self.opt_string(&hm, "type")?,
+                location: self.opt_string(&hm, "location")?,
+            })
+        });
+        let labels = m.get("labels").and_then(|n| {
+            let lpath = join(path, "labels");
+            if n.is_null() {
+                return Some(vec![]);
+            }
+            let NodeKind::Map(entries) = &n.kind else {
+                self.diags.push(
+                    Diagnostic::error(
+                        &lpath,
+                        format!("expected a mapping, found {}", n.type_name()),
+                    )
+                    .help("write labels as `{ key: value }`"),
+                );
+                return None;
+            };
+            let mut out = Vec::new();
+            for (k, v) in entries {
+                let key = scalar(k).unwrap_or_default().to_string();
+                let vpath = join(&lpath, &key);
+                let value = match &v.kind {
+                    NodeKind::Scalar { value, .. } => value.clone(),
+                    _ => {
+                        self.diags.push(Diagnostic::error(
+                            vpath,
+                            format!("a label value must be a string, found {}", v.type_name()),
+                        ));
+                        continue;
+                    }
+                };
+                out.push((key, value));
+            }
+            Some(out)
+        });
+        let taints = m
+            .get("taints")
+            .map(|_| self.strings(m, "taints").unwrap_or_default());
+        let firewall = m.get("firewall").and_then(|n| {
+            let fpath = join(path, "firewall");
+            let fm = self.map(n, &fpath, NODE_FIREWALL_KEYS)?;
+            Some(NodeFirewall {
+                backend: self.backend(&fm, None)?,
+                public_tcp: self.ports(&fm, "public_tcp")?,
+                public_udp: self.ports(&fm, "public_udp")?,
+            })
+        });
+        NodeFields {
+            os,
+            hcloud,
+            labels,
+            taints,
+            firewall,
+        }
+    }
+
+    fn node(&mut self, node: &Node, path: &str) -> Option<NodeSpec> {
+        let m = self.map(node, path, NODE_KEYS)?;
+        let name = self
+            .required(&m, "name")
+            .and_then(|n| self.string(n, &m.child("name")));
+        let role = self.required(&m, "role").and_then(|n| {
+            self.choice(
+                n,
+                &m.child("role"),
+                "role",
+                &[("server", Role::Server), ("agent", Role::Agent)],
+            )
+        });
+        let count = match m.get("count") {
+            None => Some(None),
+            Some(n) => match scalar(n).and_then(|s| s.parse::<u32>().ok()) {
+                Some(c) if (1..=1000).contains(&c) => Some(Some(c)),
+                _ => {
+                    self.diags.push(
+                        Diagnostic::error(m.child("count"), format!("expected a count from 1 to 1000, found {}", describe(n)))
+                            .help("`count: 3` expands the entry into name-1 .. name-3; leave it out for one node"),
+                    );
+                    None
+                }
+            },
+        };
+        let fields = self.node_fields(&m, path);
+        Some(NodeSpec {
+            name: name?,
+            role: role?,
+            count: count?,
+            fields,
+        })
+    }
+}
