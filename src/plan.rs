@@ -446,11 +446,16 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
             ];
             if backend == FirewallBackend::Nftables {
                 files.push(file(NFTABLES_PATH, 0o600, FileKind::Nftables));
-                files.push(file(
-                    &format!("{UNIT_DIR}/{FIREWALL_UNIT}"),
-                    0o644,
-                    FileKind::FirewallUnit,
-                ));
+                // Ignition enables the unit itself, so the rules are in place before the
+                // network comes up on first boot; on cloud-init the bootstrap enables it.
+                files.push(FilePlan {
+                    enable: envelope == Envelope::Ignition,
+                    ..file(
+                        &format!("{UNIT_DIR}/{FIREWALL_UNIT}"),
+                        0o644,
+                        FileKind::FirewallUnit,
+                    )
+                });
             }
             if matches!(tailscale.install, TailscaleInstall::Static { .. }) {
                 files.push(file(

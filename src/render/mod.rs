@@ -336,3 +336,27 @@ fn check_rendered(a: &Artifact, files: &[RenderedFile]) -> Result<(), RenderErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_loads() {
+        let env = environment();
+        for (name, _) in TEMPLATES {
+            assert!(env.get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn shell_quote_leaves_safe_words_bare_and_quotes_the_rest() {
+        assert_eq!(shell_quote("cp-1"), "cp-1");
+        assert_eq!(shell_quote("--hostname=cp-1"), "--hostname=cp-1");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$(touch /x)"), "'$(touch /x)'");
+        assert_eq!(shell_quote("~root"), "'~root'");
+    }
+}

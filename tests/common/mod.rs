@@ -31,7 +31,11 @@ pub fn fake_env_vars() -> Vec<(&'static str, &'static str)> {
 
 /// The fake secret values that file-referenced fixtures hold (fixtures/secrets/).
 pub fn all_fake_secret_values() -> Vec<String> {
-    let mut v = vec![FAKE_AUTH_KEY.to_string(), FAKE_OAUTH_SECRET.to_string(), FAKE_TOKEN.to_string()];
+    let mut v = vec![
+        FAKE_AUTH_KEY.to_string(),
+        FAKE_OAUTH_SECRET.to_string(),
+        FAKE_TOKEN.to_string(),
+    ];
     for f in ["tailscale-authkey", "k3s-token"] {
         let p = fixtures_dir().join("secrets").join(f);
         if let Ok(s) = std::fs::read_to_string(&p) {
@@ -83,9 +87,11 @@ pub fn delivered_files(a: &Artifact) -> Vec<(String, u32, String)> {
     use base64::Engine as _;
     let mut out = Vec::new();
     if a.file_name.ends_with(".yaml") {
-        let doc: serde_yaml::Value = serde_yaml::from_str(&a.contents).expect("cloud-config parses");
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&a.contents).expect("cloud-config parses");
         for f in doc["write_files"].as_sequence().expect("write_files") {
-            let mode = u32::from_str_radix(f["permissions"].as_str().expect("permissions"), 8).expect("octal");
+            let mode = u32::from_str_radix(f["permissions"].as_str().expect("permissions"), 8)
+                .expect("octal");
             out.push((
                 f["path"].as_str().expect("path").to_string(),
                 mode,
@@ -97,7 +103,9 @@ pub fn delivered_files(a: &Artifact) -> Vec<(String, u32, String)> {
         for f in doc["storage"]["files"].as_array().expect("files") {
             let src = f["contents"]["source"].as_str().expect("source");
             let b64 = src.strip_prefix("data:;base64,").expect("base64 data url");
-            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .expect("base64");
             out.push((
                 f["path"].as_str().expect("path").to_string(),
                 f["mode"].as_u64().expect("mode") as u32,
