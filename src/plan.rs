@@ -166,7 +166,6 @@ pub enum FileKind {
     Nftables,
     FirewallUnit,
     TailscaledUnit,
-    BootstrapUnit,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -176,7 +175,8 @@ pub struct FilePlan {
     #[serde(serialize_with = "octal")]
     pub mode: u32,
     pub kind: FileKind,
-    /// Systemd unit to enable at delivery (Ignition's `enabled: true`).
+    /// A systemd unit to enable at delivery where the envelope can (Ignition's
+    /// `enabled: true`); the bootstrap enables what it needs either way.
     pub enable: bool,
 }
 
@@ -446,10 +446,10 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
             ];
             if backend == FirewallBackend::Nftables {
                 files.push(file(NFTABLES_PATH, 0o600, FileKind::Nftables));
-                // Ignition enables the unit itself, so the rules are in place before the
-                // network comes up on first boot; on cloud-init the bootstrap enables it.
+                // Where the envelope can enable units (Ignition), the rules are in place
+                // before the network comes up on first boot; the bootstrap enables it too.
                 files.push(FilePlan {
-                    enable: envelope == Envelope::Ignition,
+                    enable: true,
                     ..file(
                         &format!("{UNIT_DIR}/{FIREWALL_UNIT}"),
                         0o644,
@@ -463,16 +463,6 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                     0o644,
                     FileKind::TailscaledUnit,
                 ));
-            }
-            if envelope == Envelope::Ignition {
-                files.push(FilePlan {
-                    enable: true,
-                    ..file(
-                        &format!("{UNIT_DIR}/{BOOTSTRAP_UNIT}"),
-                        0o644,
-                        FileKind::BootstrapUnit,
-                    )
-                });
             }
             files.sort_by(|a, b| a.path.cmp(&b.path));
 
