@@ -98,8 +98,8 @@ pub struct Output {
     pub stderr: String,
 }
 
-fn read_spec(path: &Utf8Path) -> Result<String, Failure> {
-    std::fs::read_to_string(path).map_err(|e| {
+fn read_spec(path: &Utf8Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| {
         Failure::usage(format!(
             "error: cannot read spec {path}: {}\n",
             crate::secrets::io_reason(&e)
@@ -138,7 +138,8 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Failure, Str
         ),
     };
     let text = read_spec(spec_path).map_err(|f| (f, String::new()))?;
-    let checked = crate::check(spec_path, &text, env, &opts).map_err(|f| (f, String::new()))?;
+    let checked =
+        crate::check_bytes(spec_path, &text, env, &opts).map_err(|f| (f, String::new()))?;
     out.stderr.push_str(&checked.warnings);
     let fail = |f: Failure, out: &Output| (f, out.stderr.clone());
 

@@ -79,10 +79,8 @@ pub fn check(
     let (root, map) = match source::parse(text) {
         Ok(ok) => ok,
         Err(e) => {
-            let d = Diagnostic::error("", format!("the spec is not valid YAML: {}", e.message))
-                .help("fix the YAML syntax at the position shown")
-                .at(e.span);
-            let report = render_all(&[d], file, &SourceMap::new(text));
+            let d = Diagnostic::error("", e.message).help(e.help).at(e.span);
+            let report = render_all(&[d], file, &SourceMap::new(source::strip_bom(text)));
             return Err(Failure {
                 code: exit::INVALID_SPEC,
                 message: report,
@@ -137,6 +135,27 @@ pub fn check(
         plan,
         warnings,
     })
+}
+
+/// [`check`] for the raw bytes of a spec file: text that is not UTF-8 is an invalid spec
+/// (exit 1), reported at the line and column of the first byte that is not.
+pub fn check_bytes(
+    path: &Utf8Path,
+    bytes: &[u8],
+    env: &dyn Environment,
+    opts: &Options,
+) -> Result<Checked, Failure> {
+    match source::decode(bytes) {
+        Ok(text) => check(path, text, env, opts),
+        Err(e) => {
+            let d = Diagnostic::error("", e.message).help(e.help).at(e.span);
+            let lossy = String::from_utf8_lossy(bytes);
+            Err(Failure {
+                code: exit::INVALID_SPEC,
+                message: render_all(&[d], path.as_str(), &SourceMap::new(&lossy)),
+            })
+        }
+    }
 }
 
 /// Renders every node of a checked spec and enforces the user-data size limit.

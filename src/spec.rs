@@ -6,11 +6,16 @@
 //! [`crate::plan`].
 
 use crate::diagnostics::{Diagnostic, did_you_mean};
+use crate::secrets::looks_like_secret;
 use crate::source::{Node, NodeKind, join};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// The spec versions this build understands.
 pub const SUPPORTED_VERSION: u32 = 1;
+
+/// The largest `count` of one node entry.
+pub const MAX_COUNT: u32 = 1000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Spec {
@@ -239,28 +244,32 @@ const SECRET_KEYS: &[&str] = &["env", "file"];
 /// Reads the spec tree, collecting every structural problem into `diags`.
 /// Returns `None` when the spec cannot be used.
 pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
-    let mut r = Reader { diags };
+    let mut r = Reader {
+        diags,
+        suggested: Vec::new(),
+    };
     let before = r.diags.iter().filter(|d| d.is_error()).count();
-    let top = r.map(root, "", TOP_KEYS)?;
+    let top = r.top(root)?;
 
     let version = match top.get("version") {
         None => {
             r.diags.push(
                 Diagnostic::error("version", "missing `version`")
-                    .help("start the spec with `version: 1`"),
+                    .help("start the spec with the line `version: 1`"),
             );
-            return None;
+            None
         }
         Some(v) => match scalar(v) {
-            Some("1") => SUPPORTED_VERSION,
+            Some("1") => Some(SUPPORTED_VERSION),
             _ => {
                 r.diags.push(
                     Diagnostic::error(
                         "version",
                         format!("unsupported spec version {}", describe(v)),
                     )
-                    .help("this meshboot reads `version: 1`"),
+                    .help("this meshboot reads specs with `version: 1`"),
                 );
+                // Everything else may mean something different in another version.
                 return None;
             }
         },
@@ -277,8 +286,8 @@ pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
     let tailscale = r.required(&top, "tailscale").and_then(|n| r.tailscale(n));
     let k3s = r.required(&top, "k3s").and_then(|n| r.k3s(n));
     let firewall = match top.get("firewall") {
-        Some(n) => r.firewall(n),
-        None => Some(Firewall {
+        Some(n) if !n.is_null() => r.firewall(n),
+        _ => Some(Firewall {
             backend: FirewallBackend::Ufw,
             ssh: SshPolicy::Tailscale,
             public_tcp: vec![],
@@ -289,17 +298,17 @@ pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         }),
     };
     let defaults = match top.get("defaults") {
-        Some(n) => r
+        Some(n) if !n.is_null() => r
             .map(n, "defaults", NODE_FIELD_KEYS)
             .map(|m| r.node_fields(&m, "defaults")),
-        None => Some(NodeFields::default()),
+        _ => Some(NodeFields::default()),
     };
     let nodes = r.required(&top, "nodes").and_then(|n| {
         let items = r.seq(n, "nodes")?;
         if items.is_empty() {
             r.diags.push(
                 Diagnostic::error("nodes", "the spec has no nodes")
-                    .help("list at least one node with `role: server`"),
+                    .help("list the nodes under `nodes:`, at least one with `role: server`, e.g. `- { name: cp-1, role: server }`"),
             );
         }
         let mut out = Vec::new();
@@ -313,7 +322,7 @@ pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
 
     let after = r.diags.iter().filter(|d| d.is_error()).count();
     let spec = Spec {
-        version,
+        version: version?,
         cluster: cluster?,
         tailscale: tailscale?,
         k3s: k3s?,
@@ -349,6 +358,11 @@ fn scalar(n: &Node) -> Option<&str> {
     }
 }
 
+/// The last key of a path: `nodes[0].role` -> `role`.
+fn last_key(path: &str) -> &str {
+    path.rsplit(['.', ']']).next().unwrap_or(path)
+}
+
 /// Shows a value in an error message without echoing anything long (it might be a secret).
 fn describe(n: &Node) -> String {
     match &n.kind {
@@ -358,34 +372,149 @@ fn describe(n: &Node) -> String {
     }
 }
 
-/// `"value"`, cut to 40 characters and with control characters escaped.
+/// `"value"`, cut to 40 characters and with control characters escaped. A value that looks
+/// like a secret is not shown at all.
 pub fn quote_short(value: &str) -> String {
-    let mut s: String = value
-        .chars()
-        .take(40)
-        .collect::<String>()
-        .escape_debug()
-        .to_string();
+    if looks_like_secret(value) {
+        return "(a value that looks like a secret, not shown)".into();
+    }
+    let mut s = String::new();
+    for c in value.chars().take(40) {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            c if c.is_control() || (c.is_whitespace() && c != ' ') => s.extend(c.escape_default()),
+            c => s.push(c),
+        }
+    }
     if value.chars().count() > 40 {
         s.push('…');
     }
     format!("\"{s}\"")
 }
 
+/// A key as shown in a path or message: itself when it is short and printable, else quoted.
+fn key_text(key: &str) -> String {
+    if key.chars().count() <= 40
+        && !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || (c.is_ascii_punctuation() && c != '`'))
+        && !looks_like_secret(key)
+    {
+        key.to_string()
+    } else {
+        quote_short(key)
+    }
+}
+
+/// Where a key belongs when it is written in the wrong place (only when unambiguous).
+fn home_of(key: &str) -> Option<&'static str> {
+    const HOMES: &[(&str, &[&str])] = &[
+        ("the top level of the spec", TOP_KEYS),
+        ("`cluster:`", CLUSTER_KEYS),
+        ("`tailscale:`", TAILSCALE_KEYS),
+        ("`k3s:`", K3S_KEYS),
+        ("`firewall:`", FIREWALL_KEYS),
+        ("a node under `nodes:` (or under `defaults:`)", NODE_KEYS),
+        ("`hcloud:`", HCLOUD_KEYS),
+    ];
+    let mut homes = HOMES.iter().filter(|(_, keys)| keys.contains(&key));
+    match (homes.next(), homes.next()) {
+        (Some((home, _)), None) => Some(home),
+        _ => None,
+    }
+}
+
+/// What meshboot calls the roles other tools name differently.
+const ROLE_ALIASES: &[(&str, &str)] = &[
+    ("worker", "agent"),
+    ("node", "agent"),
+    ("master", "server"),
+    ("control-plane", "server"),
+    ("controlplane", "server"),
+];
+
+/// Other names for the values of the smaller choices (flannel backend, ssh policy).
+const CHOICE_ALIASES: &[(&str, &str)] = &[
+    ("wireguard", "wireguard-native"),
+    ("wg", "wireguard-native"),
+    ("mesh", "tailscale"),
+    ("none", "off"),
+    ("internet", "public"),
+];
+
+/// Conventional environment variable names for the secret fields.
+fn example_env(field: &str) -> &'static str {
+    if field == "auth_key" {
+        "TS_AUTHKEY"
+    } else {
+        "K3S_TOKEN"
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 struct Reader<'d> {
     diags: &'d mut Vec<Diagnostic>,
+    /// Paths that an unknown key was suggested for (`auth-key` -> `tailscale.auth_key`):
+    /// their "missing" error would only repeat the suggestion.
+    suggested: Vec<String>,
 }
 
 impl Reader<'_> {
+    /// The top level: a mapping of sections.
+    fn top<'n>(&mut self, root: &'n Node) -> Option<MapView<'n>> {
+        const SECTIONS: &str = "version, cluster, tailscale, k3s, firewall, defaults, nodes";
+        let problem = match &root.kind {
+            NodeKind::Map(_) => return self.map(root, "", TOP_KEYS),
+            NodeKind::Scalar { .. } if root.is_null() && root.span.len == 0 => {
+                Diagnostic::error("", "the spec is empty").help(format!(
+                    "a spec is a YAML mapping that starts with `version: 1` and has the sections {SECTIONS} (see the example in the README)"
+                ))
+            }
+            NodeKind::Seq(_) => Diagnostic::error(
+                "",
+                "the spec is a list, but it must be a mapping of sections",
+            )
+            .help(format!(
+                "write the top level as `key: value` lines ({SECTIONS}); if this is the list of nodes, put it under `nodes:`"
+            )),
+            NodeKind::Scalar { .. } => Diagnostic::error(
+                "",
+                format!("the spec is {}, but it must be a mapping of sections", root.type_name()),
+            )
+            .help(format!(
+                "write the top level as `key: value` lines ({SECTIONS}); is this the right file?"
+            )),
+        };
+        let problem = if root.span.len == 0 {
+            problem
+        } else {
+            problem.at(root.span)
+        };
+        self.diags.push(problem);
+        None
+    }
+
     fn map<'n>(&mut self, node: &'n Node, path: &str, allowed: &[&str]) -> Option<MapView<'n>> {
         let NodeKind::Map(entries) = &node.kind else {
-            let shown = if path.is_empty() { "the spec" } else { path };
+            let name = last_key(path);
             self.diags.push(
                 Diagnostic::error(
                     path,
                     format!("expected a mapping, found {}", node.type_name()),
                 )
-                .help(format!("write {shown} as `key: value` lines")),
+                .help(format!(
+                    "write `{name}` as indented `key: value` lines or as `{{ key: value, ... }}`; allowed keys: {}",
+                    allowed.join(", ")
+                )),
             );
             return None;
         };
@@ -393,41 +522,72 @@ impl Reader<'_> {
             path: path.to_string(),
             entries: Vec::new(),
         };
+        let mut seen: HashMap<&str, usize> = HashMap::new();
         for (k, v) in entries {
             let Some(key) = scalar(k) else {
-                self.diags
-                    .push(Diagnostic::error(path, "keys must be plain strings"));
+                self.diags.push(
+                    Diagnostic::error(
+                        path,
+                        format!("a key must be a plain word, found {}", k.type_name()),
+                    )
+                    .help("write keys as `name: value`")
+                    .at(k.span),
+                );
                 continue;
             };
+            let shown = key_text(key);
+            if let Some(first_line) = seen.insert(key, k.span.line) {
+                self.diags.push(
+                    Diagnostic::error(join(path, &shown), format!("duplicate key `{shown}`"))
+                        .help(format!(
+                            "`{shown}` is already set on line {first_line}; keep one of them (meshboot does not guess which one you meant)"
+                        ))
+                        .at(k.span),
+                );
+                continue;
+            }
             if allowed.contains(&key) {
                 view.entries.push((key, v));
-            } else {
-                let child = join(path, key);
-                let mut d = Diagnostic::error(
-                    child.clone(),
-                    format!("unknown key `{}`", key.escape_debug()),
-                );
-                d = match did_you_mean(key, allowed) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None => d.help(format!("allowed here: {}", allowed.join(", "))),
-                };
-                self.diags.push(d);
+                continue;
             }
+            let mut d =
+                Diagnostic::error(join(path, &shown), format!("unknown key `{shown}`")).at(k.span);
+            let here = if path.is_empty() {
+                "at the top level of the spec".to_string()
+            } else {
+                format!("in `{}`", last_key(path))
+            };
+            d = if key == "<<" {
+                d.help("YAML merge keys (`<<: *anchor`) are not supported; put settings shared by nodes under `defaults:`")
+            } else if let Some(s) = did_you_mean(key, allowed) {
+                self.suggested.push(join(path, s));
+                d.help(format!("did you mean `{s}`?"))
+            } else if let Some(home) = home_of(key) {
+                d.help(format!(
+                    "`{key}` belongs under {home}; keys allowed {here}: {}",
+                    allowed.join(", ")
+                ))
+            } else {
+                d.help(format!("keys allowed {here}: {}", allowed.join(", ")))
+            };
+            self.diags.push(d);
         }
         Some(view)
     }
 
     fn required<'n>(&mut self, m: &MapView<'n>, key: &str) -> Option<&'n Node> {
         let v = m.get(key);
-        if v.is_none() {
-            let at = if m.path.is_empty() {
-                "the spec"
-            } else {
-                &m.path
+        if v.is_none() && !self.suggested.contains(&m.child(key)) {
+            let help = match (m.path.starts_with("nodes["), key) {
+                (true, "name") => "give the node a name, e.g. `name: cp-1`".to_string(),
+                (true, "role") => "add `role: server` or `role: agent` to this node".to_string(),
+                _ if m.path.is_empty() => format!("add `{key}:` to the top level of the spec"),
+                _ => format!("add `{key}:` to `{}`", last_key(&m.path)),
             };
             self.diags.push(
                 Diagnostic::error(m.child(key), format!("missing `{key}`"))
-                    .help(format!("add `{key}:` to {at}")),
+                    .help(help)
+                    .on_parent_key(),
             );
         }
         v
@@ -440,7 +600,10 @@ impl Reader<'_> {
             _ => {
                 self.diags.push(
                     Diagnostic::error(path, format!("expected a list, found {}", node.type_name()))
-                        .help("write a list as `[a, b]` or as `- item` lines"),
+                        .help(format!(
+                            "write `{}` as a list: `[a, b]`, or `- item` lines",
+                            last_key(path)
+                        )),
                 );
                 None
             }
@@ -451,10 +614,13 @@ impl Reader<'_> {
         match &node.kind {
             NodeKind::Scalar { value, .. } if !node.is_null() => Some(value.clone()),
             _ => {
-                self.diags.push(Diagnostic::error(
-                    path,
-                    format!("expected a string, found {}", node.type_name()),
-                ));
+                self.diags.push(
+                    Diagnostic::error(
+                        path,
+                        format!("expected a single value, found {}", node.type_name()),
+                    )
+                    .help(format!("write `{}: VALUE`", last_key(path))),
+                );
                 None
             }
         }
@@ -481,7 +647,9 @@ impl Reader<'_> {
                         m.child(key),
                         format!("expected true or false, found {}", describe(n)),
                     )
-                    .help(format!("write `{key}: true` or `{key}: false`")),
+                    .help(format!(
+                        "write `{key}: true` or `{key}: false` (without quotes)"
+                    )),
                 );
                 None
             }
@@ -511,6 +679,7 @@ impl Reader<'_> {
         path: &str,
         what: &str,
         options: &[(&str, T)],
+        aliases: &[(&str, &str)],
     ) -> Option<T> {
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
         if let Some(v) = scalar(node)
@@ -519,13 +688,24 @@ impl Reader<'_> {
             return Some(*t);
         }
         let given = scalar(node).unwrap_or("");
+        let aliases: Vec<&(&str, &str)> = aliases
+            .iter()
+            .filter(|(_, ours)| names.contains(ours))
+            .collect();
+        let alias_names: Vec<&str> = aliases.iter().map(|(a, _)| *a).collect();
+        let alias =
+            did_you_mean(given, &alias_names).and_then(|a| aliases.iter().find(|(n, _)| *n == a));
         let mut d = Diagnostic::error(path, format!("unknown {what} {}", describe(node)));
-        d = match did_you_mean(given, &names) {
-            Some(s) => d.help(format!(
-                "did you mean `{s}`? ({what} is one of {})",
+        d = match (did_you_mean(given, &names), alias) {
+            (Some(s), _) => d.help(format!(
+                "did you mean `{s}`? ({what} is one of: {})",
                 names.join(", ")
             )),
-            None => d.help(format!("use one of: {}", names.join(", "))),
+            (None, Some((other, ours))) => d.help(format!(
+                "did you mean `{ours}`? (what other tools call `{other}`, meshboot calls `{ours}`; {what} is one of: {})",
+                names.join(", ")
+            )),
+            (None, None) => d.help(format!("{what} is one of: {}", names.join(", "))),
         };
         self.diags.push(d);
         None
@@ -541,43 +721,116 @@ impl Reader<'_> {
     ) -> Option<T> {
         match m.get(key) {
             None => Some(default),
-            Some(n) => self.choice(n, &m.child(key), what, options),
+            Some(n) => self.choice(n, &m.child(key), what, options, CHOICE_ALIASES),
         }
     }
 
+    /// A secret reference. A literal value is refused and never echoed: the value of a
+    /// secret field is masked in the source line too (see [`crate::secrets`]).
     fn secret(&mut self, node: &Node, path: &str) -> Option<SecretRef> {
-        if let NodeKind::Scalar { value, .. } = &node.kind
-            && !node.is_null()
-        {
-            let looks_secret = value.starts_with("tskey-") || value.len() >= 16;
-            let mut d = Diagnostic::error(
-                path,
-                if looks_secret {
-                    "a literal secret is written in the spec; secrets are refused here".to_string()
-                } else {
-                    "expected a secret reference, found a literal value".to_string()
-                },
+        let field = last_key(path);
+        let var = example_env(field);
+        let how = format!(
+            "write `{field}: {{ env: {var} }}` and export {var}=..., or keep it in a file and write `{field}: {{ file: path/to/secret }}` (relative to the spec)"
+        );
+        if node.is_null() {
+            self.diags.push(
+                Diagnostic::error(path, "no secret reference given")
+                    .help(format!("say where the secret comes from: {how}")),
             );
-            d = d.help(format!(
-                "keep the secret out of the spec: export it and write `{}: {{ env: VAR_NAME }}`, or point at a file with `{{ file: path/to/secret }}`",
-                path.rsplit('.').next().unwrap_or(path)
-            ));
-            self.diags.push(d);
+            return None;
+        }
+        if let NodeKind::Scalar { value, .. } = &node.kind {
+            let message = if looks_like_secret(value) || value.chars().count() >= 16 {
+                "a secret is written into the spec itself; meshboot refuses secrets in the spec"
+            } else {
+                "expected a secret reference, found a literal value; meshboot refuses secrets in the spec"
+            };
+            self.diags.push(
+                Diagnostic::error(path, message).help(format!(
+                    "keep the secret out of the spec (specs end up in version control and CI logs): {how}. If this key was ever committed or shared, revoke it"
+                )),
+            );
+            return None;
+        }
+        if let NodeKind::Seq(_) = &node.kind {
+            self.diags.push(
+                Diagnostic::error(
+                    path,
+                    format!("expected a secret reference, found {}", node.type_name()),
+                )
+                .help(how),
+            );
             return None;
         }
         let m = self.map(node, path, SECRET_KEYS)?;
         let env = self.opt_string(&m, "env")?;
         let file = self.opt_string(&m, "file")?;
         match (env, file) {
-            (Some(e), None) => Some(SecretRef::Env(e)),
-            (None, Some(f)) => Some(SecretRef::File(f)),
-            _ => {
+            (Some(e), None) => {
+                if looks_like_secret(&e) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            m.child("env"),
+                            "`env` names an environment variable, but this looks like the secret itself",
+                        )
+                        .help(format!(
+                            "export the secret as a variable (export {var}=...) and write `{field}: {{ env: {var} }}`; if this key was ever committed or shared, revoke it"
+                        )),
+                    );
+                    return None;
+                }
+                if !is_env_name(&e) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            m.child("env"),
+                            format!("{} is not an environment variable name", quote_short(&e)),
+                        )
+                        .help(format!(
+                            "a name is letters, digits and `_`, not starting with a digit, e.g. `{{ env: {var} }}`"
+                        )),
+                    );
+                    return None;
+                }
+                Some(SecretRef::Env(e))
+            }
+            (None, Some(f)) => {
+                if looks_like_secret(&f) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            m.child("file"),
+                            "`file` is the path of a file holding the secret, but this looks like the secret itself",
+                        )
+                        .help(format!(
+                            "put the secret in a file and give its path, e.g. `{field}: {{ file: secrets/{field} }}`; if this key was ever committed or shared, revoke it"
+                        )),
+                    );
+                    return None;
+                }
+                if f.trim().is_empty() || f.chars().any(char::is_control) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            m.child("file"),
+                            "the secret file path is empty or holds control characters",
+                        )
+                        .help(
+                            "give the path of the file that holds the secret, relative to the spec",
+                        ),
+                    );
+                    return None;
+                }
+                Some(SecretRef::File(f))
+            }
+            (Some(_), Some(_)) => {
                 self.diags.push(
-                    Diagnostic::error(
-                        path,
-                        "a secret reference needs exactly one of `env` or `file`",
-                    )
-                    .help("write `{ env: VAR_NAME }` or `{ file: path/to/secret }`"),
+                    Diagnostic::error(path, "a secret reference has both `env` and `file`")
+                        .help("keep one: `{ env: VAR_NAME }` or `{ file: path/to/secret }`"),
+                );
+                None
+            }
+            (None, None) => {
+                self.diags.push(
+                    Diagnostic::error(path, "a secret reference needs `env` or `file`").help(how),
                 );
                 None
             }
@@ -586,16 +839,20 @@ impl Reader<'_> {
 
     fn port(&mut self, node: &Node, path: &str) -> Option<PortRange> {
         let bad = |r: &mut Self, msg: String| {
-            r.diags.push(
-                Diagnostic::error(path, msg)
-                    .help("write a port 1-65535 (`443`) or a range in quotes (`\"30000-32767\"`)"),
-            );
+            r.diags.push(Diagnostic::error(path, msg).help(
+                "write a port from 1 to 65535 (`443`) or a range in quotes (`\"30000-32767\"`)",
+            ));
             None
         };
         let Some(text) = scalar(node) else {
             return bad(self, format!("expected a port, found {}", node.type_name()));
         };
-        let parse = |s: &str| s.trim().parse::<u32>().ok();
+        let parse = |s: &str| {
+            let s = s.trim();
+            (!s.is_empty() && s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u32>().ok())
+                .flatten()
+        };
         let (start, end) = match text.split_once('-') {
             Some((a, b)) => (parse(a), parse(b)),
             None => (parse(text), parse(text)),
@@ -606,6 +863,10 @@ impl Reader<'_> {
             {
                 Some(PortRange { start: s, end: e })
             }
+            (Some(s), Some(e)) if s > e && e >= 1 => bad(
+                self,
+                format!("port range {} runs backwards", quote_short(text)),
+            ),
             (Some(_), Some(_)) => bad(self, format!("port {} is out of range", quote_short(text))),
             _ => bad(
                 self,
@@ -706,6 +967,7 @@ impl Reader<'_> {
                         ("nftables", FirewallBackend::Nftables),
                         ("none", FirewallBackend::None),
                     ],
+                    &[("iptables", "nftables"), ("nft", "nftables")],
                 )
                 .map(Some),
         }
@@ -741,54 +1003,104 @@ impl Reader<'_> {
         })
     }
 
+    fn labels(&mut self, n: &Node, lpath: &str) -> Option<Vec<(String, String)>> {
+        if n.is_null() {
+            return Some(vec![]);
+        }
+        let NodeKind::Map(entries) = &n.kind else {
+            self.diags.push(
+                Diagnostic::error(
+                    lpath,
+                    format!("expected a mapping, found {}", n.type_name()),
+                )
+                .help("write labels as `{ key: value }`, e.g. `labels: { node.kubernetes.io/pool: general }`"),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut ok = true;
+        for (k, v) in entries {
+            let Some(key) = scalar(k) else {
+                self.diags.push(
+                    Diagnostic::error(
+                        lpath,
+                        format!(
+                            "a label key must be a single value, found {}",
+                            k.type_name()
+                        ),
+                    )
+                    .at(k.span),
+                );
+                ok = false;
+                continue;
+            };
+            if let Some(first_line) = seen.insert(key, k.span.line) {
+                let shown = key_text(key);
+                self.diags.push(
+                    Diagnostic::error(join(lpath, &shown), format!("duplicate label `{shown}`"))
+                        .help(format!(
+                            "`{shown}` is already set on line {first_line}; keep one of them"
+                        ))
+                        .at(k.span),
+                );
+                ok = false;
+                continue;
+            }
+            let value = match &v.kind {
+                NodeKind::Scalar { value, .. } => value.clone(),
+                _ => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            join(lpath, key),
+                            format!("a label value must be a single value, found {}", v.type_name()),
+                        )
+                        .help("write `key: value`; quote values such as \"true\" or \"8080\" if you like"),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            out.push((key.to_string(), value));
+        }
+        ok.then_some(out)
+    }
+
     fn node_fields(&mut self, m: &MapView, path: &str) -> NodeFields {
-        let os = m
-            .get("os")
-            .and_then(|n| self.choice(n, &join(path, "os"), "os", &Os::ALL));
+        let os = m.get("os").and_then(|n| {
+            self.choice(
+                n,
+                &join(path, "os"),
+                "os",
+                &Os::ALL,
+                &[
+                    ("ubuntu", "ubuntu-24.04"),
+                    ("debian", "debian-12"),
+                    ("fcos", "fedora-coreos"),
+                    ("coreos", "fedora-coreos"),
+                ],
+            )
+        });
         let hcloud = m.get("hcloud").and_then(|n| {
+            if n.is_null() {
+                return None;
+            }
             let hm = self.map(n, &join(path, "hcloud"), HCLOUD_KEYS)?;
             Some(Hcloud {
                 server_type: self.opt_string(&hm, "type")?,
                 location: self.opt_string(&hm, "location")?,
             })
         });
-        let labels = m.get("labels").and_then(|n| {
-            let lpath = join(path, "labels");
-            if n.is_null() {
-                return Some(vec![]);
-            }
-            let NodeKind::Map(entries) = &n.kind else {
-                self.diags.push(
-                    Diagnostic::error(
-                        &lpath,
-                        format!("expected a mapping, found {}", n.type_name()),
-                    )
-                    .help("write labels as `{ key: value }`"),
-                );
-                return None;
-            };
-            let mut out = Vec::new();
-            for (k, v) in entries {
-                let key = scalar(k).unwrap_or_default().to_string();
-                let vpath = join(&lpath, &key);
-                let value = match &v.kind {
-                    NodeKind::Scalar { value, .. } => value.clone(),
-                    _ => {
-                        self.diags.push(Diagnostic::error(
-                            vpath,
-                            format!("a label value must be a string, found {}", v.type_name()),
-                        ));
-                        continue;
-                    }
-                };
-                out.push((key, value));
-            }
-            Some(out)
-        });
+        let labels = m
+            .get("labels")
+            .and_then(|n| self.labels(n, &join(path, "labels")));
         let taints = m
             .get("taints")
             .map(|_| self.strings(m, "taints").unwrap_or_default());
         let firewall = m.get("firewall").and_then(|n| {
+            if n.is_null() {
+                return None;
+            }
             let fpath = join(path, "firewall");
             let fm = self.map(n, &fpath, NODE_FIREWALL_KEYS)?;
             Some(NodeFirewall {
@@ -817,16 +1129,23 @@ impl Reader<'_> {
                 &m.child("role"),
                 "role",
                 &[("server", Role::Server), ("agent", Role::Agent)],
+                ROLE_ALIASES,
             )
         });
         let count = match m.get("count") {
             None => Some(None),
-            Some(n) => match scalar(n).and_then(|s| s.parse::<u32>().ok()) {
-                Some(c) if (1..=1000).contains(&c) => Some(Some(c)),
+            Some(n) => match scalar(n)
+                .filter(|s| s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u32>().ok())
+            {
+                Some(c) if (1..=MAX_COUNT).contains(&c) => Some(Some(c)),
                 _ => {
                     self.diags.push(
-                        Diagnostic::error(m.child("count"), format!("expected a count from 1 to 1000, found {}", describe(n)))
-                            .help("`count: 3` expands the entry into name-1 .. name-3; leave it out for one node"),
+                        Diagnostic::error(
+                            m.child("count"),
+                            format!("expected a count from 1 to {MAX_COUNT}, found {}", describe(n)),
+                        )
+                        .help("`count: 3` expands the entry into NAME-1, NAME-2, NAME-3; leave it out for a single node"),
                     );
                     None
                 }
