@@ -18,7 +18,20 @@ fn main() {
             std::process::exit(code);
         }
     };
-    let code = match run(&cli.command, &ProcessEnv) {
+    // A panic is a meshboot bug: say so, keep the payload out (it could quote input), and
+    // exit with the documented internal-error code instead of Rust's 101.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("error: internal error{at}: meshboot crashed; this is a bug, please report it");
+    }));
+    let outcome = std::panic::catch_unwind(|| run(&cli.command, &ProcessEnv));
+    let Ok(outcome) = outcome else {
+        std::process::exit(meshboot::exit::INTERNAL);
+    };
+    let code = match outcome {
         Ok(out) => {
             eprint!("{}", out.stderr);
             let mut stdout = std::io::stdout().lock();
