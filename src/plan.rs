@@ -155,6 +155,9 @@ pub struct K3sPlan {
     pub boot_keys: Vec<&'static str>,
     /// Names for `tls-san` besides the node's Tailscale IP (servers).
     pub tls_san_names: Vec<String>,
+    /// The cluster CIDR has an IPv6 network: `node-ip` (and `tls-san`) then carry the
+    /// node's Tailscale IPv6 address too, as K3s requires for dual-stack.
+    pub dual_stack: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -166,6 +169,7 @@ pub enum FileKind {
     Nftables,
     FirewallUnit,
     TailscaledUnit,
+    BootstrapUnit,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -457,6 +461,16 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                     )
                 });
             }
+            // Both envelopes start the bootstrap through this unit, which re-runs it at
+            // every boot until the done-stamp exists (an interrupted first boot resumes).
+            files.push(FilePlan {
+                enable: true,
+                ..file(
+                    &format!("{UNIT_DIR}/{BOOTSTRAP_UNIT}"),
+                    0o644,
+                    FileKind::BootstrapUnit,
+                )
+            });
             if matches!(tailscale.install, TailscaleInstall::Static { .. }) {
                 files.push(file(
                     &format!("{UNIT_DIR}/{TAILSCALED_UNIT}"),
@@ -677,6 +691,7 @@ fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
         config,
         boot_keys,
         tls_san_names,
+        dual_stack: cidr_list(&k.cluster_cidr).iter().any(|c| c.contains(':')),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The cloud-init envelope: `#cloud-config` built as data and serialized with serde_yaml.
 //!
 //! `write_files` delivers every file with its mode and root ownership, `packages` installs
-//! only what the node needs (no upgrade), and `runcmd` runs the bootstrap once.
+//! only what the node needs (no upgrade), and `runcmd` enables and starts the bootstrap
+//! unit.
 
 use super::{RenderError, RenderedFile};
 use crate::plan::{self, NodePlan};
@@ -39,7 +40,12 @@ pub fn document(node: &NodePlan, files: &[RenderedFile]) -> Result<String, Rende
                 content: &f.contents,
             })
             .collect(),
-        runcmd: vec![vec![plan::BOOTSTRAP_PATH]],
+        // Through systemd, like Ignition: the unit re-runs the bootstrap at every boot until
+        // it has finished, and `systemctl` fails this runcmd when the bootstrap fails.
+        runcmd: vec![
+            vec!["systemctl", "daemon-reload"],
+            vec!["systemctl", "enable", "--now", plan::BOOTSTRAP_UNIT],
+        ],
     };
     let body = serde_yaml::to_string(&doc).map_err(|e| RenderError(e.to_string()))?;
     Ok(format!("#cloud-config\n{body}"))

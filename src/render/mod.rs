@@ -243,6 +243,7 @@ pub fn node_files(
                 )?,
                 FileKind::FirewallUnit => render_template(FIREWALL_UNIT, context! { paths => paths() })?,
                 FileKind::TailscaledUnit => render_template(TAILSCALED_UNIT, context! { ts_dir => ts_dir })?,
+                FileKind::BootstrapUnit => render_template(BOOTSTRAP_UNIT, context! { paths => paths() })?,
             };
             Ok(RenderedFile {
                 path: f.path.clone(),
@@ -287,22 +288,12 @@ pub fn render_node_as(
     envelope: Envelope,
     ignition_version: IgnitionVersion,
 ) -> Result<Artifact, RenderError> {
-    let mut files = node_files(cluster, node, secrets)?;
-    // The envelopes differ only in how they deliver the files and start the bootstrap:
-    // cloud-init runs it from `runcmd`, Ignition enables a oneshot unit.
+    let files = node_files(cluster, node, secrets)?;
+    // The envelopes differ only in how they deliver the files and enable the bootstrap
+    // unit: cloud-init enables and starts it from `runcmd`, Ignition through its preset.
     let contents = match envelope {
         Envelope::CloudInit => cloud_init::document(node, &files)?,
-        Envelope::Ignition => {
-            files.push(RenderedFile {
-                path: format!("{}/{}", plan::UNIT_DIR, plan::BOOTSTRAP_UNIT),
-                mode: 0o644,
-                contents: render_template(BOOTSTRAP_UNIT, context! { paths => paths() })?,
-                unit: Some(plan::BOOTSTRAP_UNIT.to_string()),
-                enable: true,
-            });
-            files.sort_by(|a, b| a.path.cmp(&b.path));
-            ignition::document(&files, ignition_version)?
-        }
+        Envelope::Ignition => ignition::document(&files, ignition_version)?,
     };
     let artifact = Artifact {
         node: node.name.clone(),
