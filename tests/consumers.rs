@@ -10,8 +10,8 @@
 
 mod common;
 
-use camino::{Utf8Path, Utf8PathBuf};
-use common::{compile, delivered_files, good_fixtures};
+use camino::Utf8PathBuf;
+use common::{compile, delivered_files, good_fixtures, require};
 use meshboot::Options;
 use meshboot::plan::{Envelope, IgnitionVersion, NodePlan};
 use meshboot::render::{Artifact, render_node_as};
@@ -20,20 +20,6 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::process::{Command, Output};
 
 const IGNITION_BIN: &str = "/usr/lib/dracut/modules.d/30ignition/ignition";
-
-/// Fails (never skips) when a consumer tool is missing, naming the Debian package.
-fn require(tool: &str, package: &str) -> String {
-    let found = if tool.starts_with('/') {
-        Utf8Path::new(tool).exists().then(|| tool.to_string())
-    } else {
-        std::env::var("PATH").ok().and_then(|p| {
-            p.split(':')
-                .map(|d| format!("{d}/{tool}"))
-                .find(|c| Utf8Path::new(c).exists())
-        })
-    };
-    found.unwrap_or_else(|| panic!("`{tool}` is missing: install the Debian package `{package}` (apt-get install {package})"))
-}
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output()

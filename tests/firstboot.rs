@@ -48,7 +48,7 @@
 
 mod common;
 
-use common::{all_fake_secret_values, compile, delivered_files, fixtures_dir};
+use common::{all_fake_secret_values, compile, delivered_files, fixtures_dir, require};
 use meshboot::Options;
 use meshboot::firewall::ufw_commands;
 use meshboot::plan::{self, Envelope, NodePlan, NodeRole, TailscaleInstall};
@@ -107,18 +107,6 @@ const K3S_INSTALLER: &str = include_str!("firstboot/pool/k3s-install.sh");
 // ---------------------------------------------------------------------------------------
 // Tools
 
-/// Fails (never skips) when a tool is missing, naming the Debian package to install.
-fn require(tool: &str, package: &str) -> PathBuf {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{tool}` is missing: install the Debian package `{package}` (apt-get install {package})")
-        })
-}
-
 /// The sandbox tools, checked once per sandbox; also refuses a host whose Tailscale the
 /// sandbox could not hide (the bootstrap would find it and skip the install).
 fn sandbox_tools() -> PathBuf {
@@ -132,7 +120,7 @@ fn sandbox_tools() -> PathBuf {
             p.display()
         );
     }
-    require("bwrap", "bubblewrap")
+    PathBuf::from(require("bwrap", "bubblewrap"))
 }
 
 // ---------------------------------------------------------------------------------------

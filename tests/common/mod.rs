@@ -123,3 +123,17 @@ pub fn delivered_files(a: &Artifact) -> Vec<(String, u32, String)> {
     out.sort();
     out
 }
+
+/// Fails (never skips) when a consumer tool is missing, naming the Debian package.
+pub fn require(tool: &str, package: &str) -> String {
+    let found = if tool.starts_with('/') {
+        Utf8Path::new(tool).exists().then(|| tool.to_string())
+    } else {
+        std::env::var("PATH").ok().and_then(|p| {
+            p.split(':')
+                .map(|d| format!("{d}/{tool}"))
+                .find(|c| Utf8Path::new(c).exists())
+        })
+    };
+    found.unwrap_or_else(|| panic!("`{tool}` is missing: install the Debian package `{package}` (apt-get install {package})"))
+}
