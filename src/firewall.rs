@@ -45,6 +45,20 @@ pub const K3S_INTERNAL_UDP: &[PortRange] = &[FLANNEL_VXLAN, FLANNEL_WIREGUARD];
 
 pub const MESH_INTERFACE: &str = "tailscale0";
 
+/// Tailscale's address ranges: every mesh address is in one of them.
+pub const TAILSCALE_V4: &str = "100.64.0.0/10";
+pub const TAILSCALE_V6: &str = "fd7a:115c:a1e0::/48";
+
+/// The cloud metadata service: it serves the node's user data, secrets included, to any
+/// process that asks, pods too.
+pub const METADATA_V4: &str = "169.254.169.254";
+
+/// NodePort range of kube-proxy (K3s's default `service-node-port-range`).
+pub const NODEPORTS: PortRange = PortRange {
+    start: 30000,
+    end: 32767,
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
@@ -74,6 +88,8 @@ pub struct FirewallPlan {
     /// these ports is allowed, since servicelb and hostPort DNAT them to pod addresses.
     pub forward_tcp: Vec<PortRange>,
     pub forward_udp: Vec<PortRange>,
+    /// Drop forwarded traffic from pods to the metadata service.
+    pub block_pod_metadata: bool,
 }
 
 pub struct FirewallInput<'a> {
@@ -87,6 +103,7 @@ pub struct FirewallInput<'a> {
     pub mesh_udp: &'a [PortRange],
     pub cluster_cidrs: &'a [String],
     pub service_cidrs: &'a [String],
+    pub allow_pod_metadata: bool,
 }
 
 pub fn plan_firewall(i: &FirewallInput) -> FirewallPlan {
@@ -170,6 +187,7 @@ pub fn plan_firewall(i: &FirewallInput) -> FirewallPlan {
         pods_v6: v6(&pods),
         forward_tcp,
         forward_udp,
+        block_pod_metadata: !i.allow_pod_metadata,
     }
 }
 
@@ -213,6 +231,12 @@ pub fn ufw_commands(plan: &FirewallPlan) -> Vec<Vec<String>> {
     for cidr in plan.trusted_v4.iter().chain(&plan.trusted_v6) {
         cmd(&["allow", "from", cidr]);
     }
+    // Route rules apply in order: the metadata block comes before the allows.
+    if plan.block_pod_metadata {
+        for cidr in &plan.pods_v4 {
+            cmd(&["route", "deny", "from", cidr, "to", METADATA_V4]);
+        }
+    }
     for iface in plan
         .cni_interfaces
         .iter()
@@ -220,6 +244,9 @@ pub fn ufw_commands(plan: &FirewallPlan) -> Vec<Vec<String>> {
         .chain([MESH_INTERFACE])
     {
         cmd(&["route", "allow", "in", "on", iface]);
+    }
+    for cidr in plan.pods_v4.iter().chain(&plan.pods_v6) {
+        cmd(&["route", "allow", "from", cidr]);
     }
     for cidr in plan.pods_v4.iter().chain(&plan.pods_v6) {
         for (proto, list) in [("tcp", &plan.forward_tcp), ("udp", &plan.forward_udp)] {

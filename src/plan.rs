@@ -422,6 +422,7 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                 mesh_udp: &spec.firewall.mesh_udp,
                 cluster_cidrs: &cluster_cidrs,
                 service_cidrs: &service_cidrs,
+                allow_pod_metadata: spec.firewall.allow_pod_metadata,
             });
 
             let tailscale = plan_tailscale(spec, &n.name, os, oauth);
@@ -566,6 +567,29 @@ fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
     if k.flannel_backend != FlannelBackend::None {
         config.insert("flannel-iface".into(), s(MESH_INTERFACE));
     }
+    let dual_stack = cidr_list(&k.cluster_cidr).iter().any(|c| c.contains(':'));
+    // NodePorts answer on mesh addresses only: kube-proxy's rules accept NodePort traffic
+    // before a host firewall's FORWARD rules see it. Unless the node opens NodePorts itself.
+    let node_fw = n.fields.firewall.clone().unwrap_or_default();
+    let public_nodeports = [
+        &spec.firewall.public_tcp,
+        &spec.firewall.public_udp,
+        &node_fw.public_tcp,
+        &node_fw.public_udp,
+    ]
+    .into_iter()
+    .flatten()
+    .any(|p| crate::firewall::overlaps(*p, crate::firewall::NODEPORTS));
+    if !public_nodeports {
+        let mut mesh = vec![crate::firewall::TAILSCALE_V4];
+        if dual_stack {
+            mesh.push(crate::firewall::TAILSCALE_V6);
+        }
+        config.insert(
+            "kube-proxy-arg".into(),
+            ConfigValue::List(vec![format!("nodeport-addresses={}", mesh.join(","))]),
+        );
+    }
     if let Some(labels) = &n.fields.labels
         && !labels.is_empty()
     {
@@ -691,7 +715,7 @@ fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
         config,
         boot_keys,
         tls_san_names,
-        dual_stack: cidr_list(&k.cluster_cidr).iter().any(|c| c.contains(':')),
+        dual_stack,
     }
 }
 

@@ -120,6 +120,9 @@ pub struct Firewall {
     pub mesh_udp: Vec<PortRange>,
     /// Acknowledges that a public port exposes a K3s-internal port.
     pub allow_public_k3s_ports: bool,
+    /// Lets pods reach the cloud metadata service (169.254.169.254), which serves the
+    /// node's user data, secrets included. Off by default.
+    pub allow_pod_metadata: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -232,6 +235,7 @@ const FIREWALL_KEYS: &[&str] = &[
     "mesh_tcp",
     "mesh_udp",
     "allow_public_k3s_ports",
+    "allow_pod_metadata",
 ];
 const NODE_FIELD_KEYS: &[&str] = &["os", "hcloud", "labels", "taints", "firewall"];
 const NODE_KEYS: &[&str] = &[
@@ -295,6 +299,7 @@ pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
             mesh_tcp: vec![],
             mesh_udp: vec![],
             allow_public_k3s_ports: false,
+            allow_pod_metadata: false,
         }),
     };
     let defaults = match top.get("defaults") {
@@ -992,6 +997,7 @@ impl Reader<'_> {
         let mesh_tcp = self.ports(&m, "mesh_tcp");
         let mesh_udp = self.ports(&m, "mesh_udp");
         let allow = self.bool(&m, "allow_public_k3s_ports", false);
+        let allow_metadata = self.bool(&m, "allow_pod_metadata", false);
         Some(Firewall {
             backend: backend??,
             ssh: ssh?,
@@ -1000,6 +1006,7 @@ impl Reader<'_> {
             mesh_tcp: mesh_tcp?,
             mesh_udp: mesh_udp?,
             allow_public_k3s_ports: allow?,
+            allow_pod_metadata: allow_metadata?,
         })
     }
 

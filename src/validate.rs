@@ -15,8 +15,7 @@ use crate::spec::{FirewallBackend, NodeFields, Os, PortRange, Role, Spec, quote_
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
-const TAILSCALE_V4: &str = "100.64.0.0/10";
-const TAILSCALE_V6: &str = "fd7a:115c:a1e0::/48";
+use crate::firewall::{TAILSCALE_V4, TAILSCALE_V6};
 
 /// The most servers (embedded etcd members) a cluster may have.
 pub const MAX_SERVERS: usize = 7;
@@ -729,6 +728,22 @@ fn check_cidrs(spec: &Spec, d: &mut Vec<Diagnostic>) {
                 );
             }
         }
+    }
+    // flannel rides on tailscale0 (MTU 1280): its interfaces get about 1230, and the kernel
+    // refuses IPv6 on an interface below 1280, so dual-stack pods would get no address.
+    if spec.k3s.flannel_backend != crate::spec::FlannelBackend::None
+        && let Some((_, _, written)) = parsed
+            .iter()
+            .find(|(f, n, _)| *f == "k3s.cluster_cidr" && matches!(n, IpNet::V6(_)))
+    {
+        d.push(
+            Diagnostic::error(
+                "k3s.cluster_cidr",
+                "an IPv6 pod network needs pod interfaces with an MTU of at least 1280, and flannel over tailscale0 (MTU 1280) leaves about 1230",
+            )
+            .help("use an IPv4 pod network, or `flannel_backend: none` with a CNI of your own that handles the MTU")
+            .narrow(written.as_str()),
+        );
     }
 }
 

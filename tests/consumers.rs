@@ -585,6 +585,18 @@ fn ufw_accepts_every_rule_set() {
             "{}: pod traffic is not routed:\n{out}",
             a.file_name
         );
+        // Pods cannot read the node's user data: the drop comes before any forward accept.
+        let forward: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("-A ufw-user-forward"))
+            .collect();
+        assert!(
+            forward
+                .first()
+                .is_some_and(|l| l.contains("-d 169.254.169.254/32") && l.ends_with("-j DROP")),
+            "{}: the metadata block is not the first forward rule:\n{out}",
+            a.file_name
+        );
         checked += 1;
     }
     assert!(checked >= 7, "only {checked} ufw nodes checked");

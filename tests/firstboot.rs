@@ -631,6 +631,8 @@ struct Expect {
     tls_san_names: Vec<String>,
     /// A dual-stack cluster: `node-ip` and `tls-san` carry the IPv6 address too.
     dual_stack: bool,
+    /// flannel runs (bound to tailscale0); false with `flannel_backend: none`.
+    flannel: bool,
 }
 
 impl Expect {
@@ -645,7 +647,12 @@ impl Expect {
                 .collect(),
             tls_san_names: Vec::new(),
             dual_stack: false,
+            flannel: true,
         }
+    }
+    fn without_flannel(mut self) -> Self {
+        self.flannel = false;
+        self
     }
     fn dual_stack(mut self) -> Self {
         self.dual_stack = true;
@@ -1014,12 +1021,8 @@ fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
         "{}",
         ctx()
     );
-    assert_eq!(
-        get("flannel-iface").as_deref(),
-        Some("tailscale0"),
-        "{}",
-        ctx()
-    );
+    let flannel_iface = expect.flannel.then_some("tailscale0");
+    assert_eq!(get("flannel-iface").as_deref(), flannel_iface, "{}", ctx());
     assert!(cfg.get("token").is_none(), "the token is inline\n{}", ctx());
 
     let mut boot_keys = vec!["node-ip"];
@@ -1259,7 +1262,9 @@ fn assert_failed_at(sb: &Sandbox, run: &Run, step: &str) {
 fn expect_from_fixture(node: &NodePlan) -> Expect {
     let firewall = match node.envelope {
         Envelope::Ignition => Firewall::Nftables,
-        Envelope::CloudInit if node.name.starts_with("nft-") => Firewall::Nftables,
+        Envelope::CloudInit if node.name.starts_with("nft-") || node.name.starts_with("ds-") => {
+            Firewall::Nftables
+        }
         Envelope::CloudInit => Firewall::Ufw,
     };
     let tailscale = match &node.tailscale.install {
@@ -1303,9 +1308,9 @@ fn expect_from_fixture(node: &NodePlan) -> Expect {
     if node.role != NodeRole::InitServer {
         expect = expect.joining(&node.join.init_server, INIT_IP);
     }
-    if node.name.starts_with("nft-") {
-        // nftables.yaml's cluster CIDR is dual-stack.
-        expect = expect.dual_stack();
+    if node.name.starts_with("ds-") {
+        // dual-stack.yaml: dual-stack CIDRs and no flannel.
+        expect = expect.dual_stack().without_flannel();
     }
     expect
 }
@@ -1345,7 +1350,6 @@ fn netfilter_server() -> Expect {
             ("INSTALL_K3S_VERSION", "v1.32.9+k3s1"),
         ],
     )
-    .dual_stack()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1476,8 +1480,7 @@ fn nftables_agent_on_ubuntu_2204_joins() {
             ("INSTALL_K3S_VERSION", "v1.32.9+k3s1"),
         ],
     )
-    .joining("nft-server-1", INIT_IP)
-    .dual_stack();
+    .joining("nft-server-1", INIT_IP);
     assert_bootstrapped(&sb, &run, &expect);
     assert_rerun_is_a_noop(&mut sb);
 }
@@ -1931,7 +1934,7 @@ fn ip_families(list: &str) -> BTreeSet<bool> {
 
 #[test]
 fn dual_stack_cluster_gets_a_dual_stack_node_ip() {
-    let mut sb = Sandbox::new(node("nftables.yaml", "nft-server-1"));
+    let mut sb = Sandbox::new(node("dual-stack.yaml", "ds-server"));
     let run = sb.run();
     assert_converged(&sb, &run);
     let cfg: serde_yaml::Value =

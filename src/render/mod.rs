@@ -239,7 +239,7 @@ pub fn node_files(
                 FileKind::Token => format!("{}\n", secrets.token.expose()),
                 FileKind::Nftables => render_template(
                     NFTABLES,
-                    context! { node => Value::from(minijinja::value::Serde(node)), mesh_interface => MESH_INTERFACE },
+                    context! { node => Value::from(minijinja::value::Serde(node)), mesh_interface => MESH_INTERFACE, metadata => crate::firewall::METADATA_V4 },
                 )?,
                 FileKind::FirewallUnit => render_template(FIREWALL_UNIT, context! { paths => paths() })?,
                 FileKind::TailscaledUnit => render_template(TAILSCALED_UNIT, context! { ts_dir => ts_dir })?,
