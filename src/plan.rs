@@ -148,6 +148,9 @@ pub struct EnvVar {
 pub struct K3sPlan {
     /// `server` or `agent` (INSTALL_K3S_EXEC); everything else is in config.yaml.
     pub exec: &'static str,
+    /// The systemd unit the install script creates: `k3s` or `k3s-agent`. The bootstrap
+    /// starts it itself (INSTALL_K3S_SKIP_START) so that its wait is bounded.
+    pub unit: &'static str,
     pub install_env: Vec<EnvVar>,
     /// config.yaml keys known at build time.
     pub config: BTreeMap<String, ConfigValue>,
@@ -672,10 +675,18 @@ fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
     }
     tls_san_names.dedup();
 
-    let mut install_env = vec![EnvVar {
-        name: "INSTALL_K3S_EXEC".into(),
-        value: if role.is_server() { "server" } else { "agent" }.into(),
-    }];
+    let mut install_env = vec![
+        EnvVar {
+            name: "INSTALL_K3S_EXEC".into(),
+            value: if role.is_server() { "server" } else { "agent" }.into(),
+        },
+        // The script's own start blocks until K3s is ready, without a bound; the bootstrap
+        // starts the unit and waits a bounded time instead.
+        EnvVar {
+            name: "INSTALL_K3S_SKIP_START".into(),
+            value: "true".into(),
+        },
+    ];
     match (&k.version, &k.channel) {
         (Some(v), _) => install_env.push(EnvVar {
             name: "INSTALL_K3S_VERSION".into(),
@@ -711,6 +722,7 @@ fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
 
     K3sPlan {
         exec: if role.is_server() { "server" } else { "agent" },
+        unit: if role.is_server() { "k3s" } else { "k3s-agent" },
         install_env,
         config,
         boot_keys,

@@ -641,8 +641,10 @@ impl Expect {
             firewall,
             tailscale,
             join: None,
+            // Every node starts K3s itself, with a bounded wait.
             install_env: install_env
                 .iter()
+                .chain(&[("INSTALL_K3S_SKIP_START", "true")])
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             tls_san_names: Vec::new(),
@@ -897,7 +899,8 @@ fn assert_packages_provide_the_tools(sb: &Sandbox, calls: &[Call]) {
 }
 
 /// Tailscale up, then the node's own address, then (joiners) the server's address and its
-/// /cacerts, then the K3s download and install, each after the one before.
+/// /cacerts, then the K3s download and install, then starting K3s's unit and waiting until
+/// it is active, each after the one before.
 fn assert_steps_in_order(sb: &Sandbox, calls: &[Call], expect: &Expect) {
     let report = || sb.report();
     let up = find_from(calls, 0, |c| c.is_tailscale_up() && c.ok())
@@ -963,10 +966,31 @@ fn assert_steps_in_order(sb: &Sandbox, calls: &[Call], expect: &Expect) {
         "the K3s install script ran more than once\n{}",
         report()
     );
+    // Then the bootstrap starts K3s's unit itself and waits until it is active: nothing
+    // else happens after the install.
+    let after: Vec<String> = calls[install + 1..]
+        .iter()
+        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
+        .collect();
+    let unit = if expect.is_server() {
+        "k3s"
+    } else {
+        "k3s-agent"
+    };
     assert_eq!(
-        install + 1,
-        calls.len(),
-        "calls after the K3s install\n{}",
+        after.first().map(String::as_str),
+        Some(format!("systemctl start --no-block {unit}").as_str()),
+        "K3s's unit was not started right after the install\n{}",
+        report()
+    );
+    let check = format!("systemctl is-active --quiet {unit}");
+    assert!(
+        after.len() >= 2
+            && after[1..]
+                .iter()
+                .all(|c| *c == check || c.starts_with("sleep "))
+            && calls.last().is_some_and(|c| c.ok()),
+        "after the install: {after:?}\n{}",
         report()
     );
 }
@@ -1822,6 +1846,41 @@ fn crash_after_joining_the_mesh_resumes_without_the_auth_key() {
 }
 
 #[test]
+fn reboot_after_the_key_was_removed_waits_for_tailscaled_to_reconnect() {
+    // The key goes once the node is on the mesh; a reboot before the bootstrap finished
+    // finds no key, and tailscaled needs a moment to come back from its state.
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    sb.fault("crash-on", plan::K3S_INSTALL_URL);
+    let run = sb.run();
+    assert!(!run.success(), "{}", sb.report());
+    assert!(!sb.exists(plan::AUTH_KEY_PATH));
+    sb.clear_fault("crash-on");
+    sb.fault("own-ip-missing", 2);
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    assert!(
+        sb.log()
+            .contains("waiting for tailscaled to reconnect: attempt 1 of"),
+        "{}",
+        sb.report()
+    );
+    assert!(!sb.calls_of_last_run().iter().any(Call::is_tailscale_up));
+}
+
+#[test]
+fn a_node_with_no_key_and_no_mesh_fails_at_tailscale_up() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    fs::remove_file(sb.host(plan::AUTH_KEY_PATH)).expect("key delivered");
+    let run = sb.run();
+    assert_failed_at(&sb, &run, "tailscale-up");
+    assert!(
+        sb.log()
+            .contains("is missing or empty and this node is not on the mesh")
+    );
+    assert!(!sb.calls().iter().any(Call::is_tailscale_up));
+}
+
+#[test]
 fn firewall_failure_stops_the_bootstrap_before_anything_else() {
     for (fixture, name, fault) in [
         ("cluster.yaml", "cp-1", "ufw-fail"),
@@ -1874,6 +1933,54 @@ fn k3s_install_failure_fails_at_k3s_install_and_a_rerun_finishes() {
     assert_converged(&sb, &run);
     let installs = exit_codes(&sb.calls(), |c| c.tool == "k3s-install");
     assert_eq!(installs, ["1", "0"], "{}", sb.report());
+}
+
+#[test]
+fn k3s_slow_to_become_active_is_waited_for() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-start-slow", 3);
+    let run = sb.run();
+    assert_bootstrapped(&sb, &run, &cluster_server().joining("cp-1", INIT_IP));
+    let checks = exit_codes(&sb.calls(), |c| {
+        c.is("systemctl", &["is-active", "--quiet", "k3s"])
+    });
+    assert_eq!(checks, ["3", "3", "3", "0"], "{}", sb.report());
+}
+
+#[test]
+fn k3s_never_active_fails_at_k3s_start_after_the_planned_checks() {
+    // A join that cannot complete (a tailnet policy blocking etcd, a wrong token) must end
+    // the bootstrap, named, instead of holding it (and cloud-init) forever.
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-start-slow", "always");
+    let run = sb.run();
+    assert_failed_at(&sb, &run, "k3s-start");
+    let retries = &sb.node.plan.retries;
+    let calls = sb.calls();
+    let checks = exit_codes(&calls, |c| {
+        c.is("systemctl", &["is-active", "--quiet", "k3s"])
+    });
+    assert_eq!(
+        checks.len(),
+        retries.join_attempts as usize,
+        "{}",
+        sb.report()
+    );
+    assert!(!sb.exists(&format!("{}/done", plan::STATE_DIR)));
+    // The next boot picks up where it stopped: no second install, K3s started again.
+    sb.clear_fault("k3s-start-slow");
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    assert_eq!(calls.iter().filter(|c| c.tool == "k3s-install").count(), 1);
+    assert_eq!(
+        sb.calls()
+            .iter()
+            .filter(|c| c.tool == "k3s-install")
+            .count(),
+        1
+    );
 }
 
 // ---------------------------------------------------------------------------------------

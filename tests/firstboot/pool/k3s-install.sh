@@ -66,5 +66,8 @@ token_file=$(sed -n 's/^token-file: *//p' "$config")
 if [ "$cmd" = agent ] && [ -z "${K3S_URL-}" ] && ! grep -q '^server: ' "$config"; then
   fatal "k3s agent: --server is required"
 fi
+if [ "${INSTALL_K3S_SKIP_START-}" = true ]; then
+  finish 0 "$@"
+fi
 echo "[INFO]  systemd: Starting $service"
 finish 0 "$@"
