@@ -13,7 +13,11 @@ use std::collections::BTreeMap;
 
 pub const BOOTSTRAP_PATH: &str = "/opt/meshboot/bootstrap.sh";
 pub const AUTH_KEY_PATH: &str = "/etc/meshboot/tailscale-authkey";
+/// The token this node joins with: the server token on servers, the agent token (when the
+/// spec has one) on agents.
 pub const TOKEN_PATH: &str = "/etc/meshboot/k3s-token";
+/// Servers only, with `k3s.agent_token`: the token agents join with (`agent-token-file`).
+pub const AGENT_TOKEN_PATH: &str = "/etc/meshboot/k3s-agent-token";
 pub const NFTABLES_PATH: &str = "/etc/meshboot/firewall.nft";
 pub const K3S_CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
 pub const K3S_INSTALLER_PATH: &str = "/opt/meshboot/k3s-install.sh";
@@ -169,6 +173,7 @@ pub enum FileKind {
     Bootstrap,
     AuthKey,
     Token,
+    AgentToken,
     Nftables,
     FirewallUnit,
     TailscaledUnit,
@@ -452,6 +457,9 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                 file(AUTH_KEY_PATH, 0o600, FileKind::AuthKey),
                 file(TOKEN_PATH, 0o600, FileKind::Token),
             ];
+            if role.is_server() && spec.k3s.agent_token.is_some() {
+                files.push(file(AGENT_TOKEN_PATH, 0o600, FileKind::AgentToken));
+            }
             if backend == FirewallBackend::Nftables {
                 files.push(file(NFTABLES_PATH, 0o600, FileKind::Nftables));
                 // Where the envelope can enable units (Ignition), the rules are in place
@@ -620,6 +628,9 @@ fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
             config.insert("disable".into(), ConfigValue::List(k.disable.clone()));
         }
         tls_san_names.push(n.name.clone());
+        if k.agent_token.is_some() {
+            config.insert("agent-token-file".into(), s(AGENT_TOKEN_PATH));
+        }
     }
     let mut boot_keys: Vec<&'static str> = if role.is_server() {
         BOOT_KEYS_SERVER.to_vec()
@@ -738,6 +749,7 @@ fn is_meshboot_key(key: &str) -> bool {
         key,
         "node-name"
             | "token-file"
+            | "agent-token-file"
             | "flannel-iface"
             | "cluster-cidr"
             | "service-cidr"

@@ -15,7 +15,7 @@ use serde::{Serialize, Serializer};
 use std::io::Read as _;
 
 /// Spec fields that hold a secret reference.
-pub const SECRET_FIELDS: &[&str] = &["tailscale.auth_key", "k3s.token"];
+pub const SECRET_FIELDS: &[&str] = &["tailscale.auth_key", "k3s.token", "k3s.agent_token"];
 
 /// K3s flags whose value is a credential: never accepted as a literal in extra args.
 pub const SECRET_FLAGS: &[&str] = &[
@@ -226,6 +226,8 @@ impl Serialize for Secret {
 pub struct Secrets {
     pub auth_key: Secret,
     pub token: Secret,
+    /// The agents' token, when the spec has `k3s.agent_token`.
+    pub agent_token: Option<Secret>,
     /// True when the auth key is a Tailscale OAuth client secret (`tskey-client-`).
     pub auth_key_is_oauth: bool,
 }
@@ -267,6 +269,11 @@ pub fn resolve(
         return Ok(Secrets {
             auth_key: Secret::new(placeholder("tailscale.auth_key")),
             token: Secret::new(placeholder("k3s.token")),
+            agent_token: spec
+                .k3s
+                .agent_token
+                .as_ref()
+                .map(|_| Secret::new(placeholder("k3s.agent_token"))),
             auth_key_is_oauth: false,
         });
     }
@@ -279,6 +286,19 @@ pub fn resolve(
         &mut diags,
     );
     let token = read_one(&spec.k3s.token, "k3s.token", spec_dir, env, &mut diags);
+    let agent_token = spec
+        .k3s
+        .agent_token
+        .as_ref()
+        .map(|r| read_one(r, "k3s.agent_token", spec_dir, env, &mut diags));
+    if let (Some(t), Some(Some(a))) = (&token, &agent_token)
+        && t == a
+    {
+        diags.push(
+            Diagnostic::error("k3s.agent_token", "the agent token is the server token")
+                .help("give agents a token of their own (e.g. `openssl rand -hex 32`), or leave `agent_token` out"),
+        );
+    }
     match (auth_key, token) {
         (Some(auth_key), Some(token)) if diags.is_empty() => {
             let auth_key_is_oauth = auth_key.starts_with("tskey-client-");
@@ -295,6 +315,7 @@ pub fn resolve(
             Ok(Secrets {
                 auth_key: Secret(auth_key),
                 token: Secret(token),
+                agent_token: agent_token.flatten().map(Secret),
                 auth_key_is_oauth,
             })
         }

@@ -66,6 +66,9 @@ pub struct K3s {
     pub version: Option<String>,
     pub channel: Option<String>,
     pub token: SecretRef,
+    /// A separate token for agents (`agent-token` on servers): agents then never hold the
+    /// server token, which lets its holder join as a server.
+    pub agent_token: Option<SecretRef>,
     pub cluster_cidr: String,
     pub service_cidr: String,
     pub flannel_backend: FlannelBackend,
@@ -219,6 +222,7 @@ const K3S_KEYS: &[&str] = &[
     "version",
     "channel",
     "token",
+    "agent_token",
     "cluster_cidr",
     "service_cidr",
     "flannel_backend",
@@ -451,10 +455,10 @@ const CHOICE_ALIASES: &[(&str, &str)] = &[
 
 /// Conventional environment variable names for the secret fields.
 fn example_env(field: &str) -> &'static str {
-    if field == "auth_key" {
-        "TS_AUTHKEY"
-    } else {
-        "K3S_TOKEN"
+    match field {
+        "auth_key" => "TS_AUTHKEY",
+        "agent_token" => "K3S_AGENT_TOKEN",
+        _ => "K3S_TOKEN",
     }
 }
 
@@ -924,6 +928,10 @@ impl Reader<'_> {
         let token = self
             .required(&m, "token")
             .and_then(|n| self.secret(n, "k3s.token"));
+        let agent_token = match m.get("agent_token") {
+            None => Some(None),
+            Some(n) => self.secret(n, "k3s.agent_token").map(Some),
+        };
         let cluster_cidr = self.opt_string(&m, "cluster_cidr");
         let service_cidr = self.opt_string(&m, "service_cidr");
         let flannel_backend = self.opt_choice(
@@ -945,6 +953,7 @@ impl Reader<'_> {
             version: version?,
             channel: channel?,
             token: token?,
+            agent_token: agent_token?,
             cluster_cidr: cluster_cidr?.unwrap_or_else(|| "10.42.0.0/16".into()),
             service_cidr: service_cidr?.unwrap_or_else(|| "10.43.0.0/16".into()),
             flannel_backend: flannel_backend?,

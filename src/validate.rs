@@ -559,6 +559,12 @@ fn is_semver(v: &str) -> bool {
 
 fn check_k3s(spec: &Spec, d: &mut Vec<Diagnostic>) {
     let k = &spec.k3s;
+    if k.agent_token.is_none() && spec.nodes.iter().any(|n| n.role == Role::Agent) {
+        d.push(
+            Diagnostic::warning("k3s.token", "agents get the server token, which lets whoever holds it join as a server")
+                .help("add `agent_token: { env: K3S_AGENT_TOKEN }`: servers then accept agents with it, and agents never hold the server token"),
+        );
+    }
     match (&k.version, &k.channel) {
         (Some(_), Some(_)) => d.push(
             Diagnostic::error("k3s.channel", "both `version` and `channel` are set")

@@ -1223,8 +1223,13 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// No secret value in the log, the recorded argv, the installer's environment, the run's
 /// output, or any file the node holds besides the token and key files themselves.
+/// (Which token a node holds is checked in tests/hygiene.rs.)
 fn assert_no_secrets(sb: &Sandbox) {
-    let allowed = [sb.host(plan::TOKEN_PATH), sb.host(plan::AUTH_KEY_PATH)];
+    let allowed = [
+        sb.host(plan::TOKEN_PATH),
+        sb.host(plan::AGENT_TOKEN_PATH),
+        sb.host(plan::AUTH_KEY_PATH),
+    ];
     let pool = sb.world("pool");
     let files = files_under(sb.dir.path())
         .into_iter()

@@ -18,7 +18,7 @@ use common::{
     fixtures_dir, good_fixtures, root,
 };
 use meshboot::Options;
-use meshboot::plan::{AUTH_KEY_PATH, BOOTSTRAP_PATH, TOKEN_PATH};
+use meshboot::plan::{AGENT_TOKEN_PATH, AUTH_KEY_PATH, BOOTSTRAP_PATH, TOKEN_PATH};
 use meshboot::render::Artifact;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -100,6 +100,51 @@ fn secret_values() -> Vec<String> {
 }
 
 #[test]
+fn with_an_agent_token_agents_never_hold_the_server_token() {
+    let spec = common::fixtures_dir().join("headscale-oauth.yaml");
+    let (checked, artifacts) = compile(&spec, &Options::default());
+    let mut agents = 0;
+    for (node, a) in checked.plan.nodes.iter().zip(&artifacts) {
+        let files = delivered(a);
+        let token = files
+            .iter()
+            .find(|f| f.path == TOKEN_PATH)
+            .expect("token file");
+        let agent_file = files.iter().find(|f| f.path == AGENT_TOKEN_PATH);
+        if node.role.is_server() {
+            assert_eq!(
+                token.contents.trim_end(),
+                common::FAKE_TOKEN,
+                "{}",
+                node.name
+            );
+            let agent_file = agent_file.expect("servers get the agent token");
+            assert_eq!(agent_file.contents.trim_end(), common::FAKE_AGENT_TOKEN);
+            assert_eq!(agent_file.mode, 0o600);
+        } else {
+            assert_eq!(
+                token.contents.trim_end(),
+                common::FAKE_AGENT_TOKEN,
+                "{}",
+                node.name
+            );
+            assert!(
+                agent_file.is_none(),
+                "{}: an agent holds agent-token-file",
+                node.name
+            );
+            assert!(
+                !a.contents.contains(common::FAKE_TOKEN),
+                "{}: the server token",
+                node.name
+            );
+            agents += 1;
+        }
+    }
+    assert_eq!(agents, 2);
+}
+
+#[test]
 fn secrets_live_only_in_their_0600_root_files() {
     let secrets = secret_values();
     let mut checked_files = 0;
@@ -111,7 +156,7 @@ fn secrets_live_only_in_their_0600_root_files() {
             for f in &files {
                 assert_eq!(f.owner, "root:root", "{what}: {}", f.path);
                 let holds_secret = secrets.iter().any(|s| f.contents.contains(s.as_str()));
-                if f.path == AUTH_KEY_PATH || f.path == TOKEN_PATH {
+                if f.path == AUTH_KEY_PATH || f.path == TOKEN_PATH || f.path == AGENT_TOKEN_PATH {
                     assert_eq!(f.mode, 0o600, "{what}: {} mode {:o}", f.path, f.mode);
                     assert!(holds_secret, "{what}: {} holds no secret", f.path);
                     assert_eq!(f.contents.lines().count(), 1, "{what}: one line");
@@ -135,7 +180,11 @@ fn secrets_live_only_in_their_0600_root_files() {
             for s in &secrets {
                 let in_files = files
                     .iter()
-                    .filter(|f| f.path == AUTH_KEY_PATH || f.path == TOKEN_PATH)
+                    .filter(|f| {
+                        f.path == AUTH_KEY_PATH
+                            || f.path == TOKEN_PATH
+                            || f.path == AGENT_TOKEN_PATH
+                    })
                     .map(|f| f.contents.matches(s.as_str()).count())
                     .sum::<usize>();
                 let raw = a.contents.matches(s.as_str()).count();

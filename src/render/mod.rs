@@ -236,7 +236,16 @@ pub fn node_files(
                     }
                     key + "\n"
                 }
-                FileKind::Token => format!("{}\n", secrets.token.expose()),
+                // Agents join with the agent token when there is one; servers always
+                // with the server token (and hand the agent token to agents).
+                FileKind::Token => match (&secrets.agent_token, node.role.is_server()) {
+                    (Some(agent), false) => format!("{}\n", agent.expose()),
+                    _ => format!("{}\n", secrets.token.expose()),
+                },
+                FileKind::AgentToken => match &secrets.agent_token {
+                    Some(agent) => format!("{}\n", agent.expose()),
+                    None => return Err(RenderError("an agent-token file without k3s.agent_token".into())),
+                },
                 FileKind::Nftables => render_template(
                     NFTABLES,
                     context! { node => Value::from(minijinja::value::Serde(node)), mesh_interface => MESH_INTERFACE, metadata => crate::firewall::METADATA_V4 },
