@@ -133,10 +133,15 @@ pub fn mask_line(line: &str) -> String {
             }
         }
     }
+    star_out(chars, &hide)
+}
+
+/// `chars` with every character whose `hide` flag is set replaced by `*`.
+fn star_out(chars: Vec<char>, hide: &[bool]) -> String {
     chars
         .into_iter()
         .zip(hide)
-        .map(|(c, h)| if h { '*' } else { c })
+        .map(|(c, h)| if *h { '*' } else { c })
         .collect()
 }
 
@@ -189,11 +194,7 @@ pub fn mask_words(text: &str) -> String {
         }
     }
 
-    chars
-        .into_iter()
-        .zip(hide)
-        .map(|(c, h)| if h { '*' } else { c })
-        .collect()
+    star_out(chars, &hide)
 }
 
 #[derive(Clone, PartialEq, Eq)]
