@@ -2094,21 +2094,11 @@ fn canaries(dir: &Path) -> Vec<PathBuf> {
 /// config.yaml and `tailscale up` unchanged.
 #[test]
 fn hostile_values_are_inert_on_a_real_first_boot() {
-    let dir = fixtures_dir().join("adversarial");
-    let mut specs: Vec<_> = fs::read_dir(&dir)
-        .expect("fixtures/adversarial")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    specs.sort();
+    let specs = common::yaml_files(&fixtures_dir().join("adversarial"));
     assert!(specs.len() >= 2, "no accepted adversarial fixtures");
     let mut booted = 0;
     for spec in specs {
-        let fixture = format!(
-            "adversarial/{}",
-            spec.file_name().unwrap().to_string_lossy()
-        );
+        let fixture = format!("adversarial/{}", spec.file_name().expect("file name"));
         let (checked, _) = compile(&fixtures_dir().join(&fixture), &Options::default());
         for plan in &checked.plan.nodes {
             let mut sb = Sandbox::new(node(&fixture, &plan.name));

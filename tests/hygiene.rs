@@ -14,8 +14,8 @@ mod common;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use common::{
-    FAKE_AUTH_KEY, FAKE_OAUTH_SECRET, FAKE_TOKEN, all_fake_secret_values, compile, fake_env_vars,
-    fixtures_dir, good_fixtures, root,
+    FAKE_AUTH_KEY, FAKE_OAUTH_SECRET, FAKE_TOKEN, all_fake_secret_values, compile, delivered,
+    fake_env_vars, fixtures_dir, good_fixtures, root, yaml_files,
 };
 use meshboot::Options;
 use meshboot::plan::{AGENT_TOKEN_PATH, AUTH_KEY_PATH, BOOTSTRAP_PATH, TOKEN_PATH};
@@ -26,71 +26,9 @@ use std::process::{Command, Output};
 /// Every accepted spec the tests know: the fixtures and the adversarial ones.
 fn accepted_specs() -> Vec<Utf8PathBuf> {
     let mut v = good_fixtures();
-    let adv = fixtures_dir().join("adversarial");
-    let mut more: Vec<Utf8PathBuf> = std::fs::read_dir(&adv)
-        .expect("fixtures/adversarial")
-        .filter_map(|e| Utf8PathBuf::from_path_buf(e.ok()?.path()).ok())
-        .filter(|p| p.extension() == Some("yaml"))
-        .collect();
-    more.sort();
-    v.extend(more);
+    v.extend(yaml_files(&fixtures_dir().join("adversarial")));
     assert!(v.len() >= 7, "{v:?}");
     v
-}
-
-/// One file as the envelope delivers it, with its ownership.
-#[derive(Debug)]
-struct Delivered {
-    path: String,
-    mode: u32,
-    owner: String,
-    contents: String,
-}
-
-/// The files of an artifact with owner and mode, read from the envelope itself.
-fn delivered(a: &Artifact) -> Vec<Delivered> {
-    use base64::Engine as _;
-    let mut out = Vec::new();
-    if a.file_name.ends_with(".yaml") {
-        let doc: serde_yaml::Value = serde_yaml::from_str(&a.contents).expect("cloud-config");
-        for f in doc["write_files"].as_sequence().expect("write_files") {
-            let s = |k: &str| f[k].as_str().unwrap_or_else(|| panic!("{k}")).to_string();
-            out.push(Delivered {
-                path: s("path"),
-                mode: u32::from_str_radix(&s("permissions"), 8).expect("octal"),
-                owner: s("owner"),
-                contents: s("content"),
-            });
-        }
-    } else {
-        let doc: serde_json::Value = serde_json::from_str(&a.contents).expect("ignition");
-        for f in doc["storage"]["files"].as_array().expect("files") {
-            let src = f["contents"]["source"].as_str().expect("source");
-            let b64 = src.strip_prefix("data:;base64,").expect("data url");
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .expect("base64");
-            out.push(Delivered {
-                path: f["path"].as_str().expect("path").to_string(),
-                mode: f["mode"].as_u64().expect("mode") as u32,
-                owner: format!(
-                    "{}:{}",
-                    f["user"]["name"].as_str().expect("user"),
-                    f["group"]["name"].as_str().expect("group")
-                ),
-                contents: String::from_utf8(bytes).expect("utf8"),
-            });
-        }
-        for u in doc["systemd"]["units"].as_array().expect("units") {
-            out.push(Delivered {
-                path: format!("/etc/systemd/system/{}", u["name"].as_str().expect("name")),
-                mode: 0o644,
-                owner: "root:root".into(),
-                contents: u["contents"].as_str().expect("contents").to_string(),
-            });
-        }
-    }
-    out
 }
 
 fn secret_values() -> Vec<String> {

@@ -16,7 +16,7 @@ mod common;
 mod shell;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use common::{delivered_files, fake_env, root};
+use common::{delivered_files, fake_env, root, yaml_files};
 use meshboot::plan::{BOOTSTRAP_PATH, NodePlan, parse_args};
 use meshboot::render::{Artifact, shell_quote};
 use meshboot::secrets::Environment;
@@ -25,18 +25,10 @@ use shell::{CANARY, assert_inert, run_assignments};
 
 fn adversarial(glob: &str) -> Vec<Utf8PathBuf> {
     let dir = root().join("fixtures/adversarial");
-    let dir = if let Some(sub) = glob.strip_suffix("/*.yaml") {
-        dir.join(sub)
-    } else {
-        dir
-    };
-    let mut v: Vec<Utf8PathBuf> = std::fs::read_dir(&dir)
-        .expect("fixtures/adversarial exists")
-        .filter_map(|e| Utf8PathBuf::from_path_buf(e.ok()?.path()).ok())
-        .filter(|p| p.extension() == Some("yaml"))
-        .collect();
-    v.sort();
-    v
+    match glob.strip_suffix("/*.yaml") {
+        Some(sub) => yaml_files(&dir.join(sub)),
+        None => yaml_files(&dir),
+    }
 }
 
 /// Checks and renders `text`; `Err` is the failure (code, message).

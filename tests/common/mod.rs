@@ -57,17 +57,23 @@ pub fn fixtures_dir() -> Utf8PathBuf {
     root().join("fixtures")
 }
 
-/// Every valid fixture (`fixtures/*.yaml` without the `err_` ones), sorted.
-pub fn good_fixtures() -> Vec<Utf8PathBuf> {
-    let mut v: Vec<Utf8PathBuf> = std::fs::read_dir(fixtures_dir())
-        .expect("fixtures/ exists")
+/// The `*.yaml` files directly in `dir`, sorted.
+pub fn yaml_files(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
+    let mut v: Vec<Utf8PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
         .filter_map(|e| Utf8PathBuf::from_path_buf(e.ok()?.path()).ok())
-        .filter(|p| {
-            p.extension() == Some("yaml") && !p.file_name().is_some_and(|n| n.starts_with("err_"))
-        })
+        .filter(|p| p.extension() == Some("yaml"))
         .collect();
     v.sort();
     v
+}
+
+/// Every valid fixture (`fixtures/*.yaml` without the `err_` ones), sorted.
+pub fn good_fixtures() -> Vec<Utf8PathBuf> {
+    yaml_files(&fixtures_dir())
+        .into_iter()
+        .filter(|p| !p.file_name().is_some_and(|n| n.starts_with("err_")))
+        .collect()
 }
 
 /// Compiles a fixture with the fake secrets; panics with the rendered diagnostics.
@@ -84,23 +90,33 @@ pub fn compile(path: &Utf8Path, opts: &Options) -> (Checked, Vec<Artifact>) {
     (checked, artifacts)
 }
 
+/// One file as the envelope delivers it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Delivered {
+    pub path: String,
+    pub mode: u32,
+    /// `user:group`.
+    pub owner: String,
+    pub contents: String,
+}
+
 /// The files a rendered artifact delivers, decoded from the envelope itself (what the
-/// consumer sees), as (path, mode, contents). Units delivered by Ignition's `systemd.units`
-/// appear under /etc/systemd/system with mode 0644, where Ignition writes them.
-pub fn delivered_files(a: &Artifact) -> Vec<(String, u32, String)> {
+/// consumer sees), sorted by path. Units delivered by Ignition's `systemd.units` appear
+/// under /etc/systemd/system with mode 0644 and root ownership, where Ignition writes them.
+pub fn delivered(a: &Artifact) -> Vec<Delivered> {
     use base64::Engine as _;
     let mut out = Vec::new();
     if a.file_name.ends_with(".yaml") {
         let doc: serde_yaml::Value =
             serde_yaml::from_str(&a.contents).expect("cloud-config parses");
         for f in doc["write_files"].as_sequence().expect("write_files") {
-            let mode = u32::from_str_radix(f["permissions"].as_str().expect("permissions"), 8)
-                .expect("octal");
-            out.push((
-                f["path"].as_str().expect("path").to_string(),
-                mode,
-                f["content"].as_str().expect("content").to_string(),
-            ));
+            let s = |k: &str| f[k].as_str().unwrap_or_else(|| panic!("{k}")).to_string();
+            out.push(Delivered {
+                path: s("path"),
+                mode: u32::from_str_radix(&s("permissions"), 8).expect("octal"),
+                owner: s("owner"),
+                contents: s("content"),
+            });
         }
     } else {
         let doc: serde_json::Value = serde_json::from_str(&a.contents).expect("ignition parses");
@@ -110,22 +126,36 @@ pub fn delivered_files(a: &Artifact) -> Vec<(String, u32, String)> {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .expect("base64");
-            out.push((
-                f["path"].as_str().expect("path").to_string(),
-                f["mode"].as_u64().expect("mode") as u32,
-                String::from_utf8(bytes).expect("utf8"),
-            ));
+            out.push(Delivered {
+                path: f["path"].as_str().expect("path").to_string(),
+                mode: f["mode"].as_u64().expect("mode") as u32,
+                owner: format!(
+                    "{}:{}",
+                    f["user"]["name"].as_str().expect("user"),
+                    f["group"]["name"].as_str().expect("group")
+                ),
+                contents: String::from_utf8(bytes).expect("utf8"),
+            });
         }
         for u in doc["systemd"]["units"].as_array().expect("units") {
-            out.push((
-                format!("/etc/systemd/system/{}", u["name"].as_str().expect("name")),
-                0o644,
-                u["contents"].as_str().expect("contents").to_string(),
-            ));
+            out.push(Delivered {
+                path: format!("/etc/systemd/system/{}", u["name"].as_str().expect("name")),
+                mode: 0o644,
+                owner: "root:root".into(),
+                contents: u["contents"].as_str().expect("contents").to_string(),
+            });
         }
     }
     out.sort();
     out
+}
+
+/// [`delivered`] as (path, mode, contents).
+pub fn delivered_files(a: &Artifact) -> Vec<(String, u32, String)> {
+    delivered(a)
+        .into_iter()
+        .map(|d| (d.path, d.mode, d.contents))
+        .collect()
 }
 
 /// Fails (never skips) when a consumer tool is missing, naming the Debian package.
