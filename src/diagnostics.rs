@@ -4,11 +4,11 @@
 //! [`crate::source`] turns that path into a file, line and column when it is rendered, with
 //! the source line and a caret under the offending value (or key), and a `help` line saying
 //! what to do. Rendering never echoes a secret: source lines come masked from
-//! [`SourceMap::display_line`], and messages pass through [`crate::secrets::mask_words`].
+//! [`SourceMap::display_line`], and messages pass through [`crate::redact::mask_words`].
 //! Control and bidi characters are shown as `�`, tabs as four spaces, wide characters are
 //! counted as two columns, and long lines are cut around the caret.
 
-use crate::secrets::mask_words;
+use crate::redact::mask_words;
 use crate::source::{SourceMap, Span};
 use std::fmt::Write as _;
 

@@ -13,6 +13,7 @@ pub mod diagnostics;
 pub mod emit;
 pub mod firewall;
 pub mod plan;
+pub mod redact;
 pub mod render;
 pub mod secrets;
 pub mod source;

@@ -9,7 +9,7 @@
 //! is a positioned error, never a hang or a crash. Source lines shown in diagnostics are
 //! masked wherever they hold a secret (see [`SourceMap::display_line`]).
 
-use crate::secrets;
+use crate::redact;
 use std::collections::{BTreeMap, HashMap};
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -145,14 +145,14 @@ impl SourceMap {
             chars[from..to].iter_mut().for_each(|c| *c = '*');
         }
         let masked: String = chars.into_iter().collect();
-        Some(secrets::mask_line(&masked))
+        Some(redact::mask_line(&masked))
     }
 
     fn index(&mut self, node: &Node, path: &str) {
         self.spans.entry(path.to_string()).or_insert(node.span);
         match &node.kind {
             NodeKind::Scalar { value, plain } => {
-                if let Some((from, count)) = secrets::sensitive_range(path, value) {
+                if let Some((from, count)) = redact::sensitive_range(path, value) {
                     // A quoted scalar's span includes its quotes; the quotes stay visible.
                     let quotes = usize::from(!plain && node.span.len >= 2);
                     let content = node.span.len.saturating_sub(2 * quotes).max(1);

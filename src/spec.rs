@@ -6,7 +6,7 @@
 //! [`crate::plan`].
 
 use crate::diagnostics::{Diagnostic, did_you_mean};
-use crate::secrets::looks_like_secret;
+use crate::redact::{key_text, looks_like_secret, quote_short};
 use crate::source::{Node, NodeKind, join};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -378,42 +378,6 @@ fn describe(n: &Node) -> String {
         NodeKind::Scalar { .. } if n.is_null() => "null".into(),
         NodeKind::Scalar { value, .. } => quote_short(value),
         _ => n.type_name().into(),
-    }
-}
-
-/// `"value"`, cut to 40 characters and with control characters escaped. A value that looks
-/// like a secret is not shown at all.
-pub fn quote_short(value: &str) -> String {
-    if looks_like_secret(value) {
-        return "(a value that looks like a secret, not shown)".into();
-    }
-    let mut s = String::new();
-    for c in value.chars().take(40) {
-        match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
-            c if c.is_control() || (c.is_whitespace() && c != ' ') => s.extend(c.escape_default()),
-            c => s.push(c),
-        }
-    }
-    if value.chars().count() > 40 {
-        s.push('…');
-    }
-    format!("\"{s}\"")
-}
-
-/// A key as shown in a path or message: itself when it is short and printable, else quoted.
-fn key_text(key: &str) -> String {
-    if key.chars().count() <= 40
-        && !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_alphanumeric() || (c.is_ascii_punctuation() && c != '`'))
-        && !looks_like_secret(key)
-    {
-        key.to_string()
-    } else {
-        quote_short(key)
     }
 }
 

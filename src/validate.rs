@@ -10,8 +10,8 @@
 use crate::diagnostics::Diagnostic;
 use crate::firewall::{K3S_INTERNAL_TCP, K3S_INTERNAL_UDP, overlaps};
 use crate::plan::{ExpandedNode, cidr_list, expand, parse_args};
-use crate::secrets::{looks_like_secret, secret_flag_value, url_has_credentials};
-use crate::spec::{FirewallBackend, NodeFields, Os, PortRange, Role, Spec, quote_short};
+use crate::redact::{looks_like_secret, quote_short, secret_flag_value, url_has_credentials};
+use crate::spec::{FirewallBackend, NodeFields, Os, PortRange, Role, Spec};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
