@@ -102,7 +102,7 @@ fn read_spec(path: &Utf8Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| {
         Failure::usage(format!(
             "error: cannot read spec {path}: {}\n",
-            crate::secrets::io_reason(&e)
+            crate::problem::IoReason::from_io(&e)
         ))
     })
 }
@@ -201,7 +201,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Failure, Str
                 fail(
                     Failure::usage(format!(
                         "error: writing to {dir}: {}\n",
-                        crate::secrets::io_reason(&e)
+                        crate::problem::IoReason::from_io(&e)
                     )),
                     &out,
                 )

@@ -1,6 +1,7 @@
 //! Diagnostics: every problem found while loading, validating or planning a spec.
 //!
-//! A [`Diagnostic`] names the spec path it is about (`nodes[2].role`); the source map from
+//! A [`Diagnostic`] is a [`Problem`] (what is wrong, worded in [`crate::problem`]) at a spec
+//! path (`nodes[2].role`); the source map from
 //! [`crate::source`] turns that path into a file, line and column when it is rendered, with
 //! the source line and a caret under the offending value (or key), and a `help` line saying
 //! what to do. Rendering never echoes a secret: source lines come masked from
@@ -8,15 +9,11 @@
 //! Control and bidi characters are shown as `�`, tabs as four spaces, wide characters are
 //! counted as two columns, and long lines are cut around the caret.
 
+use crate::problem::Problem;
+pub use crate::problem::Severity;
 use crate::redact::mask_words;
 use crate::source::{SourceMap, Span};
 use std::fmt::Write as _;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Error,
-    Warning,
-}
 
 /// What the caret points at for a diagnostic's path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,11 +29,10 @@ pub enum Locus {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    pub severity: Severity,
     /// Spec path such as `nodes[2].role`; empty for the document as a whole.
     pub path: String,
-    pub message: String,
-    pub help: Option<String>,
+    /// What is wrong; its wording lives in [`crate::problem`].
+    pub problem: Problem,
     /// An explicit position, for problems that have no spec path (YAML syntax errors).
     pub span: Option<Span>,
     pub locus: Locus,
@@ -51,28 +47,18 @@ const MAX_LINE_COLUMNS: usize = 100;
 const CONTEXT_BEFORE: usize = 40;
 
 impl Diagnostic {
-    pub fn error(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(path: impl Into<String>, problem: Problem) -> Self {
         Diagnostic {
-            severity: Severity::Error,
             path: path.into(),
-            message: message.into(),
-            help: None,
+            problem,
             span: None,
             locus: Locus::Value,
             narrow: None,
         }
     }
 
-    pub fn warning(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(path, message)
-        }
-    }
-
-    pub fn help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
-        self
+    pub fn severity(&self) -> Severity {
+        self.problem.severity()
     }
 
     pub fn at(mut self, span: Span) -> Self {
@@ -100,7 +86,7 @@ impl Diagnostic {
     }
 
     pub fn is_error(&self) -> bool {
-        self.severity == Severity::Error
+        self.severity() == Severity::Error
     }
 
     /// Where in the source this diagnostic points, if anywhere.
@@ -142,12 +128,12 @@ impl Diagnostic {
     /// Renders the diagnostic the way `just` and rustc do: headline, location, source line
     /// with a caret, then the help.
     pub fn render(&self, file: &str, map: &SourceMap) -> String {
-        let label = match self.severity {
+        let label = match self.severity() {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
         let mut out = String::new();
-        let message = clean(&self.message);
+        let message = clean(&self.problem.to_string());
         if self.path.is_empty() {
             let _ = writeln!(out, "{label}: {message}");
         } else {
@@ -179,9 +165,7 @@ impl Diagnostic {
                 let _ = writeln!(out, " --> {file}");
             }
         }
-        if let Some(help) = &self.help {
-            let _ = writeln!(out, "{pad} = help: {}", clean(help));
-        }
+        let _ = writeln!(out, "{pad} = help: {}", clean(&self.problem.help()));
         out
     }
 }
@@ -299,7 +283,7 @@ pub fn render_all(diags: &[Diagnostic], file: &str, map: &SourceMap) -> String {
         .collect();
     sorted.sort_by_key(|(i, d, span)| {
         (
-            d.severity,
+            d.severity(),
             span.map(|s| (0, s.line, s.col)).unwrap_or((1, 0, 0)),
             *i,
         )

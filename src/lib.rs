@@ -13,6 +13,7 @@ pub mod diagnostics;
 pub mod emit;
 pub mod firewall;
 pub mod plan;
+pub mod problem;
 pub mod redact;
 pub mod render;
 pub mod secrets;
@@ -80,7 +81,7 @@ pub fn check(
     let (root, map) = match source::parse(text) {
         Ok(ok) => ok,
         Err(e) => {
-            let d = Diagnostic::error("", e.message).help(e.help).at(e.span);
+            let d = Diagnostic::new("", *e.problem).at(e.span);
             let report = render_all(&[d], file, &SourceMap::new(source::strip_bom(text)));
             return Err(Failure {
                 code: exit::INVALID_SPEC,
@@ -149,7 +150,7 @@ pub fn check_bytes(
     match source::decode(bytes) {
         Ok(text) => check(path, text, env, opts),
         Err(e) => {
-            let d = Diagnostic::error("", e.message).help(e.help).at(e.span);
+            let d = Diagnostic::new("", *e.problem).at(e.span);
             let lossy = String::from_utf8_lossy(bytes);
             Err(Failure {
                 code: exit::INVALID_SPEC,

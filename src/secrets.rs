@@ -8,6 +8,7 @@
 //! [`crate::redact`]'s job.
 
 use crate::diagnostics::Diagnostic;
+use crate::problem::{IoReason, Problem, SecretSource};
 use crate::spec::{SecretRef, Spec};
 use camino::Utf8Path;
 use serde::{Serialize, Serializer};
@@ -114,22 +115,19 @@ pub fn resolve(
     if let (Some(t), Some(Some(a))) = (&token, &agent_token)
         && t == a
     {
-        diags.push(
-            Diagnostic::error("k3s.agent_token", "the agent token is the server token")
-                .help("give agents a token of their own (e.g. `openssl rand -hex 32`), or leave `agent_token` out"),
-        );
+        diags.push(Diagnostic::new(
+            "k3s.agent_token",
+            Problem::AgentTokenIsServerToken,
+        ));
     }
     match (auth_key, token) {
         (Some(auth_key), Some(token)) if diags.is_empty() => {
             let auth_key_is_oauth = auth_key.starts_with("tskey-client-");
             if auth_key_is_oauth && spec.tailscale.tags.is_empty() {
-                diags.push(
-                    Diagnostic::error(
-                        "tailscale.auth_key",
-                        "the auth key is a Tailscale OAuth client secret (it starts with `tskey-client-`), which needs tags",
-                    )
-                    .help("add `tags: [tag:k3s]` under `tailscale:` (the OAuth client must own those tags)"),
-                );
+                diags.push(Diagnostic::new(
+                    "tailscale.auth_key",
+                    Problem::OAuthWithoutTags,
+                ));
                 return Err(diags);
             }
             Ok(Secrets {
@@ -152,12 +150,10 @@ fn read_one(
 ) -> Option<String> {
     let (raw, source) = match r {
         SecretRef::Env(name) => match env.var(name) {
-            Some(v) => (v, format!("environment variable `{name}`")),
+            Some(v) => (v, SecretSource::Env(name.clone())),
             None => {
                 diags.push(
-                    Diagnostic::error(field, format!("environment variable `{name}` is not set"))
-                        .help(format!("export {name}=... before running meshboot, or pass --redact to check the spec without secrets"))
-                        .narrow(name.as_str()),
+                    Diagnostic::new(field, Problem::EnvNotSet(name.clone())).narrow(name.as_str()),
                 );
                 return None;
             }
@@ -165,12 +161,17 @@ fn read_one(
         SecretRef::File(path) => {
             let full = spec_dir.join(path);
             match read_secret_file(&full) {
-                Ok(v) => (v, format!("file {full}")),
+                Ok(v) => (v, SecretSource::File(full.to_string())),
                 Err(reason) => {
                     diags.push(
-                        Diagnostic::error(field, format!("cannot read secret file {full}: {reason}"))
-                            .help("a relative path is relative to the directory of the spec file; check that the file exists and that meshboot may read it")
-                            .narrow(path.as_str()),
+                        Diagnostic::new(
+                            field,
+                            Problem::SecretFileIoReason {
+                                path: full.to_string(),
+                                reason,
+                            },
+                        )
+                        .narrow(path.as_str()),
                     );
                     return None;
                 }
@@ -184,54 +185,31 @@ fn read_one(
     // Files written by `echo` or an editor end in a newline; that is not part of the secret.
     let value = raw.trim_end_matches(['\n', '\r']);
     if value.is_empty() {
-        diags.push(
-            Diagnostic::error(
-                field,
-                format!("the secret is empty: {source} holds nothing"),
-            )
-            .help("put the key or token in it")
-            .narrow(reference),
-        );
+        diags.push(Diagnostic::new(field, Problem::EmptySecret(source)).narrow(reference));
         return None;
     }
     if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        diags.push(
-            Diagnostic::error(
-                field,
-                format!("the secret in {source} contains spaces, tabs or line breaks"),
-            )
-            .help("a key or token is a single word on one line; check what it holds (the value is not shown here)")
-            .narrow(reference),
-        );
+        diags.push(Diagnostic::new(field, Problem::SecretHasWhitespace(source)).narrow(reference));
         return None;
     }
     Some(value.to_string())
 }
 
 /// Reads at most [`MAX_SECRET_BYTES`] of a secret file (so `/dev/zero` cannot hang or
-/// exhaust memory); the error is a reason in words.
-fn read_secret_file(path: &Utf8Path) -> Result<String, String> {
+/// exhaust memory).
+fn read_secret_file(path: &Utf8Path) -> Result<String, IoReason> {
     if path.is_dir() {
-        return Err("it is a directory".into());
+        return Err(IoReason::Directory);
     }
-    let f = std::fs::File::open(path).map_err(|e| io_reason(&e))?;
+    let f = std::fs::File::open(path).map_err(|e| IoReason::from_io(&e))?;
     let mut bytes = Vec::new();
     f.take(MAX_SECRET_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| io_reason(&e))?;
+        .map_err(|e| IoReason::from_io(&e))?;
     if bytes.len() as u64 > MAX_SECRET_BYTES {
-        return Err(format!(
-            "it is larger than {MAX_SECRET_BYTES} bytes, which no key or token is"
-        ));
+        return Err(IoReason::TooLarge {
+            limit: MAX_SECRET_BYTES,
+        });
     }
-    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())
-}
-
-/// An I/O error's reason without the OS error number noise.
-pub fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
-    }
+    String::from_utf8(bytes).map_err(|_| IoReason::NotUtf8)
 }

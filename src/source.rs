@@ -9,6 +9,7 @@
 //! is a positioned error, never a hang or a crash. Source lines shown in diagnostics are
 //! masked wherever they hold a secret (see [`SourceMap::display_line`]).
 
+use crate::problem::{Problem, Shape, YamlFlaw};
 use crate::redact;
 use std::collections::{BTreeMap, HashMap};
 use yaml_rust2::parser::{Event, Parser};
@@ -57,22 +58,22 @@ impl Node {
             if matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL"))
     }
 
-    pub fn type_name(&self) -> &'static str {
+    pub fn shape(&self) -> Shape {
         match &self.kind {
-            NodeKind::Scalar { .. } if self.is_null() => "nothing (null)",
-            NodeKind::Scalar { .. } => "a single value",
-            NodeKind::Seq(_) => "a list",
-            NodeKind::Map(_) => "a mapping",
+            NodeKind::Scalar { .. } if self.is_null() => Shape::Null,
+            NodeKind::Scalar { .. } => Shape::Scalar,
+            NodeKind::Seq(_) => Shape::List,
+            NodeKind::Map(_) => Shape::Mapping,
         }
     }
 }
 
 /// A problem that stops reading the text at all (YAML syntax, encoding, limits), with its
-/// position and what to do about it.
+/// position.
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
-    pub message: String,
-    pub help: String,
+    /// Boxed, as `just` boxes its error kinds: the `Err` of a `Result` stays small.
+    pub problem: Box<Problem>,
     pub span: Span,
 }
 
@@ -207,11 +208,7 @@ pub fn decode(bytes: &[u8]) -> Result<&str, SyntaxError> {
         let col = prefix.rsplit('\n').next().unwrap_or("").chars().count() + 1;
         let byte = bytes.get(e.valid_up_to()).copied().unwrap_or(0);
         SyntaxError {
-            message: format!(
-                "the spec is not UTF-8 text: byte 0x{byte:02X} at line {line}, column {col} is not valid UTF-8"
-            ),
-            help: "save the spec as UTF-8 (it may be in another encoding, or not a text file at all)"
-                .into(),
+            problem: Box::new(Problem::NotUtf8 { byte, line, col }),
             span: Span { line, col, len: 1 },
         }
     })
@@ -228,12 +225,10 @@ pub fn parse(text: &str) -> Result<(Node, SourceMap), SyntaxError> {
     let text = strip_bom(text);
     if text.len() > MAX_SPEC_BYTES {
         return Err(SyntaxError {
-            message: format!(
-                "the spec is {} bytes long; meshboot reads specs of at most {} bytes",
-                text.len(),
-                MAX_SPEC_BYTES
-            ),
-            help: "is this the right file? A cluster spec is a few kilobytes".into(),
+            problem: Box::new(Problem::SpecTooLong {
+                len: text.len(),
+                max: MAX_SPEC_BYTES,
+            }),
             span: Span {
                 line: 1,
                 col: 1,
@@ -292,11 +287,7 @@ fn unprintable(text: &str) -> Option<SyntaxError> {
             || !(c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}');
         if !allowed {
             return Some(SyntaxError {
-                message: format!(
-                    "the spec holds the control character U+{:04X}, which YAML does not allow",
-                    c as u32
-                ),
-                help: "remove it (it may come from copying text out of a terminal or a binary file); write a character like it inside a double-quoted value as \\uXXXX".into(),
+                problem: Box::new(Problem::ControlCharacter(c)),
                 span: Span { line, col, len: 1 },
             });
         }
@@ -310,73 +301,15 @@ fn unprintable(text: &str) -> Option<SyntaxError> {
     None
 }
 
-/// A yaml-rust2 error in words a spec author can act on.
+/// A yaml-rust2 error, recognised (see [`YamlFlaw::from_parser`]) and positioned.
 fn yaml_error(info: &str, m: Marker) -> SyntaxError {
-    let span = Span {
-        line: m.line().max(1),
-        col: m.col() + 1,
-        len: 1,
-    };
-    let (what, help): (&str, &str) = if info.contains("tab") {
-        (
-            "a tab character is used for indentation",
-            "YAML indents with spaces only: replace the tabs at the start of this line with spaces",
-        )
-    } else if info.contains("mapping values are not allowed") {
-        (
-            "unexpected `:` (mapping values are not allowed here)",
-            "a value that contains `: ` must be quoted, e.g. `key: \"a: b\"`; otherwise check the indentation of this line",
-        )
-    } else if info.contains("unknown anchor") {
-        (
-            "this alias refers to an anchor that is not defined above it",
-            "define the anchor first (`key: &name value`), then refer to it (`other: *name`)",
-        )
-    } else if info.contains("recursion limit") {
-        (
-            "the YAML is nested too deeply",
-            "a spec nests a few levels deep; check for unclosed `[` or `{`",
-        )
-    } else if info.contains("while parsing a block mapping")
-        || info.contains("did not find expected key")
-        || info.contains("block collection")
-    {
-        (
-            "the indentation does not line up",
-            "keys of one mapping, and the `-` items of one list, must start in the same column",
-        )
-    } else if info.contains("flow sequence") || info.contains("flow mapping") {
-        (
-            "a `[...]` list or `{...}` mapping is not closed properly",
-            "separate items with `,` and close the list with `]` or the mapping with `}`; quote values that contain `,` `[` `]` `{` `}`",
-        )
-    } else if info.contains("did not find expected node content") {
-        (
-            "a value is missing here",
-            "write a value after `:` or `-`, and close every `[` with `]` and every `{` with `}`",
-        )
-    } else if info.contains("quoted scalar") {
-        (
-            "a quoted value is not closed",
-            "end the value with the same quote it starts with; inside \"...\", write a quote as \\\"",
-        )
-    } else if info.contains("cannot start any token") {
-        (
-            "a value starts with a character YAML reserves",
-            "quote values that start with `@`, `` ` ``, `%`, `|`, `>`, `!`, `&` or `*`",
-        )
-    } else {
-        ("", "fix the YAML syntax at the position shown")
-    };
-    let message = if what.is_empty() {
-        format!("the spec is not valid YAML: {info}")
-    } else {
-        format!("the spec is not valid YAML: {what}")
-    };
     SyntaxError {
-        message,
-        help: help.into(),
-        span,
+        problem: Box::new(Problem::Yaml(YamlFlaw::from_parser(info))),
+        span: Span {
+            line: m.line().max(1),
+            col: m.col() + 1,
+            len: 1,
+        },
     }
 }
 
@@ -489,10 +422,7 @@ impl Builder<'_> {
         self.values = self.values.saturating_add(n);
         if self.values > MAX_VALUES {
             self.error = Some(SyntaxError {
-                message: format!(
-                    "the spec holds more than {MAX_VALUES} values once its YAML aliases are expanded"
-                ),
-                help: "aliases (`*name`) copy what their anchor (`&name`) holds; aliases of aliases multiply it. Write the values out, or put shared node settings under `defaults:`".into(),
+                problem: Box::new(Problem::TooManyValues { max: MAX_VALUES }),
                 span: self.span(m, 1),
             });
             return false;
@@ -517,8 +447,7 @@ impl Builder<'_> {
     fn open(&mut self, m: Marker) -> bool {
         if self.stack.len() >= MAX_DEPTH {
             self.error = Some(SyntaxError {
-                message: format!("the spec nests lists and mappings more than {MAX_DEPTH} deep"),
-                help: "a spec nests a few levels deep; check for unclosed `[` or `{`".into(),
+                problem: Box::new(Problem::TooDeep { max: MAX_DEPTH }),
                 span: self.span(m, 1),
             });
             return false;
@@ -532,8 +461,7 @@ impl Builder<'_> {
 
     fn second_document(&mut self, m: Marker) {
         self.error = Some(SyntaxError {
-            message: "the spec holds more than one YAML document".into(),
-            help: "meshboot reads one document per file: remove the second `---` and what follows it, or merge the two".into(),
+            problem: Box::new(Problem::TwoDocuments),
             span: self.span(m, 1),
         });
     }
@@ -700,7 +628,11 @@ mod tests {
             text.push_str(&format!("b{i}: &b{i} [{items}]\n"));
         }
         let err = parse(&text).expect_err("a billion laughs must not load");
-        assert!(err.message.contains("aliases"), "{}", err.message);
+        assert!(
+            matches!(*err.problem, Problem::TooManyValues { .. }),
+            "{:?}",
+            err.problem
+        );
     }
 
     #[test]
@@ -724,7 +656,11 @@ mod tests {
     fn depth_is_bounded() {
         let text = format!("x: {}{}", "[".repeat(200), "]".repeat(200));
         let err = parse(&text).expect_err("too deep");
-        assert!(err.message.contains("deep"), "{}", err.message);
+        assert!(
+            matches!(*err.problem, Problem::TooDeep { .. }),
+            "{:?}",
+            err.problem
+        );
     }
 
     #[test]
@@ -740,7 +676,7 @@ mod tests {
     fn invalid_utf8_is_positioned() {
         let err = decode(b"a: 1\nb: \xff\n").expect_err("not UTF-8");
         assert_eq!((err.span.line, err.span.col), (2, 4));
-        assert!(err.message.contains("0xFF"));
+        assert!(err.problem.to_string().contains("0xFF"));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! [`crate::plan`].
 
 use crate::diagnostics::{Diagnostic, did_you_mean};
-use crate::redact::{key_text, looks_like_secret, quote_short};
+use crate::problem::{ChoiceHint, Found, KeyHint, Problem};
+use crate::redact::{key_text, looks_like_secret};
 use crate::source::{Node, NodeKind, join};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -261,22 +262,22 @@ pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
 
     let version = match top.get("version") {
         None => {
-            r.diags.push(
-                Diagnostic::error("version", "missing `version`")
-                    .help("start the spec with the line `version: 1`"),
-            );
+            r.diags.push(Diagnostic::new(
+                "version",
+                Problem::Missing {
+                    key: "version".into(),
+                    within: String::new(),
+                },
+            ));
             None
         }
         Some(v) => match scalar(v) {
             Some("1") => Some(SUPPORTED_VERSION),
             _ => {
-                r.diags.push(
-                    Diagnostic::error(
-                        "version",
-                        format!("unsupported spec version {}", describe(v)),
-                    )
-                    .help("this meshboot reads specs with `version: 1`"),
-                );
+                r.diags.push(Diagnostic::new(
+                    "version",
+                    Problem::UnsupportedVersion(found(v)),
+                ));
                 // Everything else may mean something different in another version.
                 return None;
             }
@@ -315,10 +316,7 @@ pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
     let nodes = r.required(&top, "nodes").and_then(|n| {
         let items = r.seq(n, "nodes")?;
         if items.is_empty() {
-            r.diags.push(
-                Diagnostic::error("nodes", "the spec has no nodes")
-                    .help("list the nodes under `nodes:`, at least one with `role: server`, e.g. `- { name: cp-1, role: server }`"),
-            );
+            r.diags.push(Diagnostic::new("nodes", Problem::NoNodes));
         }
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
@@ -372,12 +370,12 @@ fn last_key(path: &str) -> &str {
     path.rsplit(['.', ']']).next().unwrap_or(path)
 }
 
-/// Shows a value in an error message without echoing anything long (it might be a secret).
-fn describe(n: &Node) -> String {
+/// A value as a message shows it (see [`Found`]).
+fn found(n: &Node) -> Found {
     match &n.kind {
-        NodeKind::Scalar { .. } if n.is_null() => "null".into(),
-        NodeKind::Scalar { value, .. } => quote_short(value),
-        _ => n.type_name().into(),
+        NodeKind::Scalar { .. } if n.is_null() => Found::Null,
+        NodeKind::Scalar { value, .. } => Found::Value(value.clone()),
+        _ => Found::Shape(n.shape()),
     }
 }
 
@@ -417,15 +415,6 @@ const CHOICE_ALIASES: &[(&str, &str)] = &[
     ("internet", "public"),
 ];
 
-/// Conventional environment variable names for the secret fields.
-fn example_env(field: &str) -> &'static str {
-    match field {
-        "auth_key" => "TS_AUTHKEY",
-        "agent_token" => "K3S_AGENT_TOKEN",
-        _ => "K3S_TOKEN",
-    }
-}
-
 fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
@@ -444,29 +433,13 @@ struct Reader<'d> {
 impl Reader<'_> {
     /// The top level: a mapping of sections.
     fn top<'n>(&mut self, root: &'n Node) -> Option<MapView<'n>> {
-        const SECTIONS: &str = "version, cluster, tailscale, k3s, firewall, defaults, nodes";
         let problem = match &root.kind {
             NodeKind::Map(_) => return self.map(root, "", TOP_KEYS),
-            NodeKind::Scalar { .. } if root.is_null() && root.span.len == 0 => {
-                Diagnostic::error("", "the spec is empty").help(format!(
-                    "a spec is a YAML mapping that starts with `version: 1` and has the sections {SECTIONS} (see the example in the README)"
-                ))
-            }
-            NodeKind::Seq(_) => Diagnostic::error(
-                "",
-                "the spec is a list, but it must be a mapping of sections",
-            )
-            .help(format!(
-                "write the top level as `key: value` lines ({SECTIONS}); if this is the list of nodes, put it under `nodes:`"
-            )),
-            NodeKind::Scalar { .. } => Diagnostic::error(
-                "",
-                format!("the spec is {}, but it must be a mapping of sections", root.type_name()),
-            )
-            .help(format!(
-                "write the top level as `key: value` lines ({SECTIONS}); is this the right file?"
-            )),
+            NodeKind::Scalar { .. } if root.is_null() && root.span.len == 0 => Problem::EmptySpec,
+            NodeKind::Seq(_) => Problem::SpecIsList,
+            NodeKind::Scalar { .. } => Problem::SpecIsScalar(root.shape()),
         };
+        let problem = Diagnostic::new("", problem);
         let problem = if root.span.len == 0 {
             problem
         } else {
@@ -476,19 +449,21 @@ impl Reader<'_> {
         None
     }
 
-    fn map<'n>(&mut self, node: &'n Node, path: &str, allowed: &[&str]) -> Option<MapView<'n>> {
+    fn map<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        allowed: &'static [&'static str],
+    ) -> Option<MapView<'n>> {
         let NodeKind::Map(entries) = &node.kind else {
-            let name = last_key(path);
-            self.diags.push(
-                Diagnostic::error(
-                    path,
-                    format!("expected a mapping, found {}", node.type_name()),
-                )
-                .help(format!(
-                    "write `{name}` as indented `key: value` lines or as `{{ key: value, ... }}`; allowed keys: {}",
-                    allowed.join(", ")
-                )),
-            );
+            self.diags.push(Diagnostic::new(
+                path,
+                Problem::ExpectedMapping {
+                    within: path.to_string(),
+                    found: node.shape(),
+                    allowed,
+                },
+            ));
             return None;
         };
         let mut view = MapView {
@@ -498,24 +473,21 @@ impl Reader<'_> {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for (k, v) in entries {
             let Some(key) = scalar(k) else {
-                self.diags.push(
-                    Diagnostic::error(
-                        path,
-                        format!("a key must be a plain word, found {}", k.type_name()),
-                    )
-                    .help("write keys as `name: value`")
-                    .at(k.span),
-                );
+                self.diags
+                    .push(Diagnostic::new(path, Problem::KeyNotWord(k.shape())).at(k.span));
                 continue;
             };
             let shown = key_text(key);
             if let Some(first_line) = seen.insert(key, k.span.line) {
                 self.diags.push(
-                    Diagnostic::error(join(path, &shown), format!("duplicate key `{shown}`"))
-                        .help(format!(
-                            "`{shown}` is already set on line {first_line}; keep one of them (meshboot does not guess which one you meant)"
-                        ))
-                        .at(k.span),
+                    Diagnostic::new(
+                        join(path, &shown),
+                        Problem::DuplicateKey {
+                            key: key.to_string(),
+                            first_line,
+                        },
+                    )
+                    .at(k.span),
                 );
                 continue;
             }
@@ -523,27 +495,28 @@ impl Reader<'_> {
                 view.entries.push((key, v));
                 continue;
             }
-            let mut d =
-                Diagnostic::error(join(path, &shown), format!("unknown key `{shown}`")).at(k.span);
-            let here = if path.is_empty() {
-                "at the top level of the spec".to_string()
-            } else {
-                format!("in `{}`", last_key(path))
-            };
-            d = if key == "<<" {
-                d.help("YAML merge keys (`<<: *anchor`) are not supported; put settings shared by nodes under `defaults:`")
+            let hint = if key == "<<" {
+                KeyHint::MergeKey
             } else if let Some(s) = did_you_mean(key, allowed) {
                 self.suggested.push(join(path, s));
-                d.help(format!("did you mean `{s}`?"))
+                KeyHint::DidYouMean(s)
             } else if let Some(home) = home_of(key) {
-                d.help(format!(
-                    "`{key}` belongs under {home}; keys allowed {here}: {}",
-                    allowed.join(", ")
-                ))
+                KeyHint::BelongsUnder(home)
             } else {
-                d.help(format!("keys allowed {here}: {}", allowed.join(", ")))
+                KeyHint::None
             };
-            self.diags.push(d);
+            self.diags.push(
+                Diagnostic::new(
+                    join(path, &shown),
+                    Problem::UnknownKey {
+                        key: key.to_string(),
+                        within: path.to_string(),
+                        allowed,
+                        hint,
+                    },
+                )
+                .at(k.span),
+            );
         }
         Some(view)
     }
@@ -551,16 +524,15 @@ impl Reader<'_> {
     fn required<'n>(&mut self, m: &MapView<'n>, key: &str) -> Option<&'n Node> {
         let v = m.get(key);
         if v.is_none() && !self.suggested.contains(&m.child(key)) {
-            let help = match (m.path.starts_with("nodes["), key) {
-                (true, "name") => "give the node a name, e.g. `name: cp-1`".to_string(),
-                (true, "role") => "add `role: server` or `role: agent` to this node".to_string(),
-                _ if m.path.is_empty() => format!("add `{key}:` to the top level of the spec"),
-                _ => format!("add `{key}:` to `{}`", last_key(&m.path)),
-            };
             self.diags.push(
-                Diagnostic::error(m.child(key), format!("missing `{key}`"))
-                    .help(help)
-                    .on_parent_key(),
+                Diagnostic::new(
+                    m.child(key),
+                    Problem::Missing {
+                        key: key.to_string(),
+                        within: m.path.clone(),
+                    },
+                )
+                .on_parent_key(),
             );
         }
         v
@@ -571,13 +543,13 @@ impl Reader<'_> {
             NodeKind::Seq(items) => Some(items),
             _ if node.is_null() => Some(&[]),
             _ => {
-                self.diags.push(
-                    Diagnostic::error(path, format!("expected a list, found {}", node.type_name()))
-                        .help(format!(
-                            "write `{}` as a list: `[a, b]`, or `- item` lines",
-                            last_key(path)
-                        )),
-                );
+                self.diags.push(Diagnostic::new(
+                    path,
+                    Problem::ExpectedList {
+                        within: path.to_string(),
+                        found: node.shape(),
+                    },
+                ));
                 None
             }
         }
@@ -587,13 +559,13 @@ impl Reader<'_> {
         match &node.kind {
             NodeKind::Scalar { value, .. } if !node.is_null() => Some(value.clone()),
             _ => {
-                self.diags.push(
-                    Diagnostic::error(
-                        path,
-                        format!("expected a single value, found {}", node.type_name()),
-                    )
-                    .help(format!("write `{}: VALUE`", last_key(path))),
-                );
+                self.diags.push(Diagnostic::new(
+                    path,
+                    Problem::ExpectedValue {
+                        within: path.to_string(),
+                        found: node.shape(),
+                    },
+                ));
                 None
             }
         }
@@ -615,15 +587,13 @@ impl Reader<'_> {
             NodeKind::Scalar { value, plain: true } if value == "true" => Some(true),
             NodeKind::Scalar { value, plain: true } if value == "false" => Some(false),
             _ => {
-                self.diags.push(
-                    Diagnostic::error(
-                        m.child(key),
-                        format!("expected true or false, found {}", describe(n)),
-                    )
-                    .help(format!(
-                        "write `{key}: true` or `{key}: false` (without quotes)"
-                    )),
-                );
+                self.diags.push(Diagnostic::new(
+                    m.child(key),
+                    Problem::ExpectedBool {
+                        key: key.to_string(),
+                        found: found(n),
+                    },
+                ));
                 None
             }
         }
@@ -650,37 +620,38 @@ impl Reader<'_> {
         &mut self,
         node: &Node,
         path: &str,
-        what: &str,
-        options: &[(&str, T)],
-        aliases: &[(&str, &str)],
+        what: &'static str,
+        options: &[(&'static str, T)],
+        aliases: &[(&'static str, &'static str)],
     ) -> Option<T> {
-        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&'static str> = options.iter().map(|(n, _)| *n).collect();
         if let Some(v) = scalar(node)
             && let Some((_, t)) = options.iter().find(|(n, _)| *n == v)
         {
             return Some(*t);
         }
         let given = scalar(node).unwrap_or("");
-        let aliases: Vec<&(&str, &str)> = aliases
+        let aliases: Vec<&(&'static str, &'static str)> = aliases
             .iter()
             .filter(|(_, ours)| names.contains(ours))
             .collect();
-        let alias_names: Vec<&str> = aliases.iter().map(|(a, _)| *a).collect();
+        let alias_names: Vec<&'static str> = aliases.iter().map(|(a, _)| *a).collect();
         let alias =
             did_you_mean(given, &alias_names).and_then(|a| aliases.iter().find(|(n, _)| *n == a));
-        let mut d = Diagnostic::error(path, format!("unknown {what} {}", describe(node)));
-        d = match (did_you_mean(given, &names), alias) {
-            (Some(s), _) => d.help(format!(
-                "did you mean `{s}`? ({what} is one of: {})",
-                names.join(", ")
-            )),
-            (None, Some((other, ours))) => d.help(format!(
-                "did you mean `{ours}`? (what other tools call `{other}`, meshboot calls `{ours}`; {what} is one of: {})",
-                names.join(", ")
-            )),
-            (None, None) => d.help(format!("{what} is one of: {}", names.join(", "))),
+        let hint = match (did_you_mean(given, &names), alias) {
+            (Some(s), _) => ChoiceHint::DidYouMean(s),
+            (None, Some((other, ours))) => ChoiceHint::Alias { other, ours },
+            (None, None) => ChoiceHint::None,
         };
-        self.diags.push(d);
+        self.diags.push(Diagnostic::new(
+            path,
+            Problem::UnknownChoice {
+                what,
+                found: found(node),
+                names,
+                hint,
+            },
+        ));
         None
     }
 
@@ -688,8 +659,8 @@ impl Reader<'_> {
         &mut self,
         m: &MapView,
         key: &str,
-        what: &str,
-        options: &[(&str, T)],
+        what: &'static str,
+        options: &[(&'static str, T)],
         default: T,
     ) -> Option<T> {
         match m.get(key) {
@@ -701,124 +672,54 @@ impl Reader<'_> {
     /// A secret reference. A literal value is refused and never echoed: the value of a
     /// secret field is masked in the source line too (see [`crate::secrets`]).
     fn secret(&mut self, node: &Node, path: &str) -> Option<SecretRef> {
-        let field = last_key(path);
-        let var = example_env(field);
-        let how = format!(
-            "write `{field}: {{ env: {var} }}` and export {var}=..., or keep it in a file and write `{field}: {{ file: path/to/secret }}` (relative to the spec)"
-        );
-        if node.is_null() {
-            self.diags.push(
-                Diagnostic::error(path, "no secret reference given")
-                    .help(format!("say where the secret comes from: {how}")),
-            );
-            return None;
-        }
-        if let NodeKind::Scalar { value, .. } = &node.kind {
-            let message = if looks_like_secret(value) || value.chars().count() >= 16 {
-                "a secret is written into the spec itself; meshboot refuses secrets in the spec"
-            } else {
-                "expected a secret reference, found a literal value; meshboot refuses secrets in the spec"
-            };
-            self.diags.push(
-                Diagnostic::error(path, message).help(format!(
-                    "keep the secret out of the spec (specs end up in version control and CI logs): {how}. If this key was ever committed or shared, revoke it"
-                )),
-            );
-            return None;
-        }
-        if let NodeKind::Seq(_) = &node.kind {
-            self.diags.push(
-                Diagnostic::error(
-                    path,
-                    format!("expected a secret reference, found {}", node.type_name()),
-                )
-                .help(how),
-            );
-            return None;
-        }
-        let m = self.map(node, path, SECRET_KEYS)?;
-        let env = self.opt_string(&m, "env")?;
-        let file = self.opt_string(&m, "file")?;
-        match (env, file) {
-            (Some(e), None) => {
-                if looks_like_secret(&e) {
-                    self.diags.push(
-                        Diagnostic::error(
-                            m.child("env"),
-                            "`env` names an environment variable, but this looks like the secret itself",
-                        )
-                        .help(format!(
-                            "export the secret as a variable (export {var}=...) and write `{field}: {{ env: {var} }}`; if this key was ever committed or shared, revoke it"
-                        )),
-                    );
-                    return None;
-                }
-                if !is_env_name(&e) {
-                    self.diags.push(
-                        Diagnostic::error(
-                            m.child("env"),
-                            format!("{} is not an environment variable name", quote_short(&e)),
-                        )
-                        .help(format!(
-                            "a name is letters, digits and `_`, not starting with a digit, e.g. `{{ env: {var} }}`"
-                        )),
-                    );
-                    return None;
-                }
-                Some(SecretRef::Env(e))
+        let field = last_key(path).to_string();
+        let problem = match &node.kind {
+            _ if node.is_null() => Problem::NoSecretReference { field },
+            NodeKind::Scalar { value, .. } => Problem::LiteralSecret {
+                field,
+                looks_secret: looks_like_secret(value) || value.chars().count() >= 16,
+            },
+            NodeKind::Seq(_) => Problem::SecretReferenceShape {
+                field,
+                found: node.shape(),
+            },
+            NodeKind::Map(_) => {
+                let m = self.map(node, path, SECRET_KEYS)?;
+                let env = self.opt_string(&m, "env")?;
+                let file = self.opt_string(&m, "file")?;
+                let (at, problem) = match (env, file) {
+                    (Some(e), None) if looks_like_secret(&e) => {
+                        (m.child("env"), Problem::SecretInEnv { field })
+                    }
+                    (Some(e), None) if !is_env_name(&e) => {
+                        (m.child("env"), Problem::BadEnvName { field, name: e })
+                    }
+                    (Some(e), None) => return Some(SecretRef::Env(e)),
+                    (None, Some(f)) if looks_like_secret(&f) => {
+                        (m.child("file"), Problem::SecretInFile { field })
+                    }
+                    (None, Some(f)) if f.trim().is_empty() || f.chars().any(char::is_control) => {
+                        (m.child("file"), Problem::BadSecretPath)
+                    }
+                    (None, Some(f)) => return Some(SecretRef::File(f)),
+                    (Some(_), Some(_)) => (path.to_string(), Problem::EnvAndFile),
+                    (None, None) => (path.to_string(), Problem::NeitherEnvNorFile { field }),
+                };
+                self.diags.push(Diagnostic::new(at, problem));
+                return None;
             }
-            (None, Some(f)) => {
-                if looks_like_secret(&f) {
-                    self.diags.push(
-                        Diagnostic::error(
-                            m.child("file"),
-                            "`file` is the path of a file holding the secret, but this looks like the secret itself",
-                        )
-                        .help(format!(
-                            "put the secret in a file and give its path, e.g. `{field}: {{ file: secrets/{field} }}`; if this key was ever committed or shared, revoke it"
-                        )),
-                    );
-                    return None;
-                }
-                if f.trim().is_empty() || f.chars().any(char::is_control) {
-                    self.diags.push(
-                        Diagnostic::error(
-                            m.child("file"),
-                            "the secret file path is empty or holds control characters",
-                        )
-                        .help(
-                            "give the path of the file that holds the secret, relative to the spec",
-                        ),
-                    );
-                    return None;
-                }
-                Some(SecretRef::File(f))
-            }
-            (Some(_), Some(_)) => {
-                self.diags.push(
-                    Diagnostic::error(path, "a secret reference has both `env` and `file`")
-                        .help("keep one: `{ env: VAR_NAME }` or `{ file: path/to/secret }`"),
-                );
-                None
-            }
-            (None, None) => {
-                self.diags.push(
-                    Diagnostic::error(path, "a secret reference needs `env` or `file`").help(how),
-                );
-                None
-            }
-        }
+        };
+        self.diags.push(Diagnostic::new(path, problem));
+        None
     }
 
     fn port(&mut self, node: &Node, path: &str) -> Option<PortRange> {
-        let bad = |r: &mut Self, msg: String| {
-            r.diags.push(Diagnostic::error(path, msg).help(
-                "write a port from 1 to 65535 (`443`) or a range in quotes (`\"30000-32767\"`)",
-            ));
+        let bad = |r: &mut Self, problem: Problem| {
+            r.diags.push(Diagnostic::new(path, problem));
             None
         };
         let Some(text) = scalar(node) else {
-            return bad(self, format!("expected a port, found {}", node.type_name()));
+            return bad(self, Problem::NotAPort(Found::Shape(node.shape())));
         };
         let parse = |s: &str| {
             let s = s.trim();
@@ -836,15 +737,11 @@ impl Reader<'_> {
             {
                 Some(PortRange { start: s, end: e })
             }
-            (Some(s), Some(e)) if s > e && e >= 1 => bad(
-                self,
-                format!("port range {} runs backwards", quote_short(text)),
-            ),
-            (Some(_), Some(_)) => bad(self, format!("port {} is out of range", quote_short(text))),
-            _ => bad(
-                self,
-                format!("expected a port, found {}", quote_short(text)),
-            ),
+            (Some(s), Some(e)) if s > e && e >= 1 => {
+                bad(self, Problem::PortRangeBackwards(text.to_string()))
+            }
+            (Some(_), Some(_)) => bad(self, Problem::PortOutOfRange(text.to_string())),
+            _ => bad(self, Problem::NotAPort(Found::Value(text.to_string()))),
         }
     }
 
@@ -988,13 +885,8 @@ impl Reader<'_> {
             return Some(vec![]);
         }
         let NodeKind::Map(entries) = &n.kind else {
-            self.diags.push(
-                Diagnostic::error(
-                    lpath,
-                    format!("expected a mapping, found {}", n.type_name()),
-                )
-                .help("write labels as `{ key: value }`, e.g. `labels: { node.kubernetes.io/pool: general }`"),
-            );
+            self.diags
+                .push(Diagnostic::new(lpath, Problem::LabelsNotMapping(n.shape())));
             return None;
         };
         let mut out = Vec::new();
@@ -1002,27 +894,21 @@ impl Reader<'_> {
         let mut ok = true;
         for (k, v) in entries {
             let Some(key) = scalar(k) else {
-                self.diags.push(
-                    Diagnostic::error(
-                        lpath,
-                        format!(
-                            "a label key must be a single value, found {}",
-                            k.type_name()
-                        ),
-                    )
-                    .at(k.span),
-                );
+                self.diags
+                    .push(Diagnostic::new(lpath, Problem::LabelKeyNotValue(k.shape())).at(k.span));
                 ok = false;
                 continue;
             };
             if let Some(first_line) = seen.insert(key, k.span.line) {
-                let shown = key_text(key);
                 self.diags.push(
-                    Diagnostic::error(join(lpath, &shown), format!("duplicate label `{shown}`"))
-                        .help(format!(
-                            "`{shown}` is already set on line {first_line}; keep one of them"
-                        ))
-                        .at(k.span),
+                    Diagnostic::new(
+                        join(lpath, &key_text(key)),
+                        Problem::DuplicateLabel {
+                            key: key.to_string(),
+                            first_line,
+                        },
+                    )
+                    .at(k.span),
                 );
                 ok = false;
                 continue;
@@ -1030,13 +916,10 @@ impl Reader<'_> {
             let value = match &v.kind {
                 NodeKind::Scalar { value, .. } => value.clone(),
                 _ => {
-                    self.diags.push(
-                        Diagnostic::error(
-                            join(lpath, key),
-                            format!("a label value must be a single value, found {}", v.type_name()),
-                        )
-                        .help("write `key: value`; quote values such as \"true\" or \"8080\" if you like"),
-                    );
+                    self.diags.push(Diagnostic::new(
+                        join(lpath, key),
+                        Problem::LabelValueNotValue(v.shape()),
+                    ));
                     ok = false;
                     continue;
                 }
@@ -1120,13 +1003,13 @@ impl Reader<'_> {
             {
                 Some(c) if (1..=MAX_COUNT).contains(&c) => Some(Some(c)),
                 _ => {
-                    self.diags.push(
-                        Diagnostic::error(
-                            m.child("count"),
-                            format!("expected a count from 1 to {MAX_COUNT}, found {}", describe(n)),
-                        )
-                        .help("`count: 3` expands the entry into NAME-1, NAME-2, NAME-3; leave it out for a single node"),
-                    );
+                    self.diags.push(Diagnostic::new(
+                        m.child("count"),
+                        Problem::CountOutOfRange {
+                            found: found(n),
+                            max: MAX_COUNT,
+                        },
+                    ));
                     None
                 }
             },

@@ -10,7 +10,8 @@
 use crate::diagnostics::Diagnostic;
 use crate::firewall::{K3S_INTERNAL_TCP, K3S_INTERNAL_UDP, overlaps};
 use crate::plan::{ExpandedNode, cidr_list, expand, parse_args};
-use crate::redact::{looks_like_secret, quote_short, secret_flag_value, url_has_credentials};
+use crate::problem::{Flaw, Problem, VersionHint};
+use crate::redact::{looks_like_secret, secret_flag_value, url_has_credentials};
 use crate::spec::{FirewallBackend, NodeFields, Os, PortRange, Role, Spec};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,11 +35,14 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
     let mut d = Vec::new();
     if looks_like_secret(&spec.cluster.name) {
         d.push(pasted_secret("cluster.name"));
-    } else if let Some(why) = label_problem(&spec.cluster.name) {
-        d.push(
-            Diagnostic::error("cluster.name", format!("cluster name {} {why}", quote_short(&spec.cluster.name)))
-                .help("the cluster name is a DNS label: lowercase letters, digits and `-`, at most 63 characters, not starting or ending with `-`"),
-        );
+    } else if let Some(flaw) = label_problem(&spec.cluster.name) {
+        d.push(Diagnostic::new(
+            "cluster.name",
+            Problem::ClusterName {
+                name: spec.cluster.name.clone(),
+                flaw,
+            },
+        ));
     }
     let nodes = expand(spec);
     check_names(spec, &mut d);
@@ -60,55 +64,41 @@ pub fn is_dns_label(s: &str) -> bool {
     label_problem(s).is_none()
 }
 
-/// What is wrong with `s` as a lowercase DNS label, in words (`None` when it is fine).
-fn label_problem(s: &str) -> Option<String> {
+/// What is wrong with `s` as a lowercase DNS label (`None` when it is fine).
+fn label_problem(s: &str) -> Option<Flaw> {
     if s.is_empty() {
-        return Some("is empty".into());
+        return Some(Flaw::Empty);
     }
     if let Some(c) = s
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
         return Some(if c.is_ascii_uppercase() {
-            format!("has an uppercase letter `{c}` (names are lowercase)")
+            Flaw::Uppercase(c, "names")
         } else {
-            contains(c)
+            Flaw::Contains(c)
         });
     }
     if s.len() > 63 {
-        return Some(format!("is {} characters long (at most 63)", s.len()));
+        return Some(Flaw::TooLong {
+            len: s.len(),
+            max: 63,
+        });
     }
     if s.starts_with('-') || s.ends_with('-') {
-        return Some("starts or ends with `-`".into());
+        return Some(Flaw::DashAtEnds);
     }
     None
 }
 
 /// A value outside the secret fields that looks like a key or token: refused, not shown.
 fn pasted_secret(path: impl Into<String>) -> Diagnostic {
-    Diagnostic::error(
-        path,
-        "this looks like a secret (a Tailscale key or a K3s token); meshboot refuses secrets in the spec",
-    )
-    .help("secrets belong in `tailscale.auth_key` and `k3s.token`, as `{ env: VAR }` or `{ file: PATH }` references; if this value was ever committed or shared, revoke it")
-}
-
-/// "contains X" for a character that is not allowed, named so that it can be seen.
-fn contains(c: char) -> String {
-    match c {
-        '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' => "contains a line break".into(),
-        ' ' => "contains a space".into(),
-        '`' => "contains a backtick".into(),
-        c if c.is_control() => format!("contains the control character U+{:04X}", c as u32),
-        c if c.is_ascii() => format!("contains `{c}`"),
-        c if c.is_alphanumeric() => format!("contains the non-ASCII character `{c}`"),
-        c => format!("contains the character U+{:04X}", c as u32),
-    }
+    Diagnostic::new(path, Problem::PastedSecret)
 }
 
 /// Why `s` is not a Kubernetes label value: empty, or at most 63 of [A-Za-z0-9-_.],
 /// alphanumeric at both ends.
-fn label_value_problem(s: &str) -> Option<String> {
+fn label_value_problem(s: &str) -> Option<Flaw> {
     if s.is_empty() {
         return None;
     }
@@ -116,21 +106,24 @@ fn label_value_problem(s: &str) -> Option<String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
-        return Some(contains(c));
+        return Some(Flaw::Contains(c));
     }
     if s.len() > 63 {
-        return Some(format!("is {} characters long (at most 63)", s.len()));
+        return Some(Flaw::TooLong {
+            len: s.len(),
+            max: 63,
+        });
     }
     if !s.as_bytes()[0].is_ascii_alphanumeric()
         || !s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
     {
-        return Some("does not start and end with a letter or digit".into());
+        return Some(Flaw::NotAlphanumericAtEnds);
     }
     None
 }
 
 /// Why `s` is not a Kubernetes qualified name (`name` or `prefix/name`).
-fn qualified_name_problem(s: &str) -> Option<String> {
+fn qualified_name_problem(s: &str) -> Option<Flaw> {
     let (prefix, name) = match s.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, s),
@@ -138,51 +131,44 @@ fn qualified_name_problem(s: &str) -> Option<String> {
     if let Some(p) = prefix
         && (p.is_empty() || p.len() > 253 || !p.split('.').all(is_dns_label))
     {
-        return Some(format!(
-            "has a prefix {} that is not a DNS subdomain",
-            quote_short(p)
-        ));
+        return Some(Flaw::PrefixNotSubdomain(p.to_string()));
     }
     if name.is_empty() {
-        return Some("has an empty name".into());
+        return Some(Flaw::EmptyName);
     }
     label_value_problem(name)
 }
 
 /// Why `t` is not a taint `key[=value]:Effect`.
-fn taint_problem(t: &str) -> Option<String> {
+fn taint_problem(t: &str) -> Option<Flaw> {
     const EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
     if let Some(c) = t.chars().find(|c| c.is_control()) {
-        return Some(contains(c));
+        return Some(Flaw::Contains(c));
     }
     let Some((kv, effect)) = t.rsplit_once(':') else {
-        return Some("has no `:Effect`".into());
+        return Some(Flaw::NoEffect);
     };
     if !EFFECTS.contains(&effect) {
         return Some(match crate::diagnostics::did_you_mean(effect, EFFECTS) {
-            Some(e) => format!(
-                "has the effect {} (did you mean `{e}`?)",
-                quote_short(effect)
-            ),
-            None => format!(
-                "has the effect {}, not one of NoSchedule, PreferNoSchedule, NoExecute",
-                quote_short(effect)
-            ),
+            Some(suggestion) => Flaw::EffectDidYouMean {
+                effect: effect.to_string(),
+                suggestion,
+            },
+            None => Flaw::UnknownEffect(effect.to_string()),
         });
     }
     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
     if k.is_empty() {
-        return Some("has an empty key".into());
+        return Some(Flaw::EmptyKey);
     }
     if let Some(p) = qualified_name_problem(k) {
-        return Some(format!("has a key that {p}"));
+        return Some(Flaw::KeyThat(Box::new(p)));
     }
-    label_value_problem(v).map(|p| format!("has a value that {p}"))
+    label_value_problem(v).map(|p| Flaw::ValueThat(Box::new(p)))
 }
 
 /// Node names after `count` expansion: valid hostnames, and unique.
 fn check_names(spec: &Spec, d: &mut Vec<Diagnostic>) {
-    const HELP: &str = "node names become hostnames and Tailscale machine names: lowercase letters, digits and `-`, at most 63 characters";
     // Expanded name -> the entry that produced it first.
     let mut owner: BTreeMap<String, usize> = BTreeMap::new();
     let mut reported: BTreeSet<(usize, usize)> = BTreeSet::new();
@@ -192,11 +178,14 @@ fn check_names(spec: &Spec, d: &mut Vec<Diagnostic>) {
             d.push(pasted_secret(&path));
             continue;
         }
-        if let Some(why) = label_problem(&n.name) {
-            d.push(
-                Diagnostic::error(&path, format!("node name {} {why}", quote_short(&n.name)))
-                    .help(HELP),
-            );
+        if let Some(flaw) = label_problem(&n.name) {
+            d.push(Diagnostic::new(
+                &path,
+                Problem::NodeName {
+                    name: n.name.clone(),
+                    flaw,
+                },
+            ));
             continue;
         }
         let names: Vec<String> = match n.count {
@@ -206,48 +195,30 @@ fn check_names(spec: &Spec, d: &mut Vec<Diagnostic>) {
         if let Some(longest) = names.last()
             && longest.len() > 63
         {
-            let c = n.count.unwrap_or(1);
-            d.push(
-                Diagnostic::error(
-                    &path,
-                    format!(
-                        "with `count: {c}` the last node is named NAME-{c}, {} characters long (at most 63)",
-                        longest.len()
-                    ),
-                )
-                .help(format!(
-                    "shorten the name to at most {} characters",
-                    63 - (longest.len() - n.name.len())
-                )),
-            );
+            d.push(Diagnostic::new(
+                &path,
+                Problem::CountNameTooLong {
+                    count: n.count.unwrap_or(1),
+                    len: longest.len(),
+                    shorten_to: 63 - (longest.len() - n.name.len()),
+                },
+            ));
             continue;
         }
-        let made_by = |e: &crate::spec::NodeSpec| {
-            e.count.map(|c| {
-                format!(
-                    " (`{}` with `count: {c}` makes {}-1 .. {}-{c})",
-                    e.name, e.name, e.name
-                )
-            })
-        };
         for name in names {
             match owner.get(&name) {
                 Some(&first) if first != i => {
                     if reported.insert((first, i)) {
-                        let subject = match n.count {
-                            Some(c) => {
-                                format!("`{}` with `count: {c}` makes \"{name}\", which", n.name)
-                            }
-                            None => format!("node name \"{name}\""),
-                        };
-                        let theirs = made_by(&spec.nodes[first]).unwrap_or_default();
-                        d.push(
-                            Diagnostic::error(
-                                &path,
-                                format!("{subject} is already taken by nodes[{first}]{theirs}"),
-                            )
-                            .help("every node needs its own name: rename one of the entries"),
-                        );
+                        let theirs = &spec.nodes[first];
+                        d.push(Diagnostic::new(
+                            &path,
+                            Problem::NameTaken {
+                                name: name.clone(),
+                                entry: (n.name.clone(), n.count),
+                                first,
+                                first_entry: (theirs.name.clone(), theirs.count),
+                            },
+                        ));
                     }
                 }
                 Some(_) => {}
@@ -265,27 +236,38 @@ fn check_fields(spec: &Spec, f: &NodeFields, base: &str, d: &mut Vec<Diagnostic>
         let path = format!("{base}.labels.{k}");
         if looks_like_secret(k) || looks_like_secret(v) {
             d.push(pasted_secret(&path));
-        } else if let Some(why) = qualified_name_problem(k) {
+        } else if let Some(flaw) = qualified_name_problem(k) {
             d.push(
-                Diagnostic::error(&path, format!("label key {} {why}", quote_short(k)))
-                    .help("write `name` or `prefix/name`: the name is at most 63 of A-Z a-z 0-9 `-` `_` `.`, starting and ending with a letter or digit; the prefix is a DNS subdomain such as example.com")
-                    .on_key(),
+                Diagnostic::new(
+                    &path,
+                    Problem::LabelKey {
+                        key: k.clone(),
+                        flaw,
+                    },
+                )
+                .on_key(),
             );
-        } else if let Some(why) = label_value_problem(v) {
-            d.push(
-                Diagnostic::error(&path, format!("label value {} {why}", quote_short(v)))
-                .help("a label value is empty, or at most 63 of A-Z a-z 0-9 `-` `_` `.`, starting and ending with a letter or digit"),
-            );
+        } else if let Some(flaw) = label_value_problem(v) {
+            d.push(Diagnostic::new(
+                &path,
+                Problem::LabelValue {
+                    value: v.clone(),
+                    flaw,
+                },
+            ));
         }
     }
     for (i, t) in f.taints.iter().flatten().enumerate() {
         if looks_like_secret(t) {
             d.push(pasted_secret(format!("{base}.taints[{i}]")));
-        } else if let Some(why) = taint_problem(t) {
-            d.push(
-                Diagnostic::error(format!("{base}.taints[{i}]"), format!("taint {} {why}", quote_short(t)))
-                    .help("for example \"dedicated=edge:NoSchedule\": key and value as in labels, and Effect one of NoSchedule, PreferNoSchedule, NoExecute"),
-            );
+        } else if let Some(flaw) = taint_problem(t) {
+            d.push(Diagnostic::new(
+                format!("{base}.taints[{i}]"),
+                Problem::Taint {
+                    taint: t.clone(),
+                    flaw,
+                },
+            ));
         }
     }
     if let Some(fw) = &f.firewall {
@@ -298,25 +280,20 @@ fn check_fields(spec: &Spec, f: &NodeFields, base: &str, d: &mut Vec<Diagnostic>
         );
     }
     if let Some(h) = &f.hcloud {
-        for (key, value, example) in [
-            ("type", &h.server_type, "cx22, cax21, ccx13"),
-            ("location", &h.location, "fsn1, nbg1, hel1, ash, hil, sin"),
-        ] {
+        for (key, value) in [("type", &h.server_type), ("location", &h.location)] {
             if let Some(v) = value
                 && !(v.len() <= 32
                     && !v.is_empty()
                     && v.bytes()
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
             {
-                d.push(
-                    Diagnostic::error(
-                        format!("{base}.hcloud.{key}"),
-                        format!("{} is not a Hetzner Cloud server {key}", quote_short(v)),
-                    )
-                    .help(format!(
-                        "Hetzner names are lowercase letters, digits and `-`, e.g. {example}"
-                    )),
-                );
+                d.push(Diagnostic::new(
+                    format!("{base}.hcloud.{key}"),
+                    Problem::HcloudName {
+                        key,
+                        value: v.clone(),
+                    },
+                ));
             }
         }
     }
@@ -326,9 +303,7 @@ fn check_fields(spec: &Spec, f: &NodeFields, base: &str, d: &mut Vec<Diagnostic>
 fn check_servers(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic>) {
     let servers: Vec<&ExpandedNode> = nodes.iter().filter(|n| n.role == Role::Server).collect();
     if servers.is_empty() && !nodes.is_empty() {
-        d.push(Diagnostic::error("nodes", "the spec has no server").help(
-            "give at least one node `role: server`; the first server initialises the cluster",
-        ));
+        d.push(Diagnostic::new("nodes", Problem::NoServer));
         return;
     }
     // The last server entry is where adding or removing servers happens.
@@ -344,23 +319,15 @@ fn check_servers(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic>) {
     };
     let n = servers.len();
     if n > MAX_SERVERS {
-        d.push(
-            Diagnostic::error(&at, format!("{n} servers: every server is an embedded etcd member, and etcd is meant for 3, 5 or 7"))
-                .help(format!("use at most {MAX_SERVERS} servers and make the other nodes agents (`role: agent`); agents can be as many as you like")),
-        );
+        d.push(Diagnostic::new(
+            &at,
+            Problem::TooManyServers {
+                count: n,
+                max: MAX_SERVERS,
+            },
+        ));
     } else if n > 1 && n.is_multiple_of(2) {
-        d.push(
-            Diagnostic::warning(
-                &at,
-                format!(
-                    "{n} servers: an even number of etcd members tolerates no more failures than {} (both survive {} failure{})",
-                    n - 1,
-                    (n - 1) / 2,
-                    if (n - 1) / 2 == 1 { "" } else { "s" }
-                ),
-            )
-            .help("use an odd number of servers (1, 3 or 5); agents can be any number"),
-        );
+        d.push(Diagnostic::new(&at, Problem::EvenServers(n)));
     }
     let locations: BTreeSet<&str> = servers
         .iter()
@@ -376,17 +343,10 @@ fn check_servers(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic>) {
         let path = other
             .map(|n| location_path(spec, n))
             .unwrap_or_else(|| "nodes".into());
-        let list: Vec<String> = locations.iter().map(|l| quote_short(l)).collect();
-        d.push(
-            Diagnostic::warning(
-                path,
-                format!(
-                    "servers span several locations ({}): K3s does not support embedded etcd across regions, and etcd is sensitive to the latency between them",
-                    list.join(", ")
-                ),
-            )
-            .help("keep the servers in one location (agents may go anywhere), and pin `k3s.version`"),
-        );
+        d.push(Diagnostic::new(
+            path,
+            Problem::ServersSpanLocations(locations.iter().map(|l| l.to_string()).collect()),
+        ));
     }
 }
 
@@ -430,16 +390,7 @@ fn check_os_firewall(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic
                 "defaults.os".into()
             };
             if seen.insert(path.clone()) {
-                d.push(
-                    Diagnostic::warning(
-                        path,
-                        format!(
-                            "{} has no ufw: these nodes get the same rules through nftables",
-                            os.name()
-                        ),
-                    )
-                    .help("set `firewall: { backend: nftables }` on these nodes (or in `defaults:`) to say so"),
-                );
+                d.push(Diagnostic::new(path, Problem::NoUfw { os: os.name() }));
             }
         }
     }
@@ -452,32 +403,29 @@ fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
             d.push(pasted_secret(format!("tailscale.tags[{i}]")));
             continue;
         }
-        let why = match tag.strip_prefix("tag:") {
-            None => Some("does not start with `tag:`".to_string()),
-            Some("") => Some("has no name after `tag:`".to_string()),
-            Some(t) if t.len() > 64 => Some(format!(
-                "is {} characters long (at most 64 after `tag:`)",
-                t.len()
-            )),
+        let flaw = match tag.strip_prefix("tag:") {
+            None => Some(Flaw::NoTagPrefix),
+            Some("") => Some(Flaw::NoTagName),
+            Some(t) if t.len() > 64 => Some(Flaw::TagTooLong(t.len())),
             Some(t) => t
                 .chars()
                 .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
                 .map(|c| {
                     if c.is_ascii_uppercase() {
-                        format!("has an uppercase letter `{c}` (tags are lowercase)")
+                        Flaw::Uppercase(c, "tags")
                     } else {
-                        contains(c)
+                        Flaw::Contains(c)
                     }
                 }),
         };
-        if let Some(why) = why {
-            d.push(
-                Diagnostic::error(
-                    format!("tailscale.tags[{i}]"),
-                    format!("tag {} {why}", quote_short(tag)),
-                )
-                .help("tags look like `tag:k3s`: `tag:` then lowercase letters, digits and `-`"),
-            );
+        if let Some(flaw) = flaw {
+            d.push(Diagnostic::new(
+                format!("tailscale.tags[{i}]"),
+                Problem::Tag {
+                    tag: tag.clone(),
+                    flaw,
+                },
+            ));
         }
     }
     if let Some(url) = &ts.login_server {
@@ -486,13 +434,10 @@ fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
             return check_tailscale_version(spec, d);
         }
         if url_has_credentials(url) {
-            d.push(
-                Diagnostic::error(
-                    "tailscale.login_server",
-                    "the control server URL holds a user name or password",
-                )
-                .help("write the URL without credentials, e.g. https://headscale.example.com; nodes authenticate with `auth_key`"),
-            );
+            d.push(Diagnostic::new(
+                "tailscale.login_server",
+                Problem::LoginServerCredentials,
+            ));
             return check_tailscale_version(spec, d);
         }
         let rest = url
@@ -512,27 +457,30 @@ fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
             let bad = url
                 .chars()
                 .find(|c| !(c.is_ascii_alphanumeric() || "-._~:/?#[]@!&+,;=%".contains(*c)));
-            let why = if rest.is_none() {
-                "does not start with https://".to_string()
+            let flaw = if rest.is_none() {
+                Flaw::NotHttps
             } else if let Some(c) = bad {
-                format!("{}, which a URL cannot hold unencoded", contains(c))
+                Flaw::UrlContains(c)
             } else if url.len() > 2048 {
-                format!("is {} characters long (at most 2048)", url.len())
+                Flaw::TooLong {
+                    len: url.len(),
+                    max: 2048,
+                }
             } else {
-                "does not name a host".to_string()
+                Flaw::NoHost
             };
-            d.push(
-                Diagnostic::error("tailscale.login_server", format!("{} {why}", quote_short(url)))
-                    .help("write the URL of your Headscale or control server, e.g. https://headscale.example.com; percent-encode anything else (a space is %20)"),
-            );
+            d.push(Diagnostic::new(
+                "tailscale.login_server",
+                Problem::LoginServer {
+                    url: url.clone(),
+                    flaw,
+                },
+            ));
         } else if url.starts_with("http://") {
-            d.push(
-                Diagnostic::warning(
-                    "tailscale.login_server",
-                    "the control server URL is plain http",
-                )
-                .help("use https:// so that node registration cannot be intercepted"),
-            );
+            d.push(Diagnostic::new(
+                "tailscale.login_server",
+                Problem::PlainHttpLoginServer,
+            ));
         }
     }
     check_tailscale_version(spec, d);
@@ -542,10 +490,10 @@ fn check_tailscale_version(spec: &Spec, d: &mut Vec<Diagnostic>) {
     if let Some(v) = &spec.tailscale.version
         && !is_semver(v)
     {
-        d.push(
-            Diagnostic::error("tailscale.version", format!("{} is not a Tailscale version", quote_short(v)))
-                .help("write a release number such as 1.90.6, or leave it out for the newest stable release"),
-        );
+        d.push(Diagnostic::new(
+            "tailscale.version",
+            Problem::TailscaleVersion(v.clone()),
+        ));
     }
 }
 
@@ -560,26 +508,11 @@ fn is_semver(v: &str) -> bool {
 fn check_k3s(spec: &Spec, d: &mut Vec<Diagnostic>) {
     let k = &spec.k3s;
     if k.agent_token.is_none() && spec.nodes.iter().any(|n| n.role == Role::Agent) {
-        d.push(
-            Diagnostic::warning("k3s.token", "agents get the server token, which lets whoever holds it join as a server")
-                .help("add `agent_token: { env: K3S_AGENT_TOKEN }`: servers then accept agents with it, and agents never hold the server token"),
-        );
+        d.push(Diagnostic::new("k3s.token", Problem::AgentsHoldServerToken));
     }
     match (&k.version, &k.channel) {
-        (Some(_), Some(_)) => d.push(
-            Diagnostic::error("k3s.channel", "both `version` and `channel` are set")
-                .help("pin `version` (recommended: every node, now and later, runs the same release) or follow a `channel`, not both"),
-        ),
-        (None, None) => d.push(
-            Diagnostic::warning(
-                "k3s",
-                "no K3s version is pinned: every node installs whatever `stable` is on the day it boots",
-            )
-            .on_key()
-            .help(
-                "set `version: v1.33.5+k3s1` (or another release) so that every node runs the same release",
-            ),
-        ),
+        (Some(_), Some(_)) => d.push(Diagnostic::new("k3s.channel", Problem::VersionAndChannel)),
+        (None, None) => d.push(Diagnostic::new("k3s", Problem::NoK3sVersion).on_key()),
         _ => {}
     }
     if let Some(v) = &k.version {
@@ -593,60 +526,55 @@ fn check_k3s(spec: &Spec, d: &mut Vec<Diagnostic>) {
                     && n.bytes().all(|b| b.is_ascii_digit())
             });
         if !ok {
-            let help = if is_channel(v) {
-                format!("`{v}` is a channel: write `channel: {v}` instead of `version:`")
+            let hint = if is_channel(v) {
+                VersionHint::IsChannel
             } else if is_semver(v) {
-                format!("did you mean `v{v}+k3s1`? K3s releases look like v1.33.5+k3s1")
+                VersionHint::AddPrefixAndSuffix
             } else if v.strip_prefix('v').is_some_and(is_semver) {
-                format!("did you mean `{v}+k3s1`? K3s releases look like v1.33.5+k3s1")
+                VersionHint::AddSuffix
             } else {
-                "K3s releases look like v1.33.5+k3s1; to follow a release line, write `channel: stable` instead".into()
+                VersionHint::None
             };
-            d.push(
-                Diagnostic::error(
-                    "k3s.version",
-                    format!("{} is not a K3s release", quote_short(v)),
-                )
-                .help(help),
-            );
+            d.push(Diagnostic::new(
+                "k3s.version",
+                Problem::K3sVersion {
+                    version: v.clone(),
+                    hint,
+                },
+            ));
         }
     }
     if let Some(c) = &k.channel
         && !is_channel(c)
     {
-        d.push(
-            Diagnostic::error(
-                "k3s.channel",
-                format!("{} is not a K3s channel", quote_short(c)),
-            )
-            .help("use stable, latest, testing, or a minor line such as v1.33 (to pin a release, write `version: v1.33.5+k3s1`)"),
-        );
+        d.push(Diagnostic::new(
+            "k3s.channel",
+            Problem::K3sChannel(c.clone()),
+        ));
     }
     for (i, item) in k.disable.iter().enumerate() {
         if looks_like_secret(item) {
             d.push(pasted_secret(format!("k3s.disable[{i}]")));
         } else if !K3S_COMPONENTS.contains(&item.as_str()) {
-            let hint = crate::diagnostics::did_you_mean(item, K3S_COMPONENTS)
-                .map(|s| format!("did you mean `{s}`? "))
-                .unwrap_or_default();
-            let d0 = if is_dns_label(item) {
-                Diagnostic::warning(
-                    format!("k3s.disable[{i}]"),
-                    format!(
-                        "{} is not a component this meshboot knows K3s can disable",
-                        quote_short(item)
-                    ),
-                )
+            let (item, suggestion, known) = (
+                item.clone(),
+                crate::diagnostics::did_you_mean(item, K3S_COMPONENTS),
+                K3S_COMPONENTS,
+            );
+            let problem = if is_dns_label(&item) {
+                Problem::UnknownComponent {
+                    item,
+                    suggestion,
+                    known,
+                }
             } else {
-                Diagnostic::error(
-                    format!("k3s.disable[{i}]"),
-                    format!("{} is not a K3s component", quote_short(item)),
-                )
+                Problem::NotAComponent {
+                    item,
+                    suggestion,
+                    known,
+                }
             };
-            d.push(d0.help(format!(
-                "{hint}K3s's packaged components are {}",
-                K3S_COMPONENTS.join(", ")
-            )));
+            d.push(Diagnostic::new(format!("k3s.disable[{i}]"), problem));
         }
     }
     check_cidrs(spec, d);
@@ -677,35 +605,36 @@ fn check_cidrs(spec: &Spec, d: &mut Vec<Diagnostic>) {
     ] {
         let list = cidr_list(value);
         if list.is_empty() {
-            d.push(Diagnostic::error(field, "no network given").help(
-                "write a network such as 10.42.0.0/16, or leave the key out for the default",
-            ));
+            d.push(Diagnostic::new(field, Problem::NoNetwork));
             continue;
         }
         let mut families = BTreeSet::new();
         for c in list {
             match c.parse::<IpNet>() {
                 Ok(net) if net.trunc() != net => d.push(
-                    Diagnostic::error(field, format!("{} has host bits set", quote_short(&c)))
-                        .help(format!("write the network address: {}", net.trunc()))
-                        .narrow(c.as_str()),
+                    Diagnostic::new(
+                        field,
+                        Problem::HostBits {
+                            cidr: c.clone(),
+                            network: net.trunc().to_string(),
+                        },
+                    )
+                    .narrow(c.as_str()),
                 ),
                 Ok(net) => {
                     if !families.insert(matches!(net, IpNet::V4(_))) {
+                        let family = if matches!(net, IpNet::V4(_)) { 4 } else { 6 };
                         d.push(
-                            Diagnostic::error(field, format!("more than one IPv{} network", if matches!(net, IpNet::V4(_)) { 4 } else { 6 }))
-                                .help("K3s takes at most one IPv4 and one IPv6 network (dual-stack: \"10.42.0.0/16,fd00:42::/56\")")
+                            Diagnostic::new(field, Problem::TwoNetworksOfFamily(family))
                                 .narrow(c.as_str()),
                         );
                     } else {
                         parsed.push((field, net, c));
                     }
                 }
-                Err(_) => d.push(
-                    Diagnostic::error(field, format!("{} is not a CIDR", quote_short(&c)))
-                        .help("write a network such as 10.42.0.0/16 (dual-stack: \"10.42.0.0/16,fd00:42::/56\")")
-                        .narrow(c.as_str()),
-                ),
+                Err(_) => {
+                    d.push(Diagnostic::new(field, Problem::NotACidr(c.clone())).narrow(c.as_str()))
+                }
             }
         }
     }
@@ -717,9 +646,14 @@ fn check_cidrs(spec: &Spec, d: &mut Vec<Diagnostic>) {
         for t in &ts {
             if net_overlap(net, t) {
                 d.push(
-                    Diagnostic::error(*field, format!("{net} overlaps Tailscale's address range {t}"))
-                        .help("pick a range outside 100.64.0.0/10 and fd7a:115c:a1e0::/48, e.g. the defaults 10.42.0.0/16 and 10.43.0.0/16")
-                        .narrow(written.as_str()),
+                    Diagnostic::new(
+                        *field,
+                        Problem::OverlapsTailscale {
+                            net: net.to_string(),
+                            tailscale: t.to_string(),
+                        },
+                    )
+                    .narrow(written.as_str()),
                 );
             }
         }
@@ -728,9 +662,15 @@ fn check_cidrs(spec: &Spec, d: &mut Vec<Diagnostic>) {
         for (fb, b, written) in &parsed[i + 1..] {
             if net_overlap(a, b) {
                 d.push(
-                    Diagnostic::error(*fb, format!("{b} overlaps {a} of `{fa}`"))
-                        .help("the pod network (cluster_cidr) and the service network (service_cidr) must not overlap")
-                        .narrow(written.as_str()),
+                    Diagnostic::new(
+                        *fb,
+                        Problem::NetworksOverlap {
+                            net: b.to_string(),
+                            other: a.to_string(),
+                            other_field: fa.to_string(),
+                        },
+                    )
+                    .narrow(written.as_str()),
                 );
             }
         }
@@ -743,12 +683,8 @@ fn check_cidrs(spec: &Spec, d: &mut Vec<Diagnostic>) {
             .find(|(f, n, _)| *f == "k3s.cluster_cidr" && matches!(n, IpNet::V6(_)))
     {
         d.push(
-            Diagnostic::error(
-                "k3s.cluster_cidr",
-                "an IPv6 pod network needs pod interfaces with an MTU of at least 1280, and flannel over tailscale0 (MTU 1280) leaves about 1230",
-            )
-            .help("use an IPv4 pod network, or `flannel_backend: none` with a CNI of your own that handles the MTU")
-            .narrow(written.as_str()),
+            Diagnostic::new("k3s.cluster_cidr", Problem::Ipv6PodsOverFlannel)
+                .narrow(written.as_str()),
         );
     }
 }
@@ -789,21 +725,10 @@ fn check_args(field: &str, args: &[String], allow_owned: bool, d: &mut Vec<Diagn
     for (i, (arg, (name, value))) in args.iter().zip(parse_args(args)).enumerate() {
         let path = format!("{field}[{i}]");
         if let Some((flag, _)) = secret_flag_value(arg) {
-            let help = match flag {
-                "token" | "agent-token" => {
-                    "the cluster token comes from `k3s.token` (`{ env: K3S_TOKEN }` or `{ file: PATH }`); meshboot writes it to a 0600 file and passes token-file"
-                }
-                "vpn-auth" => {
-                    "meshboot joins the node to the mesh itself with `tailscale.auth_key`; K3s's --vpn-auth is not used"
-                }
-                _ => {
-                    "keep credentials out of the spec: K3s reads the etcd S3 credentials from the etcd-s3-config-secret or its environment"
-                }
-            };
-            d.push(
-                Diagnostic::error(&path, format!("--{flag} would put a credential into the spec; secrets are refused in the spec"))
-                    .help(format!("{help}. If this value was ever committed or shared, revoke it")),
-            );
+            d.push(Diagnostic::new(
+                &path,
+                Problem::CredentialFlag(flag.to_string()),
+            ));
             continue;
         }
         let name_ok = arg.starts_with("--")
@@ -813,55 +738,47 @@ fn check_args(field: &str, args: &[String], allow_owned: bool, d: &mut Vec<Diagn
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !name_ok {
-            let why = if !arg.starts_with("--") {
-                "does not start with `--`".to_string()
+            let flaw = if !arg.starts_with("--") {
+                Flaw::NoDashes
             } else if let Some(c) = name
                 .chars()
                 .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
             {
-                format!("is not a K3s flag: its name {}", contains(c))
+                Flaw::FlagNameContains(c)
             } else {
-                "is not a K3s flag".to_string()
+                Flaw::NotAFlag
             };
-            d.push(
-                Diagnostic::error(&path, format!("{} {why}", quote_short(arg)))
-                    .help("write each flag as one string, `--name=value` or `--name`, e.g. \"--kube-apiserver-arg=audit-log-maxage=30\""),
-            );
+            d.push(Diagnostic::new(
+                &path,
+                Problem::NotAFlag {
+                    arg: arg.clone(),
+                    flaw,
+                },
+            ));
             continue;
         }
         if value
             .as_deref()
             .is_some_and(|v| looks_like_secret(v) || url_has_credentials(v))
         {
-            d.push(
-                Diagnostic::error(
-                    &path,
-                    format!(
-                        "the value of --{name} looks like a secret; secrets are refused in the spec"
-                    ),
-                )
-                .help("pass credentials to K3s through files on the node, not through the spec"),
-            );
+            d.push(Diagnostic::new(&path, Problem::FlagValueSecret(name)));
             continue;
         }
         if let Some(c) = value
             .as_deref()
             .and_then(|v| v.chars().find(|c| c.is_control()))
         {
-            d.push(
-                Diagnostic::error(&path, format!("the value of --{name} {}", contains(c)))
-                    .help("a flag value is a single line without control characters"),
-            );
+            d.push(Diagnostic::new(
+                &path,
+                Problem::FlagValueControl { name, c },
+            ));
             continue;
         }
         if let Some(v) = value.as_deref().filter(|v| v.len() > 4096) {
-            d.push(
-                Diagnostic::error(
-                    &path,
-                    format!("the value of --{name} is {} bytes long (at most 4096)", v.len()),
-                )
-                .help("pass long settings to K3s through a file on the node, e.g. --kube-apiserver-arg=audit-policy-file=/etc/..."),
-            );
+            d.push(Diagnostic::new(
+                &path,
+                Problem::FlagValueTooLong { len: v.len(), name },
+            ));
             continue;
         }
         if name == "tls-san" {
@@ -871,13 +788,8 @@ fn check_args(field: &str, args: &[String], allow_owned: bool, d: &mut Vec<Diagn
                 .filter(|s| !is_san(s))
                 .collect();
             if value.as_deref().is_none_or(|v| cidr_list(v).is_empty()) || !bad.is_empty() {
-                let shown = bad
-                    .first()
-                    .map(|b| quote_short(b))
-                    .unwrap_or_else(|| "nothing".into());
                 d.push(
-                    Diagnostic::error(&path, format!("--tls-san names {shown}, which is not a hostname or an IP address"))
-                        .help("--tls-san=api.example.com adds a name to the API server certificate (comma-separate several)")
+                    Diagnostic::new(&path, Problem::BadTlsSan(bad.first().cloned()))
                         .narrow(bad.first().cloned().unwrap_or_default()),
                 );
             }
@@ -886,11 +798,7 @@ fn check_args(field: &str, args: &[String], allow_owned: bool, d: &mut Vec<Diagn
         if let Some(why) = owned_flag(&name)
             && !allow_owned
         {
-            d.push(
-                Diagnostic::error(&path, format!("--{name} is set by meshboot")).help(format!(
-                    "{why}; to override it anyway, set `k3s.allow_owned_args: true`"
-                )),
-            );
+            d.push(Diagnostic::new(&path, Problem::OwnedFlag { name, why }));
         }
     }
 }
@@ -899,10 +807,7 @@ fn check_firewall(spec: &Spec, d: &mut Vec<Diagnostic>) {
     let fw = &spec.firewall;
     check_public_ports(spec, &fw.public_tcp, &fw.public_udp, "firewall", d);
     if fw.backend == FirewallBackend::None {
-        d.push(
-            Diagnostic::warning("firewall.backend", "no host firewall: every port K3s opens faces the internet")
-                .help("use ufw or nftables, unless a provider firewall in front of every node blocks all but 41641/udp"),
-        );
+        d.push(Diagnostic::new("firewall.backend", Problem::NoFirewall));
     }
 }
 
@@ -922,13 +827,14 @@ fn check_public_ports(
     ] {
         for (i, p) in list.iter().enumerate() {
             if let Some(hit) = internal.iter().find(|k| overlaps(*p, **k)) {
-                d.push(
-                    Diagnostic::error(
-                        format!("{base}.public_{proto}[{i}]"),
-                        format!("public port {p}/{proto} exposes the K3s-internal port {hit}/{proto} to the internet"),
-                    )
-                    .help("K3s ports are open over the mesh already; if you really mean to expose it, set `firewall.allow_public_k3s_ports: true`"),
-                );
+                d.push(Diagnostic::new(
+                    format!("{base}.public_{proto}[{i}]"),
+                    Problem::PublicK3sPort {
+                        port: p.to_string(),
+                        proto,
+                        internal: hit.to_string(),
+                    },
+                ));
             }
         }
     }
@@ -942,24 +848,21 @@ mod tests {
     fn labels_and_taints() {
         assert_eq!(qualified_name_problem("node.kubernetes.io/pool"), None);
         assert!(qualified_name_problem("a/b/c").is_some());
-        assert_eq!(
-            qualified_name_problem("$(x)").as_deref(),
-            Some("contains `$`")
-        );
+        assert_eq!(qualified_name_problem("$(x)"), Some(Flaw::Contains('$')));
         assert_eq!(taint_problem("dedicated=edge:NoSchedule"), None);
         assert_eq!(taint_problem("gpu:NoExecute"), None);
         assert!(taint_problem("gpu=true:Maybe").is_some());
         assert_eq!(
-            taint_problem("a=`b`:NoSchedule").as_deref(),
-            Some("has a value that contains a backtick")
+            taint_problem("a=`b`:NoSchedule").map(|f| f.to_string()),
+            Some("has a value that contains a backtick".to_string())
         );
     }
 
     #[test]
     fn names_and_sans() {
         assert_eq!(
-            label_problem("Cp-1").as_deref(),
-            Some("has an uppercase letter `C` (names are lowercase)")
+            label_problem("Cp-1").map(|f| f.to_string()),
+            Some("has an uppercase letter `C` (names are lowercase)".to_string())
         );
         assert!(label_problem(&"a".repeat(64)).is_some());
         assert!(is_san("api.example.com") && is_san("10.0.0.1") && is_san("fd00::1"));
