@@ -137,7 +137,7 @@ impl Diagnostic {
         if self.path.is_empty() {
             let _ = writeln!(out, "{label}: {message}");
         } else {
-            let _ = writeln!(out, "{label}: {}: {message}", clean(&self.path));
+            let _ = writeln!(out, "{label}: {}: {message}", clean_path(&self.path));
         }
         let file = clean(file);
         let mut pad = " ".to_string();
@@ -182,6 +182,12 @@ fn clean(s: &str) -> String {
         }
     }
     mask_words(&out)
+}
+
+/// A spec path made safe to print: each segment cleaned on its own, so that a key that is a
+/// secret (`labels.K10...::server:pw`) is masked even though `.` joins it to the path.
+fn clean_path(path: &str) -> String {
+    path.split('.').map(clean).collect::<Vec<_>>().join(".")
 }
 
 /// Invisible formatting characters (Unicode category Cf and friends) that could make an
@@ -305,6 +311,36 @@ pub fn render_all(diags: &[Diagnostic], file: &str, map: &SourceMap) -> String {
         );
     }
     out
+}
+
+/// Reports a refused secret alone at its place. At the place of a refusal (its spec path,
+/// and the key or the value there), every other problem is dropped: it could only describe
+/// the secret again (an unknown role, a bad name), and the secret is what to fix. Among refusals, the
+/// generic [`Problem::PastedSecret`] gives way to one that says more (a credential flag, a
+/// URL with a password), and is kept once.
+pub fn drop_shadowed(diags: &mut Vec<Diagnostic>) {
+    let same_place =
+        |a: &Diagnostic, b: &Diagnostic| a.path == b.path || (a.span.is_some() && a.span == b.span);
+    let generic = |d: &Diagnostic| d.problem == Problem::PastedSecret;
+    let keep: Vec<bool> = diags
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut refusals = diags
+                .iter()
+                .enumerate()
+                .filter(|(j, r)| *j != i && r.problem.refuses_secret() && same_place(d, r));
+            if !d.problem.refuses_secret() {
+                refusals.next().is_none()
+            } else if generic(d) {
+                refusals.all(|(j, r)| generic(r) && j > i)
+            } else {
+                true
+            }
+        })
+        .collect();
+    let mut keep = keep.into_iter();
+    diags.retain(|_| keep.next().unwrap_or(true));
 }
 
 /// "did you mean" for a misspelt key or value: the closest candidate within a distance

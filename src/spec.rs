@@ -7,7 +7,7 @@
 
 use crate::diagnostics::{Diagnostic, did_you_mean};
 use crate::problem::{ChoiceHint, Found, KeyHint, Problem};
-use crate::redact::{key_text, looks_like_secret};
+use crate::redact::{SECRET_FIELDS, holds_secret, looks_like_secret, secret_flag_value};
 use crate::source::{Node, NodeKind, join};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -257,6 +257,8 @@ pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         diags,
         suggested: Vec::new(),
     };
+    // Refused, but not a reason to stop reading: the rest of the spec is still checked.
+    pasted_secrets(root, "", r.diags);
     let before = r.diags.iter().filter(|d| d.is_error()).count();
     let top = r.top(root)?;
 
@@ -338,6 +340,52 @@ pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         nodes: nodes?,
     };
     (after == before).then_some(spec)
+}
+
+/// Refuses every secret written into the spec outside the secret-reference fields: each
+/// scalar (key or value) that is a credential flag (`--token=...`, see [`refusal`]) or that
+/// looks like a key or token, or holds one as a word. This is the one place that looks;
+/// whatever else
+/// the reader or [`crate::validate`] finds wrong with such a value is dropped later
+/// ([`crate::diagnostics::drop_shadowed`]), so the secret is reported once and never shown.
+pub fn pasted_secrets(node: &Node, path: &str, diags: &mut Vec<Diagnostic>) {
+    if SECRET_FIELDS.contains(&path) {
+        return;
+    }
+    match &node.kind {
+        NodeKind::Scalar { value, .. } => {
+            if let Some(problem) = refusal(value) {
+                diags.push(Diagnostic::new(path, problem));
+            }
+        }
+        NodeKind::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                pasted_secrets(item, &format!("{path}[{i}]"), diags);
+            }
+        }
+        NodeKind::Map(entries) => {
+            for (k, v) in entries {
+                let Some(key) = scalar(k) else {
+                    pasted_secrets(k, path, diags);
+                    continue;
+                };
+                let child = join(path, key);
+                if let Some(problem) = refusal(key) {
+                    diags.push(Diagnostic::new(&child, problem).on_key().at(k.span));
+                }
+                pasted_secrets(v, &child, diags);
+            }
+        }
+    }
+}
+
+/// Why a scalar outside the secret fields is refused, if it is: a K3s flag whose value is a
+/// credential, whatever the value (`--token=...`), or anything holding a key or token.
+fn refusal(text: &str) -> Option<Problem> {
+    if let Some((flag, _)) = secret_flag_value(text) {
+        return Some(Problem::CredentialFlag(flag.to_string()));
+    }
+    holds_secret(text).then_some(Problem::PastedSecret)
 }
 
 /// A mapping whose keys were checked against the allowed set.
@@ -477,16 +525,16 @@ impl Reader<'_> {
                     .push(Diagnostic::new(path, Problem::KeyNotWord(k.shape())).at(k.span));
                 continue;
             };
-            let shown = key_text(key);
             if let Some(first_line) = seen.insert(key, k.span.line) {
                 self.diags.push(
                     Diagnostic::new(
-                        join(path, &shown),
+                        join(path, key),
                         Problem::DuplicateKey {
                             key: key.to_string(),
                             first_line,
                         },
                     )
+                    .on_key()
                     .at(k.span),
                 );
                 continue;
@@ -507,7 +555,7 @@ impl Reader<'_> {
             };
             self.diags.push(
                 Diagnostic::new(
-                    join(path, &shown),
+                    join(path, key),
                     Problem::UnknownKey {
                         key: key.to_string(),
                         within: path.to_string(),
@@ -515,6 +563,7 @@ impl Reader<'_> {
                         hint,
                     },
                 )
+                .on_key()
                 .at(k.span),
             );
         }
@@ -902,12 +951,13 @@ impl Reader<'_> {
             if let Some(first_line) = seen.insert(key, k.span.line) {
                 self.diags.push(
                     Diagnostic::new(
-                        join(lpath, &key_text(key)),
+                        join(lpath, key),
                         Problem::DuplicateLabel {
                             key: key.to_string(),
                             first_line,
                         },
                     )
+                    .on_key()
                     .at(k.span),
                 );
                 ok = false;

@@ -5,13 +5,15 @@
 //! inherited from `defaults` is reported at `defaults.labels`, not once per node.
 //! Anything that would reach a shell, YAML or JSON is checked here against a strict
 //! character set, so that the renderer's quoting is a second line of defence, not the
-//! only one. Literal secrets are refused wherever they appear.
+//! only one. A value that looks like a secret was refused while reading
+//! ([`crate::spec::pasted_secrets`]); whatever else is wrong with it here is not reported
+//! again (see [`crate::diagnostics::drop_shadowed`]).
 
 use crate::diagnostics::Diagnostic;
 use crate::firewall::{K3S_INTERNAL_TCP, K3S_INTERNAL_UDP, overlaps};
 use crate::plan::{ExpandedNode, cidr_list, expand, parse_args};
 use crate::problem::{Flaw, Problem, VersionHint};
-use crate::redact::{looks_like_secret, secret_flag_value, url_has_credentials};
+use crate::redact::url_has_credentials;
 use crate::spec::{FirewallBackend, NodeFields, Os, PortRange, Role, Spec};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,9 +35,7 @@ const K3S_COMPONENTS: &[&str] = &[
 
 pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
     let mut d = Vec::new();
-    if looks_like_secret(&spec.cluster.name) {
-        d.push(pasted_secret("cluster.name"));
-    } else if let Some(flaw) = label_problem(&spec.cluster.name) {
+    if let Some(flaw) = label_problem(&spec.cluster.name) {
         d.push(Diagnostic::new(
             "cluster.name",
             Problem::ClusterName {
@@ -89,11 +89,6 @@ fn label_problem(s: &str) -> Option<Flaw> {
         return Some(Flaw::DashAtEnds);
     }
     None
-}
-
-/// A value outside the secret fields that looks like a key or token: refused, not shown.
-fn pasted_secret(path: impl Into<String>) -> Diagnostic {
-    Diagnostic::new(path, Problem::PastedSecret)
 }
 
 /// Why `s` is not a Kubernetes label value: empty, or at most 63 of [A-Za-z0-9-_.],
@@ -174,10 +169,6 @@ fn check_names(spec: &Spec, d: &mut Vec<Diagnostic>) {
     let mut reported: BTreeSet<(usize, usize)> = BTreeSet::new();
     for (i, n) in spec.nodes.iter().enumerate() {
         let path = format!("nodes[{i}].name");
-        if looks_like_secret(&n.name) {
-            d.push(pasted_secret(&path));
-            continue;
-        }
         if let Some(flaw) = label_problem(&n.name) {
             d.push(Diagnostic::new(
                 &path,
@@ -234,9 +225,7 @@ fn check_names(spec: &Spec, d: &mut Vec<Diagnostic>) {
 fn check_fields(spec: &Spec, f: &NodeFields, base: &str, d: &mut Vec<Diagnostic>) {
     for (k, v) in f.labels.iter().flatten() {
         let path = format!("{base}.labels.{k}");
-        if looks_like_secret(k) || looks_like_secret(v) {
-            d.push(pasted_secret(&path));
-        } else if let Some(flaw) = qualified_name_problem(k) {
+        if let Some(flaw) = qualified_name_problem(k) {
             d.push(
                 Diagnostic::new(
                     &path,
@@ -258,9 +247,7 @@ fn check_fields(spec: &Spec, f: &NodeFields, base: &str, d: &mut Vec<Diagnostic>
         }
     }
     for (i, t) in f.taints.iter().flatten().enumerate() {
-        if looks_like_secret(t) {
-            d.push(pasted_secret(format!("{base}.taints[{i}]")));
-        } else if let Some(flaw) = taint_problem(t) {
+        if let Some(flaw) = taint_problem(t) {
             d.push(Diagnostic::new(
                 format!("{base}.taints[{i}]"),
                 Problem::Taint {
@@ -399,10 +386,6 @@ fn check_os_firewall(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic
 fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
     let ts = &spec.tailscale;
     for (i, tag) in ts.tags.iter().enumerate() {
-        if looks_like_secret(tag) {
-            d.push(pasted_secret(format!("tailscale.tags[{i}]")));
-            continue;
-        }
         let flaw = match tag.strip_prefix("tag:") {
             None => Some(Flaw::NoTagPrefix),
             Some("") => Some(Flaw::NoTagName),
@@ -429,10 +412,6 @@ fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
         }
     }
     if let Some(url) = &ts.login_server {
-        if looks_like_secret(url) {
-            d.push(pasted_secret("tailscale.login_server"));
-            return check_tailscale_version(spec, d);
-        }
         if url_has_credentials(url) {
             d.push(Diagnostic::new(
                 "tailscale.login_server",
@@ -553,9 +532,7 @@ fn check_k3s(spec: &Spec, d: &mut Vec<Diagnostic>) {
         ));
     }
     for (i, item) in k.disable.iter().enumerate() {
-        if looks_like_secret(item) {
-            d.push(pasted_secret(format!("k3s.disable[{i}]")));
-        } else if !K3S_COMPONENTS.contains(&item.as_str()) {
+        if !K3S_COMPONENTS.contains(&item.as_str()) {
             let (item, suggestion, known) = (
                 item.clone(),
                 crate::diagnostics::did_you_mean(item, K3S_COMPONENTS),
@@ -724,13 +701,6 @@ fn is_san(s: &str) -> bool {
 fn check_args(field: &str, args: &[String], allow_owned: bool, d: &mut Vec<Diagnostic>) {
     for (i, (arg, (name, value))) in args.iter().zip(parse_args(args)).enumerate() {
         let path = format!("{field}[{i}]");
-        if let Some((flag, _)) = secret_flag_value(arg) {
-            d.push(Diagnostic::new(
-                &path,
-                Problem::CredentialFlag(flag.to_string()),
-            ));
-            continue;
-        }
         let name_ok = arg.starts_with("--")
             && !name.is_empty()
             && name.len() <= 64
@@ -757,10 +727,7 @@ fn check_args(field: &str, args: &[String], allow_owned: bool, d: &mut Vec<Diagn
             ));
             continue;
         }
-        if value
-            .as_deref()
-            .is_some_and(|v| looks_like_secret(v) || url_has_credentials(v))
-        {
+        if value.as_deref().is_some_and(url_has_credentials) {
             d.push(Diagnostic::new(&path, Problem::FlagValueSecret(name)));
             continue;
         }
