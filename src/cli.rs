@@ -1,10 +1,10 @@
 //! The command line: clap types, and one function per subcommand that drives the library.
 
-use crate::emit::{self, human_size};
+use crate::emit::{self, human_size, share_of_limit};
 use crate::plan::{ClusterPlan, ConfigValue, IgnitionVersion, NodePlan};
 use crate::secrets::Environment;
-use crate::{Failure, Options, exit};
-use camino::{Utf8Path, Utf8PathBuf};
+use crate::{Error, Options};
+use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::fmt::Write as _;
 
@@ -98,17 +98,9 @@ pub struct Output {
     pub stderr: String,
 }
 
-fn read_spec(path: &Utf8Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| {
-        Failure::usage(format!(
-            "error: cannot read spec {path}: {}\n",
-            crate::problem::IoReason::from_io(&e)
-        ))
-    })
-}
-
-/// Runs one command. `Err` carries the exit code and everything to print on stderr.
-pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Failure, String)> {
+/// Runs one command. `Err` carries the failure and what was printed on stderr before it
+/// (warnings).
+pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, String)> {
     let mut out = Output::default();
     let (spec_path, opts) = match cmd {
         Command::Build { spec, common, .. } | Command::Render { spec, common, .. } => (
@@ -137,11 +129,12 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Failure, Str
             },
         ),
     };
-    let text = read_spec(spec_path).map_err(|f| (f, String::new()))?;
+    let text = std::fs::read(spec_path)
+        .map_err(|e| (Error::reading_spec(spec_path, &e), String::new()))?;
     let checked =
         crate::check_bytes(spec_path, &text, env, &opts).map_err(|f| (f, String::new()))?;
     out.stderr.push_str(&checked.warnings);
-    let fail = |f: Failure, out: &Output| (f, out.stderr.clone());
+    let fail = |e: Error, out: &Output| (e, out.stderr.clone());
 
     match cmd {
         Command::Check { .. } => {
@@ -160,59 +153,23 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Failure, Str
         Command::Render { node, .. } => {
             let Some(n) = checked.plan.nodes.iter().find(|n| &n.name == node) else {
                 let names: Vec<&str> = checked.plan.nodes.iter().map(|n| n.name.as_str()).collect();
-                return Err(fail(
-                    Failure::usage(format!(
-                        "error: no node named \"{}\" in {spec_path}\n  = help: nodes are: {}\n",
-                        node.escape_debug(),
-                        names.join(", ")
-                    )),
-                    &out,
-                ));
+                return Err(fail(Error::no_such_node(node, spec_path, &names), &out));
             };
-            let a =
-                crate::render::render_node(&checked.plan, n, &checked.secrets).map_err(|e| {
-                    fail(
-                        Failure {
-                            code: exit::INTERNAL,
-                            message: format!("error: {e}\n"),
-                        },
-                        &out,
-                    )
-                })?;
-            if a.contents.len() > emit::USER_DATA_LIMIT {
-                return Err(fail(
-                    Failure {
-                        code: exit::INVALID_SPEC,
-                        message: format!(
-                            "error: {}: {} bytes, over Hetzner's {}-byte user-data limit\n",
-                            a.file_name,
-                            a.contents.len(),
-                            emit::USER_DATA_LIMIT
-                        ),
-                    },
-                    &out,
-                ));
-            }
+            let a = crate::render::render_node(&checked.plan, n, &checked.secrets)
+                .map_err(|e| fail(e.into(), &out))?;
+            emit::check_size(std::slice::from_ref(&a)).map_err(|e| fail(e, &out))?;
             out.stdout = a.contents;
         }
         Command::Build { out: dir, .. } => {
             let artifacts = crate::render_all_nodes(&checked).map_err(|f| fail(f, &out))?;
-            emit::write_all(dir, &artifacts).map_err(|e| {
-                fail(
-                    Failure::usage(format!(
-                        "error: writing to {dir}: {}\n",
-                        crate::problem::IoReason::from_io(&e)
-                    )),
-                    &out,
-                )
-            })?;
+            emit::write_all(dir, &artifacts).map_err(|e| fail(Error::writing_to(dir, &e), &out))?;
             for a in &artifacts {
                 let _ = writeln!(
                     out.stdout,
-                    "wrote {}  {:>9}  ({:.0}% of the 32 KiB user-data limit)",
+                    "wrote {}  {:>9}  ({})",
                     dir.join(&a.file_name),
                     human_size(a.contents.len()),
-                    a.contents.len() as f64 * 100.0 / emit::USER_DATA_LIMIT as f64
+                    share_of_limit(a.contents.len())
                 );
             }
             let _ = writeln!(out.stdout, "wrote {}", dir.join("SHA256SUMS"));

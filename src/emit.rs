@@ -1,8 +1,10 @@
-//! Stage 5, emitting: the size budget, then the files on disk with `SHA256SUMS`.
+//! Stage 5, emitting: the size budget ([`check_size`], the one place that knows the limit
+//! and says when an output is over it), then the files on disk with `SHA256SUMS`.
 //!
 //! Every artifact holds secrets, so files are written 0600 (atomically, through a temporary
 //! file in the same directory) into an output directory created 0700.
 
+use crate::error::Error;
 use crate::render::Artifact;
 use camino::Utf8Path;
 use sha2::{Digest, Sha256};
@@ -10,6 +12,37 @@ use std::io::Write as _;
 
 /// Hetzner Cloud's user-data limit, in bytes (API: length 0..32768).
 pub const USER_DATA_LIMIT: usize = 32 * 1024;
+
+/// Checks every artifact against [`USER_DATA_LIMIT`]: one that is over it makes the spec
+/// invalid, and the report names each such file. Call it before anything is written or
+/// printed.
+pub fn check_size(artifacts: &[Artifact]) -> Result<(), Error> {
+    let report: String = artifacts
+        .iter()
+        .filter(|a| a.contents.len() > USER_DATA_LIMIT)
+        .map(|a| {
+            format!(
+                "error: {}: {} bytes, over Hetzner's {USER_DATA_LIMIT}-byte user-data limit; nothing was written\n  = help: drop what the node does not need (extra args, labels, public ports) or deliver the config another way (a Packer image)\n",
+                a.file_name,
+                a.contents.len(),
+            )
+        })
+        .collect();
+    if report.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidSpec(report))
+    }
+}
+
+/// How much of the user-data limit `bytes` take: `41% of the 32 KiB user-data limit`.
+pub fn share_of_limit(bytes: usize) -> String {
+    format!(
+        "{:.0}% of the {} KiB user-data limit",
+        bytes as f64 * 100.0 / USER_DATA_LIMIT as f64,
+        USER_DATA_LIMIT / 1024
+    )
+}
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -85,4 +118,39 @@ fn write_private(path: &Utf8Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Envelope;
+
+    fn artifact(name: &str, len: usize) -> Artifact {
+        Artifact {
+            node: name.into(),
+            file_name: format!("{name}.yaml"),
+            envelope: Envelope::CloudInit,
+            contents: "x".repeat(len),
+        }
+    }
+
+    #[test]
+    fn the_size_budget_names_every_file_over_it() {
+        assert_eq!(check_size(&[artifact("a", USER_DATA_LIMIT)]), Ok(()));
+        let err = check_size(&[
+            artifact("a", USER_DATA_LIMIT + 1),
+            artifact("b", 10),
+            artifact("c", USER_DATA_LIMIT * 2),
+        ])
+        .expect_err("over the limit");
+        assert_eq!(err.exit_code(), crate::error::exit::INVALID_SPEC);
+        assert!(
+            err.message()
+                .contains("error: a.yaml: 32769 bytes, over Hetzner's 32768-byte user-data limit"),
+            "{}",
+            err.message()
+        );
+        assert!(err.message().contains("c.yaml") && !err.message().contains("b.yaml"));
+        assert_eq!(share_of_limit(8192), "25% of the 32 KiB user-data limit");
+    }
 }

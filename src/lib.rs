@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod diagnostics;
 pub mod emit;
+pub mod error;
 pub mod firewall;
 pub mod plan;
 pub mod problem;
@@ -29,29 +30,7 @@ use secrets::{Environment, Secrets};
 use source::SourceMap;
 use spec::Spec;
 
-/// Exit codes, as documented in the README.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const INVALID_SPEC: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const INTERNAL: i32 = 3;
-}
-
-/// Why a run failed. `message` is ready to print and never contains a secret value.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: i32,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn usage(message: impl Into<String>) -> Self {
-        Failure {
-            code: exit::USAGE,
-            message: message.into(),
-        }
-    }
-}
+pub use error::{Error, exit};
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -76,25 +55,19 @@ pub fn check(
     text: &str,
     env: &dyn Environment,
     opts: &Options,
-) -> Result<Checked, Failure> {
+) -> Result<Checked, Error> {
     let file = path.as_str();
     let (root, map) = match source::parse(text) {
         Ok(ok) => ok,
         Err(e) => {
             let d = Diagnostic::new("", *e.problem).at(e.span);
             let report = render_all(&[d], file, &SourceMap::new(source::strip_bom(text)));
-            return Err(Failure {
-                code: exit::INVALID_SPEC,
-                message: report,
-            });
+            return Err(Error::InvalidSpec(report));
         }
     };
     let mut diags = Vec::new();
     let spec = spec::read(&root, &mut diags);
-    let fail = |diags: &[Diagnostic]| Failure {
-        code: exit::INVALID_SPEC,
-        message: render_all(diags, file, &map),
-    };
+    let fail = |diags: &[Diagnostic]| Error::InvalidSpec(render_all(diags, file, &map));
     let Some(spec) = spec else {
         drop_shadowed(&mut diags);
         return Err(fail(&diags));
@@ -115,14 +88,11 @@ pub fn check(
     let has_errors = diags.iter().any(Diagnostic::is_error);
     let has_warnings = diags.iter().any(|d| !d.is_error());
     if has_errors || (opts.strict && has_warnings) {
-        let mut msg = fail(&diags).message;
+        let mut report = render_all(&diags, file, &map);
         if !has_errors {
-            msg.push_str("warnings are errors under --strict\n");
+            report.push_str("warnings are errors under --strict\n");
         }
-        return Err(Failure {
-            code: exit::INVALID_SPEC,
-            message: msg,
-        });
+        return Err(Error::InvalidSpec(report));
     }
     let Some(secrets) = secrets else {
         return Err(fail(&diags));
@@ -148,46 +118,30 @@ pub fn check_bytes(
     bytes: &[u8],
     env: &dyn Environment,
     opts: &Options,
-) -> Result<Checked, Failure> {
+) -> Result<Checked, Error> {
     match source::decode(bytes) {
         Ok(text) => check(path, text, env, opts),
         Err(e) => {
             let d = Diagnostic::new("", *e.problem).at(e.span);
             let lossy = String::from_utf8_lossy(bytes);
-            Err(Failure {
-                code: exit::INVALID_SPEC,
-                message: render_all(&[d], path.as_str(), &SourceMap::new(&lossy)),
-            })
+            Err(Error::InvalidSpec(render_all(
+                &[d],
+                path.as_str(),
+                &SourceMap::new(&lossy),
+            )))
         }
     }
 }
 
 /// Renders every node of a checked spec and enforces the user-data size limit.
-pub fn render_all_nodes(checked: &Checked) -> Result<Vec<Artifact>, Failure> {
-    let mut artifacts = Vec::new();
-    let mut too_big = Vec::new();
-    for node in &checked.plan.nodes {
-        let a =
-            render::render_node(&checked.plan, node, &checked.secrets).map_err(|e| Failure {
-                code: exit::INTERNAL,
-                message: format!("error: {e}\n"),
-            })?;
-        if a.contents.len() > emit::USER_DATA_LIMIT {
-            too_big.push(format!(
-                "error: {}: {} bytes, over Hetzner's {}-byte user-data limit; nothing was written\n  = help: drop what the node does not need (extra args, labels, public ports) or deliver the config another way (a Packer image)\n",
-                a.file_name,
-                a.contents.len(),
-                emit::USER_DATA_LIMIT
-            ));
-        }
-        artifacts.push(a);
-    }
-    if !too_big.is_empty() {
-        return Err(Failure {
-            code: exit::INVALID_SPEC,
-            message: too_big.concat(),
-        });
-    }
+pub fn render_all_nodes(checked: &Checked) -> Result<Vec<Artifact>, Error> {
+    let artifacts = checked
+        .plan
+        .nodes
+        .iter()
+        .map(|node| render::render_node(&checked.plan, node, &checked.secrets))
+        .collect::<Result<Vec<_>, _>>()?;
+    emit::check_size(&artifacts)?;
     Ok(artifacts)
 }
 

@@ -33,7 +33,7 @@ fn diagnose(path: &Utf8Path, strict: bool) -> (i32, String) {
     };
     match meshboot::check_bytes(rel, &bytes, &fake_env, &opts) {
         Ok(checked) => (exit::OK, checked.warnings),
-        Err(f) => (f.code, f.message),
+        Err(f) => (f.exit_code(), f.message().to_string()),
     }
 }
 
@@ -184,7 +184,10 @@ fn check_text(text: &[u8]) -> (i32, String) {
     let opts = Options::default();
     match meshboot::check_bytes(&path, text, &fake_env, &opts) {
         Ok(c) => (0, c.warnings),
-        Err(f) => (f.code, f.message.replace(path.as_str(), "spec.yaml")),
+        Err(f) => (
+            f.exit_code(),
+            f.message().replace(path.as_str(), "spec.yaml"),
+        ),
     }
 }
 

@@ -37,9 +37,10 @@ fn compile(
     text: &str,
     env: &dyn Environment,
 ) -> Result<(Checked, Vec<Artifact>), (i32, String)> {
-    let checked =
-        meshboot::check(path, text, env, &Options::default()).map_err(|f| (f.code, f.message))?;
-    let artifacts = meshboot::render_all_nodes(&checked).map_err(|f| (f.code, f.message))?;
+    let checked = meshboot::check(path, text, env, &Options::default())
+        .map_err(|f| (f.exit_code(), f.message().to_string()))?;
+    let artifacts = meshboot::render_all_nodes(&checked)
+        .map_err(|f| (f.exit_code(), f.message().to_string()))?;
     Ok((checked, artifacts))
 }
 

@@ -50,10 +50,10 @@ fn holds(text_or_bytes: Result<&str, &[u8]>) -> Result<bool, TestCaseError> {
     };
     let checked = match result {
         Err(f) => {
-            prop_assert_eq!(f.code, exit::INVALID_SPEC, "{}", f.message);
-            prop_assert!(f.message.contains("error"), "{}", f.message);
+            prop_assert_eq!(f.exit_code(), exit::INVALID_SPEC, "{}", f.message());
+            prop_assert!(f.message().contains("error"), "{}", f.message());
             for s in all_fake_secret_values() {
-                prop_assert!(!f.message.contains(&s), "the report echoes a secret");
+                prop_assert!(!f.message().contains(&s), "the report echoes a secret");
             }
             return Ok(false);
         }
@@ -61,8 +61,8 @@ fn holds(text_or_bytes: Result<&str, &[u8]>) -> Result<bool, TestCaseError> {
     };
     let artifacts = match meshboot::render_all_nodes(&checked) {
         Err(f) => {
-            prop_assert_eq!(f.code, exit::INVALID_SPEC, "{}", f.message);
-            prop_assert!(f.message.contains("user-data limit"), "{}", f.message);
+            prop_assert_eq!(f.exit_code(), exit::INVALID_SPEC, "{}", f.message());
+            prop_assert!(f.message().contains("user-data limit"), "{}", f.message());
             return Ok(true);
         }
         Ok(a) => a,

@@ -60,6 +60,12 @@ impl std::fmt::Display for RenderError {
 
 impl std::error::Error for RenderError {}
 
+impl From<RenderError> for crate::error::Error {
+    fn from(e: RenderError) -> Self {
+        crate::error::Error::Internal(format!("error: {e}\n"))
+    }
+}
+
 impl From<minijinja::Error> for RenderError {
     fn from(e: minijinja::Error) -> Self {
         RenderError(format!("{e:#}"))

@@ -81,11 +81,11 @@ pub fn compile(path: &Utf8Path, opts: &Options) -> (Checked, Vec<Artifact>) {
     let text = std::fs::read_to_string(path).expect("fixture readable");
     let checked = match meshboot::check(path, &text, &fake_env, opts) {
         Ok(c) => c,
-        Err(f) => panic!("{path} does not compile:\n{}", f.message),
+        Err(f) => panic!("{path} does not compile:\n{}", f.message()),
     };
     let artifacts = match meshboot::render_all_nodes(&checked) {
         Ok(a) => a,
-        Err(f) => panic!("{path} does not render:\n{}", f.message),
+        Err(f) => panic!("{path} does not render:\n{}", f.message()),
     };
     (checked, artifacts)
 }
