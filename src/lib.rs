@@ -15,6 +15,7 @@ pub mod error;
 pub mod firewall;
 pub mod plan;
 pub mod problem;
+pub mod reader;
 pub mod redact;
 pub mod render;
 pub mod secrets;
@@ -66,7 +67,7 @@ pub fn check(
         }
     };
     let mut diags = Vec::new();
-    let spec = spec::read(&root, &mut diags);
+    let spec = reader::read(&root, &mut diags);
     let fail = |diags: &[Diagnostic]| Error::InvalidSpec(render_all(diags, file, &map));
     let Some(spec) = spec else {
         drop_shadowed(&mut diags);
@@ -153,7 +154,7 @@ mod tests {
     fn diagnostics(text: &str) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
         let (root, _) = source::parse(text).expect("parses");
         let mut all = Vec::new();
-        if let Some(spec) = spec::read(&root, &mut all) {
+        if let Some(spec) = reader::read(&root, &mut all) {
             all.extend(validate::validate(&spec));
         }
         let mut kept = all.clone();

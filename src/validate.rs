@@ -6,7 +6,7 @@
 //! Anything that would reach a shell, YAML or JSON is checked here against a strict
 //! character set, so that the renderer's quoting is a second line of defence, not the
 //! only one. A value that looks like a secret was refused while reading
-//! ([`crate::spec::pasted_secrets`]); whatever else is wrong with it here is not reported
+//! ([`crate::reader::pasted_secrets`]); whatever else is wrong with it here is not reported
 //! again (see [`crate::diagnostics::drop_shadowed`]).
 
 use crate::diagnostics::Diagnostic;
