@@ -12,7 +12,7 @@
 use crate::diagnostics::Diagnostic;
 use crate::firewall::{K3S_INTERNAL_TCP, K3S_INTERNAL_UDP, overlaps};
 use crate::plan::{ExpandedNode, cidr_list, expand, parse_args};
-use crate::problem::{Flaw, Problem, VersionHint};
+use crate::problem::{Flaw, Problem, Subject, VersionHint};
 use crate::redact::url_has_credentials;
 use crate::spec::{FirewallBackend, NodeFields, Os, PortRange, Role, Spec};
 use ipnet::IpNet;
@@ -35,15 +35,13 @@ const K3S_COMPONENTS: &[&str] = &[
 
 pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
     let mut d = Vec::new();
-    if let Some(flaw) = label_problem(&spec.cluster.name) {
-        d.push(Diagnostic::new(
-            "cluster.name",
-            Problem::ClusterName {
-                name: spec.cluster.name.clone(),
-                flaw,
-            },
-        ));
-    }
+    let name = &spec.cluster.name;
+    d.extend(flawed(
+        "cluster.name",
+        Subject::ClusterName,
+        name,
+        label_problem(name),
+    ));
     let nodes = expand(spec);
     check_names(spec, &mut d);
     check_fields(spec, &spec.defaults, "defaults", &mut d);
@@ -62,6 +60,17 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
 /// both ends.
 pub fn is_dns_label(s: &str) -> bool {
     label_problem(s).is_none()
+}
+
+/// The problem of `value` at `path`, when `flaw` says what is wrong with it.
+fn flawed(
+    path: impl Into<String>,
+    what: Subject,
+    value: &str,
+    flaw: Option<Flaw>,
+) -> Option<Diagnostic> {
+    let value = value.to_string();
+    flaw.map(|flaw| Diagnostic::new(path, Problem::Flawed { what, value, flaw }))
 }
 
 /// What is wrong with `s` as a lowercase DNS label (`None` when it is fine).
@@ -169,14 +178,8 @@ fn check_names(spec: &Spec, d: &mut Vec<Diagnostic>) {
     let mut reported: BTreeSet<(usize, usize)> = BTreeSet::new();
     for (i, n) in spec.nodes.iter().enumerate() {
         let path = format!("nodes[{i}].name");
-        if let Some(flaw) = label_problem(&n.name) {
-            d.push(Diagnostic::new(
-                &path,
-                Problem::NodeName {
-                    name: n.name.clone(),
-                    flaw,
-                },
-            ));
+        if let Some(bad) = flawed(&path, Subject::NodeName, &n.name, label_problem(&n.name)) {
+            d.push(bad);
             continue;
         }
         let names: Vec<String> = match n.count {
@@ -225,37 +228,15 @@ fn check_names(spec: &Spec, d: &mut Vec<Diagnostic>) {
 fn check_fields(spec: &Spec, f: &NodeFields, base: &str, d: &mut Vec<Diagnostic>) {
     for (k, v) in f.labels.iter().flatten() {
         let path = format!("{base}.labels.{k}");
-        if let Some(flaw) = qualified_name_problem(k) {
-            d.push(
-                Diagnostic::new(
-                    &path,
-                    Problem::LabelKey {
-                        key: k.clone(),
-                        flaw,
-                    },
-                )
-                .on_key(),
-            );
-        } else if let Some(flaw) = label_value_problem(v) {
-            d.push(Diagnostic::new(
-                &path,
-                Problem::LabelValue {
-                    value: v.clone(),
-                    flaw,
-                },
-            ));
-        }
+        let key = flawed(&path, Subject::LabelKey, k, qualified_name_problem(k));
+        d.extend(match key {
+            Some(bad) => Some(bad.on_key()),
+            None => flawed(&path, Subject::LabelValue, v, label_value_problem(v)),
+        });
     }
     for (i, t) in f.taints.iter().flatten().enumerate() {
-        if let Some(flaw) = taint_problem(t) {
-            d.push(Diagnostic::new(
-                format!("{base}.taints[{i}]"),
-                Problem::Taint {
-                    taint: t.clone(),
-                    flaw,
-                },
-            ));
-        }
+        let path = format!("{base}.taints[{i}]");
+        d.extend(flawed(path, Subject::Taint, t, taint_problem(t)));
     }
     if let Some(fw) = &f.firewall {
         check_public_ports(
@@ -401,15 +382,12 @@ fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
                     }
                 }),
         };
-        if let Some(flaw) = flaw {
-            d.push(Diagnostic::new(
-                format!("tailscale.tags[{i}]"),
-                Problem::Tag {
-                    tag: tag.clone(),
-                    flaw,
-                },
-            ));
-        }
+        d.extend(flawed(
+            format!("tailscale.tags[{i}]"),
+            Subject::Tag,
+            tag,
+            flaw,
+        ));
     }
     if let Some(url) = &ts.login_server {
         if url_has_credentials(url) {
@@ -448,12 +426,11 @@ fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
             } else {
                 Flaw::NoHost
             };
-            d.push(Diagnostic::new(
+            d.extend(flawed(
                 "tailscale.login_server",
-                Problem::LoginServer {
-                    url: url.clone(),
-                    flaw,
-                },
+                Subject::LoginServer,
+                url,
+                Some(flaw),
             ));
         } else if url.starts_with("http://") {
             d.push(Diagnostic::new(
@@ -476,12 +453,17 @@ fn check_tailscale_version(spec: &Spec, d: &mut Vec<Diagnostic>) {
     }
 }
 
-fn is_semver(v: &str) -> bool {
-    let parts: Vec<&str> = v.split('.').collect();
-    parts.len() == 3
+/// `count` numbers of at most `digits` digits each, joined by `.`: `1.33.5`.
+fn dotted_numbers(s: &str, count: usize, digits: usize) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == count
         && parts
             .iter()
-            .all(|p| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
+            .all(|p| !p.is_empty() && p.len() <= digits && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_semver(v: &str) -> bool {
+    dotted_numbers(v, 3, 6)
 }
 
 fn check_k3s(spec: &Spec, d: &mut Vec<Diagnostic>) {
@@ -565,13 +547,7 @@ fn check_k3s(spec: &Spec, d: &mut Vec<Diagnostic>) {
 
 fn is_channel(c: &str) -> bool {
     matches!(c, "stable" | "latest" | "testing")
-        || c.strip_prefix('v').is_some_and(|r| {
-            let parts: Vec<&str> = r.split('.').collect();
-            parts.len() == 2
-                && parts
-                    .iter()
-                    .all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
-        })
+        || c.strip_prefix('v').is_some_and(|r| dotted_numbers(r, 2, 4))
 }
 
 fn check_cidrs(spec: &Spec, d: &mut Vec<Diagnostic>) {
@@ -718,13 +694,7 @@ fn check_args(field: &str, args: &[String], allow_owned: bool, d: &mut Vec<Diagn
             } else {
                 Flaw::NotAFlag
             };
-            d.push(Diagnostic::new(
-                &path,
-                Problem::NotAFlag {
-                    arg: arg.clone(),
-                    flaw,
-                },
-            ));
+            d.extend(flawed(&path, Subject::Flag, arg, Some(flaw)));
             continue;
         }
         if value.as_deref().is_some_and(url_has_credentials) {
