@@ -59,6 +59,8 @@ pub enum Command {
         #[arg(long)]
         redact: bool,
     },
+    /// Print the JSON Schema of the spec (for editors: see the README)
+    Schema,
 }
 
 #[derive(Args, Debug)]
@@ -103,6 +105,10 @@ pub struct Output {
 pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, String)> {
     let mut out = Output::default();
     let (spec_path, opts) = match cmd {
+        Command::Schema => {
+            out.stdout = crate::schema::schema_json();
+            return Ok(out);
+        }
         Command::Build { spec, common, .. } | Command::Render { spec, common, .. } => (
             spec,
             Options {
@@ -174,6 +180,8 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             }
             let _ = writeln!(out.stdout, "wrote {}", dir.join("SHA256SUMS"));
         }
+        // Answered before any spec was read.
+        Command::Schema => {}
     }
     Ok(out)
 }
@@ -271,4 +279,19 @@ fn serde_plain<T: serde::Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_prints_the_schema_without_a_spec() {
+        let no_env = |_: &str| None;
+        let out = run(&Command::Schema, &no_env).expect("schema runs");
+        let printed: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+        assert_eq!(printed, crate::schema::schema());
+        assert_eq!(printed["title"], "meshboot cluster spec");
+        assert!(out.stdout.ends_with("}\n") && out.stderr.is_empty());
+    }
 }

@@ -18,6 +18,7 @@ pub mod problem;
 pub mod reader;
 pub mod redact;
 pub mod render;
+pub mod schema;
 pub mod secrets;
 pub mod source;
 pub mod spec;

@@ -1,12 +1,17 @@
 //! Stage 1b, the spec: the typed cluster spec, as [`crate::reader`] reads it from the
 //! [`crate::source`] tree and hands it to [`crate::validate`].
 //!
-//! These types are the user-facing contract (SPEC.md). Each enum of fixed names is declared
-//! with [`choice!`], whose one table of names serves reading, messages, serialization and
-//! the schema. Defaults that the reader fills in for an absent key are the functions and
-//! `Default` impls here.
+//! These types are the user-facing contract (SPEC.md), and they describe themselves: the
+//! JSON Schema that `meshboot schema` prints ([`crate::schema`]) is derived from them, doc
+//! comments included. Each enum of fixed names is declared with [`choice!`], whose one
+//! table of names serves reading, messages, serialization and the schema. Defaults that
+//! the reader fills in for an absent key are the functions and `Default` impls here; the
+//! `#[serde(default)]` attributes only tell the schema about them (nothing deserializes
+//! these types with serde: [`crate::reader`] reads them).
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer};
+use std::borrow::Cow;
 
 /// The spec versions this build understands.
 pub const SUPPORTED_VERSION: u32 = 1;
@@ -30,7 +35,7 @@ pub trait Choice: Copy + 'static {
 }
 
 /// Declares an enum of fixed names: the enum, its [`Choice`] table, `name()`, and
-/// `Serialize` as the name.
+/// `Serialize` and `JsonSchema` as the name.
 macro_rules! choice {
     (
         $(#[$meta:meta])*
@@ -65,39 +70,78 @@ macro_rules! choice {
                 s.serialize_str(self.name())
             }
         }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({ "type": "string", "enum": [$($text),+] })
+            }
+        }
     };
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A meshboot cluster spec: one YAML file in, one first-boot config per node out.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "meshboot cluster spec")]
 pub struct Spec {
+    /// The spec version; this meshboot reads version 1.
+    #[schemars(schema_with = "version_schema")]
     pub version: u32,
     pub cluster: Cluster,
     pub tailscale: Tailscale,
     pub k3s: K3s,
+    /// The host firewall of every node.
+    #[serde(default)]
     pub firewall: Firewall,
+    /// Node fields every node gets unless it sets its own.
+    #[serde(default)]
     pub defaults: NodeFields,
+    /// The nodes; the first `server` initialises the cluster.
+    #[schemars(length(min = 1))]
     pub nodes: Vec<NodeSpec>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+fn version_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "const": SUPPORTED_VERSION })
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Cluster {
+    /// The cluster's name, a DNS label (a-z, 0-9, `-`, at most 63).
     pub name: String,
 }
 
-/// Where a secret comes from. Secrets never live in the spec itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Where a secret comes from: `{ env: NAME }` or `{ file: PATH }` (relative to the spec).
+/// Secrets never live in the spec itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SecretRef {
+    /// An environment variable that holds the secret at build time.
     Env(String),
+    /// A file that holds the secret, relative to the spec.
     File(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Tailscale {
+    /// A pre-auth key or an OAuth client secret (`tskey-client-...`, needs `tags`).
     pub auth_key: SecretRef,
+    /// `tailscale up --advertise-tags`, e.g. `[tag:k3s]`.
+    #[serde(default)]
     pub tags: Vec<String>,
+    /// `tailscale up --ssh`.
+    #[serde(default)]
     pub ssh: bool,
+    /// `tailscale up --accept-dns`.
+    #[serde(default)]
     pub accept_dns: bool,
+    /// A control server URL, e.g. a Headscale instance.
     pub login_server: Option<String>,
     /// Version of the static Tailscale build used on Flatcar / Fedora CoreOS; `None`
     /// resolves the newest stable release at boot.
@@ -126,21 +170,37 @@ pub fn default_service_cidr() -> String {
     "10.43.0.0/16".into()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct K3s {
+    /// A K3s release to pin, e.g. `v1.33.5+k3s1` (INSTALL_K3S_VERSION).
     pub version: Option<String>,
+    /// A release channel instead of a version: stable, latest, testing, or `v1.33`.
     pub channel: Option<String>,
+    /// The cluster token.
     pub token: SecretRef,
     /// A separate token for agents (`agent-token` on servers): agents then never hold the
     /// server token, which lets its holder join as a server.
     pub agent_token: Option<SecretRef>,
+    /// The pod network (dual-stack: `"10.42.0.0/16,fd00:42::/56"`).
+    #[serde(default = "default_cluster_cidr")]
     pub cluster_cidr: String,
+    /// The service network.
+    #[serde(default = "default_service_cidr")]
     pub service_cidr: String,
+    #[serde(default)]
     pub flannel_backend: FlannelBackend,
+    /// Packaged components to disable, e.g. `[traefik]`.
+    #[serde(default)]
     pub disable: Vec<String>,
+    /// Extra K3s server flags, each one string: `--name=value` or `--name`.
+    #[serde(default)]
     pub server_args: Vec<String>,
+    /// Extra K3s agent flags.
+    #[serde(default)]
     pub agent_args: Vec<String>,
     /// Escape hatch: allow `server_args`/`agent_args` to set flags meshboot owns.
+    #[serde(default)]
     pub allow_owned_args: bool,
 }
 
@@ -161,6 +221,22 @@ pub struct PortRange {
     pub end: u32,
 }
 
+impl JsonSchema for PortRange {
+    fn schema_name() -> Cow<'static, str> {
+        "PortRange".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A port (443) or an inclusive range in quotes (\"30000-32767\").",
+            "oneOf": [
+                { "type": "integer", "minimum": 1, "maximum": 65535 },
+                { "type": "string", "pattern": "^\\s*[0-9]{1,5}\\s*(-\\s*[0-9]{1,5}\\s*)?$" }
+            ]
+        })
+    }
+}
+
 impl std::fmt::Display for PortRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.start == self.end {
@@ -171,10 +247,13 @@ impl std::fmt::Display for PortRange {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct Firewall {
     pub backend: FirewallBackend,
+    /// tailscale: port 22 on tailscale0 only; public; off.
     pub ssh: SshPolicy,
+    /// Ports open to the internet on every node.
     pub public_tcp: Vec<PortRange>,
     pub public_udp: Vec<PortRange>,
     /// Extra ports opened on tailscale0 beyond the K3s ports.
@@ -230,36 +309,71 @@ choice! {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// Hetzner Cloud facts of a node.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Hcloud {
+    /// The server type, e.g. cx22.
     #[serde(rename = "type")]
     pub server_type: Option<String>,
+    /// The location, e.g. fsn1.
     pub location: Option<String>,
 }
 
 /// Per-node firewall additions.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct NodeFirewall {
+    /// This node's backend, instead of `firewall.backend`.
     pub backend: Option<FirewallBackend>,
+    /// Added to `firewall.public_tcp` on this node.
     pub public_tcp: Vec<PortRange>,
     pub public_udp: Vec<PortRange>,
 }
 
 /// The fields a node may set and `defaults` may supply.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NodeFields {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub os: Option<Os>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hcloud: Option<Hcloud>,
+    /// Kubernetes node labels, `{ key: value }`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, LabelValue>>")]
     pub labels: Option<Vec<(String, String)>>,
+    /// Kubernetes taints, `key[=value]:Effect`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub taints: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub firewall: Option<NodeFirewall>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A label's value as written: any single value (quoted or not).
+struct LabelValue;
+
+impl JsonSchema for LabelValue {
+    fn schema_name() -> Cow<'static, str> {
+        "LabelValue".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["string", "number", "boolean"] })
+    }
+}
+
+/// One entry of `nodes:`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NodeSpec {
+    /// The node's name (its hostname and Tailscale machine name).
     pub name: String,
     pub role: Role,
+    /// Expands the entry into NAME-1 .. NAME-N.
+    #[schemars(range(min = 1, max = MAX_COUNT))]
     pub count: Option<u32>,
+    #[serde(flatten)]
     pub fields: NodeFields,
 }
 
