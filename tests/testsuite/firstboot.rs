@@ -31,12 +31,15 @@
 //!
 //! What this proves: the script as delivered runs under the image's /bin/sh with the file
 //! modes it gets, in the order its steps promise (firewall before anything else, Tailscale
-//! up, own address, join target and /cacerts, config, K3s); it passes the right flags,
-//! config.yaml values and installer environment for each role and OS; it retries within the
-//! plan's bounds with the planned backoff, fails loudly naming the step when a bound runs
-//! out, converges when re-run after a crash, does nothing on a second run, removes the auth
-//! key, and never writes a secret to its log, argv, the installer's environment or the files
-//! it leaves. What it does not prove: a real Tailscale login or netmap, a real K3s install,
+//! up, own address, join target and /cacerts, config, K3s); it runs exactly the firewall
+//! commands (ufw) or loads a ruleset opening exactly the ports (nftables), passes exactly the
+//! `tailscale up` arguments, config.yaml keys and installer environment that its node's row
+//! in `expect::TABLE` writes out, for every node of every fixture; it retries within the
+//! documented bounds with the documented backoff, fails loudly naming the step when a bound
+//! runs out, converges when re-run after a crash, does nothing on a second run, removes the
+//! auth key, and never writes a secret to its log, argv, the installer's environment or the
+//! files it leaves. No expectation is read from meshboot's plan: the checks see only the
+//! delivered artifact and what the stand-ins recorded. What it does not prove: a real Tailscale login or netmap, a real K3s install,
 //! start or join, real package installs, real systemd behaviour (units, ordering at boot,
 //! Ignition-enabled units starting before the bootstrap, or anything re-running the script
 //! after a crash: the tests re-run it as an operator would), or the real ufw and nft
@@ -44,8 +47,9 @@
 //! their headers describe.
 //!
 //! The harness: `world` (addresses, versions and the stand-in scripts), `sandbox` (laying a
-//! node down and booting it), `calls` (the call log), `expect` (what a node's first boot
-//! must do) and `checks` (comparing the two). The tests: `happy` (one per role and OS, and
+//! node down and booting it), `calls` (the call log), `expect` (the table of what each
+//! node's first boot must do, one row per fixture and node) and `checks` (comparing the
+//! two). The tests: `happy` (one per role and OS, and
 //! every node of every fixture), `faults` (injected failures, crashes and re-runs) and
 //! `adversarial` (the accepted hostile specs booted with a canary).
 //!

@@ -2,24 +2,26 @@
 //! [`Expect`](super::expect::Expect).
 
 use super::calls::{Call, find_from};
-use super::expect::{Expect, Firewall, TailscaleFrom, host_arch};
+use super::expect::{AUTH_KEY_ARG, Expect, Firewall, TailscaleFrom, host_arch};
 use super::sandbox::{Run, Sandbox};
 use super::world::{K3S_INSTALLER, OWN_IP, OWN_IP6};
 use crate::support::all_fake_secret_values;
-use meshboot::firewall::ufw_commands;
 use meshboot::plan::{self, Envelope};
-use std::collections::{BTreeMap, BTreeSet};
+use serde_yaml::Value;
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The whole of a successful first boot: every check below.
 pub fn assert_bootstrapped(sb: &Sandbox, run: &Run, expect: &Expect) {
     assert_converged(sb, run);
+    assert_envelope(sb, expect);
     let calls = sb.calls_of_last_run();
-    assert_firewall_first(sb, &calls, expect.firewall);
-    assert_tailscale_installed(sb, &calls, &expect.tailscale);
+    assert_firewall_first(sb, &calls, expect.row.firewall);
+    assert_tailscale_installed(sb, &calls, &expect.row.tailscale);
     assert_packages_provide_the_tools(sb, &calls);
     assert_steps_in_order(sb, &calls, expect);
+    assert_up_args(sb, &calls, expect);
     assert_k3s_config(sb, expect);
     assert_install_env(sb, expect);
     assert_files_and_modes(sb, expect);
@@ -49,8 +51,35 @@ pub fn assert_converged(sb: &Sandbox, run: &Run) {
     );
 }
 
+/// The node's OS family picks its envelope: cloud-init for Ubuntu and Debian, Ignition
+/// for Flatcar and Fedora CoreOS (SPEC.md "defaults.os").
+pub fn assert_envelope(sb: &Sandbox, expect: &Expect) {
+    let os = expect.row.os;
+    let want = match os {
+        "ubuntu-22.04" | "ubuntu-24.04" | "debian-12" => Envelope::CloudInit,
+        "flatcar" | "fedora-coreos" => Envelope::Ignition,
+        other => panic!("the table names an OS meshboot does not know: {other}"),
+    };
+    let a = &sb.node.artifact;
+    assert_eq!(
+        a.envelope, want,
+        "{}: the envelope of a {os} node",
+        a.file_name
+    );
+    let looks_like = if a.contents.starts_with("#cloud-config\n") {
+        Envelope::CloudInit
+    } else {
+        Envelope::Ignition
+    };
+    assert_eq!(
+        looks_like, want,
+        "{}: the contents of a {os} node",
+        a.file_name
+    );
+}
+
 /// The firewall calls a node makes, in order.
-pub fn firewall_calls(sb: &Sandbox, firewall: Firewall) -> Vec<(String, Vec<String>)> {
+pub fn firewall_calls(firewall: Firewall) -> Vec<(String, Vec<String>)> {
     let call = |tool: &str, args: &[&str]| {
         (
             tool.to_string(),
@@ -58,12 +87,12 @@ pub fn firewall_calls(sb: &Sandbox, firewall: Firewall) -> Vec<(String, Vec<Stri
         )
     };
     match firewall {
-        Firewall::Ufw => ufw_commands(&sb.node.plan.firewall)
-            .into_iter()
-            .map(|args| ("ufw".to_string(), args))
+        Firewall::Ufw(commands) => commands
+            .iter()
+            .map(|c| call("ufw", &c.split_whitespace().collect::<Vec<_>>()))
             .chain([call("ufw", &["--force", "enable"])])
             .collect(),
-        Firewall::Nftables => vec![
+        Firewall::Nftables(_) => vec![
             call("nft", &["-f", plan::NFTABLES_PATH]),
             call("systemctl", &["daemon-reload"]),
             call("systemctl", &["enable", plan::FIREWALL_UNIT]),
@@ -74,7 +103,7 @@ pub fn firewall_calls(sb: &Sandbox, firewall: Firewall) -> Vec<(String, Vec<Stri
 /// The first calls of the run are exactly the firewall's, all successful: nothing touches
 /// the network or starts a daemon before the public side is default-deny.
 pub fn assert_firewall_first(sb: &Sandbox, calls: &[Call], firewall: Firewall) {
-    let expected = firewall_calls(sb, firewall);
+    let expected = firewall_calls(firewall);
     let got: Vec<(String, Vec<String>)> = calls
         .iter()
         .take(expected.len())
@@ -83,7 +112,7 @@ pub fn assert_firewall_first(sb: &Sandbox, calls: &[Call], firewall: Firewall) {
     assert_eq!(
         got,
         expected,
-        "the run does not start with the {firewall:?} firewall\n{}",
+        "the run does not start with the firewall of the table\n{}",
         sb.report()
     );
     assert!(
@@ -92,7 +121,7 @@ pub fn assert_firewall_first(sb: &Sandbox, calls: &[Call], firewall: Firewall) {
         sb.report()
     );
     match firewall {
-        Firewall::Ufw => {
+        Firewall::Ufw(_) => {
             for rule in [
                 &["default", "deny", "incoming"][..],
                 &["allow", "41641/udp"],
@@ -106,11 +135,50 @@ pub fn assert_firewall_first(sb: &Sandbox, calls: &[Call], firewall: Firewall) {
             }
             assert!(!calls.iter().any(|c| c.tool == "nft"), "{}", sb.report());
         }
-        Firewall::Nftables => {
-            assert_replaces_only_its_own_table(&sb.read_world("nft-loaded.1"));
+        Firewall::Nftables(ports) => {
+            let ruleset = sb.read_world("nft-loaded.1");
+            assert_replaces_only_its_own_table(&ruleset);
+            assert_eq!(
+                open_ports(&ruleset),
+                ports.labelled(),
+                "{}: the ports the loaded ruleset opens\n{ruleset}",
+                sb.name()
+            );
             assert!(!calls.iter().any(|c| c.tool == "ufw"), "{}", sb.report());
         }
     }
+}
+
+/// The ports an nftables ruleset's input chain accepts: `tcp dport P accept` (public) and
+/// `iifname "tailscale0" tcp dport P accept` (mesh), per protocol, in order, read from the
+/// ruleset text nft loaded. Labelled like [`Ports::labelled`].
+pub fn open_ports(ruleset: &str) -> Vec<(&'static str, Vec<String>)> {
+    let (_, input) = ruleset
+        .split_once("chain input {")
+        .unwrap_or_else(|| panic!("no input chain:\n{ruleset}"));
+    let mut lists: [Vec<String>; 4] = Default::default();
+    for line in input.lines().map(str::trim).take_while(|l| *l != "}") {
+        let (mesh, rule) = match line.strip_prefix("iifname \"tailscale0\" ") {
+            Some(rule) => (true, rule),
+            None => (false, line),
+        };
+        let Some(rule) = rule.strip_suffix(" accept") else {
+            continue;
+        };
+        let (udp, port) = match (
+            rule.strip_prefix("tcp dport "),
+            rule.strip_prefix("udp dport "),
+        ) {
+            (Some(p), _) => (false, p),
+            (_, Some(p)) => (true, p),
+            _ => continue,
+        };
+        lists[usize::from(mesh) * 2 + usize::from(udp)].push(port.to_string());
+    }
+    ["public tcp", "public udp", "mesh tcp", "mesh udp"]
+        .into_iter()
+        .zip(lists)
+        .collect()
 }
 
 /// Loading the ruleset twice leaves one copy: it creates, deletes and re-creates its own
@@ -225,7 +293,6 @@ pub fn assert_steps_in_order(sb: &Sandbox, calls: &[Call], expect: &Expect) {
     let report = || sb.report();
     let up = find_from(calls, 0, |c| c.is_tailscale_up() && c.ok())
         .unwrap_or_else(|| panic!("tailscale up never succeeded\n{}", report()));
-    assert_up_args(sb, calls);
     let own = find_from(calls, up, |c| c.is_own_ip_lookup() && c.ok())
         .unwrap_or_else(|| panic!("no `tailscale ip -4` after up\n{}", report()));
     let before_k3s = match &expect.join {
@@ -315,13 +382,24 @@ pub fn assert_steps_in_order(sb: &Sandbox, calls: &[Call], expect: &Expect) {
     );
 }
 
-/// Every `tailscale up` passes the plan's arguments, the key as `file:` and a timeout.
-pub fn assert_up_args(sb: &Sandbox, calls: &[Call]) {
-    let key = format!("--auth-key=file:{}", plan::AUTH_KEY_PATH);
+/// Every `tailscale up` passes exactly the table's arguments, the key as `file:` and a
+/// timeout (FIELD.md: `--timeout` defaults to 0s, blocking forever).
+pub fn assert_up_args(sb: &Sandbox, calls: &[Call], expect: &Expect) {
     let hostname = format!("--hostname={}", sb.name());
+    let want: Vec<String> = ["up", AUTH_KEY_ARG, &hostname]
+        .into_iter()
+        .chain(expect.row.up.iter().copied())
+        .map(String::from)
+        .collect();
     for c in calls.iter().filter(|c| c.is_tailscale_up()) {
-        assert_eq!(c.args, sb.node.plan.tailscale.up_args, "{}", sb.report());
-        assert!(c.args.contains(&key), "{c}");
+        assert_eq!(
+            c.args,
+            want,
+            "`tailscale up` of {}\n{}",
+            sb.name(),
+            sb.report()
+        );
+        assert!(c.args.iter().any(|a| a == AUTH_KEY_ARG), "{c}");
         assert!(c.args.contains(&hostname), "{c}");
         assert!(
             c.args
@@ -337,7 +415,7 @@ pub fn yaml_str(v: &serde_yaml::Value) -> Option<String> {
 }
 
 /// config.yaml as the install script found it: 0600, equal to the file left on disk, with
-/// the node's address, the role's keys and the join target, and everything the plan holds.
+/// the node's address, the role's keys and the join target, and exactly the table's keys.
 pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
     let seen = sb.read_world("k3s-config.seen");
     assert_eq!(
@@ -352,12 +430,12 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
     let get = |k: &str| cfg.get(k).and_then(yaml_str);
     let ctx = || format!("config.yaml of {}:\n{seen}", sb.name());
 
-    let node_ip = if expect.dual_stack {
+    let node_ip = if expect.row.dual_stack {
         format!("{OWN_IP},{OWN_IP6}")
     } else {
         OWN_IP.to_string()
     };
-    assert_eq!(get("node-ip"), Some(node_ip), "{}", ctx());
+    assert_eq!(get("node-ip"), Some(node_ip.clone()), "{}", ctx());
     assert_eq!(get("node-name").as_deref(), Some(sb.name()), "{}", ctx());
     assert_eq!(
         get("token-file").as_deref(),
@@ -365,11 +443,12 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
         "{}",
         ctx()
     );
-    let flannel_iface = expect.flannel.then_some("tailscale0");
-    assert_eq!(get("flannel-iface").as_deref(), flannel_iface, "{}", ctx());
     assert!(cfg.get("token").is_none(), "the token is inline\n{}", ctx());
 
-    let mut boot_keys = vec!["node-ip"];
+    // What the boot adds: the node's address, on servers advertise-address and tls-san,
+    // and the join target (FIELD.md "K3s flags that matter over the mesh").
+    let mut want = expect.row.k3s_config();
+    want.insert("node-ip".into(), Value::String(node_ip));
     if expect.is_server() {
         assert_eq!(
             get("advertise-address").as_deref(),
@@ -381,14 +460,18 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
             .get("tls-san")
             .and_then(|v| serde_yaml::from_value(v.clone()).ok())
             .unwrap_or_else(|| panic!("no tls-san list\n{}", ctx()));
-        let mut want = vec![OWN_IP.to_string()];
-        if expect.dual_stack {
-            want.push(OWN_IP6.to_string());
+        let mut san = vec![OWN_IP.to_string()];
+        if expect.row.dual_stack {
+            san.push(OWN_IP6.to_string());
         }
-        want.push(sb.name().to_string());
-        want.extend(expect.tls_san_names.iter().cloned());
-        assert_eq!(tls_san, want, "{}", ctx());
-        boot_keys.extend(["advertise-address", "tls-san"]);
+        san.push(sb.name().to_string());
+        san.extend(expect.row.tls_san.iter().map(|n| n.to_string()));
+        assert_eq!(tls_san, san, "{}", ctx());
+        want.insert("advertise-address".into(), OWN_IP.into());
+        want.insert(
+            "tls-san".into(),
+            Value::Sequence(san.into_iter().map(Value::String).collect()),
+        );
     } else {
         for k in [
             "advertise-address",
@@ -408,7 +491,7 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
                 ctx()
             );
             assert!(cfg.get("cluster-init").is_none(), "{}", ctx());
-            boot_keys.push("server");
+            want.insert("server".into(), format!("https://{ip}:6443").into());
         }
         None => {
             assert_eq!(
@@ -418,33 +501,22 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
                 ctx()
             );
             assert!(cfg.get("server").is_none(), "{}", ctx());
-            boot_keys.push("cluster-init");
+            want.insert("cluster-init".into(), Value::Bool(true));
         }
     }
 
-    // Everything the plan decided is there as decided, and nothing else is.
-    let planned = serde_yaml::to_value(&sb.node.plan.k3s.config).expect("plan config");
-    let planned = planned.as_mapping().expect("mapping");
-    for (k, v) in planned {
-        assert_eq!(
-            cfg.get(k),
-            Some(v),
-            "{k:?} differs from the plan\n{}",
-            ctx()
-        );
+    // Every key is the table's, with the table's value, and no other key is there.
+    let got: BTreeMap<String, Value> =
+        serde_yaml::from_str(&seen).unwrap_or_else(|e| panic!("config.yaml keys: {e}"));
+    for (k, v) in &want {
+        assert_eq!(got.get(k), Some(v), "config.yaml key {k:?}\n{}", ctx());
     }
-    let mut want_keys: BTreeSet<String> = planned
-        .keys()
-        .map(|k| k.as_str().expect("key").to_string())
-        .collect();
-    want_keys.extend(boot_keys.iter().map(|k| k.to_string()));
-    let got_keys: BTreeSet<String> = cfg
-        .as_mapping()
-        .expect("mapping")
-        .keys()
-        .map(|k| k.as_str().expect("key").to_string())
-        .collect();
-    assert_eq!(got_keys, want_keys, "{}", ctx());
+    let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(
+        extra.is_empty(),
+        "config.yaml keys the table lacks: {extra:?}\n{}",
+        ctx()
+    );
 }
 
 /// The install script's environment: exactly the expected INSTALL_K3S_* variables, and no
@@ -461,18 +533,19 @@ pub fn assert_install_env(sb: &Sandbox, expect: &Expect) {
         .filter(|(k, _)| k.starts_with("INSTALL_K3S_"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    assert_eq!(
-        install,
-        expect.install_env,
-        "INSTALL_K3S_* of {}\n{env}",
-        sb.name()
-    );
+    let want: BTreeMap<String, String> = expect
+        .row
+        .install_env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(install, want, "INSTALL_K3S_* of {}\n{env}", sb.name());
     let k3s: Vec<&String> = vars.keys().filter(|k| k.starts_with("K3S_")).collect();
     assert!(
         k3s.is_empty(),
         "K3S_* variables reach the installer: {k3s:?}"
     );
-    if let Some(bin_dir) = expect.install_env.get("INSTALL_K3S_BIN_DIR") {
+    if let Some(bin_dir) = want.get("INSTALL_K3S_BIN_DIR") {
         assert!(
             sb.exists(&format!("{bin_dir}/k3s")),
             "k3s not installed in {bin_dir}"
@@ -490,7 +563,7 @@ pub fn assert_files_and_modes(sb: &Sandbox, expect: &Expect) {
         (plan::STATE_DIR, 0o700),
         (plan::LOG_PATH, 0o600),
     ];
-    if expect.firewall == Firewall::Nftables {
+    if matches!(expect.row.firewall, Firewall::Nftables(_)) {
         want.push((plan::NFTABLES_PATH, 0o600));
     }
     for (path, mode) in want {

@@ -16,7 +16,7 @@ fn recreated_init_server_rejoins_a_running_server_instead_of_forking() {
     let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
     sb.peer("cp-2", SECOND_SERVER_IP);
     let run = sb.run();
-    let expect = cluster_server().joining("cp-2", SECOND_SERVER_IP);
+    let expect = Expect::of("cluster.yaml", "cp-1").joining("cp-2", SECOND_SERVER_IP);
     assert_bootstrapped(&sb, &run, &expect);
     assert!(
         sb.log().contains("a cluster is already running at cp-2"),
@@ -31,7 +31,7 @@ fn init_server_initialises_when_the_other_server_on_the_mesh_has_no_supervisor_y
     sb.peer("cp-2", SECOND_SERVER_IP);
     sb.fault("cacerts-refuse", "always");
     let run = sb.run();
-    let expect = cluster_server();
+    let expect = Expect::of("cluster.yaml", "cp-1");
     assert_bootstrapped(&sb, &run, &expect);
     let cacerts = format!("https://{SECOND_SERVER_IP}:6443/cacerts");
     assert!(
@@ -52,7 +52,7 @@ fn tailscale_up_failing_twice_is_retried_with_backoff() {
     sb.peer("cp-1", INIT_IP);
     sb.fault("tailscale-up-fail", 2);
     let run = sb.run();
-    let expect = cluster_server().joining("cp-1", INIT_IP);
+    let expect = Expect::of("cluster.yaml", "cp-2");
     assert_bootstrapped(&sb, &run, &expect);
     let calls = sb.calls();
     let ups = exit_codes(&calls, |c| c.is_tailscale_up());
@@ -69,7 +69,7 @@ fn own_address_appearing_late_is_waited_for() {
     let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
     sb.fault("own-ip-missing", 2);
     let run = sb.run();
-    assert_bootstrapped(&sb, &run, &cluster_server());
+    assert_bootstrapped(&sb, &run, &Expect::of("cluster.yaml", "cp-1"));
     let calls = sb.calls();
     // The first lookup is the "already on the mesh?" check before up.
     let lookups = exit_codes(&calls, Call::is_own_ip_lookup);
@@ -83,19 +83,13 @@ fn tailscale_up_never_succeeding_fails_at_tailscale_up_after_the_planned_attempt
     sb.fault("tailscale-up-fail", "always");
     let run = sb.run();
     assert_failed_at(&sb, &run, "tailscale-up");
-    let retries = &sb.node.plan.retries;
     let calls = sb.calls();
     let ups = calls.iter().filter(|c| c.is_tailscale_up()).count();
-    assert_eq!(
-        ups,
-        retries.tailscale_up_attempts as usize,
-        "{}",
-        sb.report()
-    );
+    assert_eq!(ups, TAILSCALE_UP_ATTEMPTS as usize, "{}", sb.report());
     assert!(ups > 1, "no retry at all");
     assert_eq!(
         sleeps(&calls),
-        backoff(retries.tailscale_up_attempts, retries.max_backoff_s),
+        backoff(TAILSCALE_UP_ATTEMPTS, MAX_BACKOFF_S),
         "{}",
         sb.report()
     );
@@ -120,7 +114,7 @@ fn joiner_waits_for_the_init_server_to_appear_on_the_mesh() {
     sb.peer("cp-1", INIT_IP);
     sb.fault("peer-absent.cp-1", 3);
     let run = sb.run();
-    let expect = cluster_server().joining("cp-1", INIT_IP);
+    let expect = Expect::of("cluster.yaml", "cp-2");
     assert_bootstrapped(&sb, &run, &expect);
     let calls = sb.calls();
     let lookups = exit_codes(&calls, |c| c.is("tailscale", &["ip", "-4", "cp-1"]));
@@ -144,7 +138,7 @@ fn agent_waits_for_the_supervisor_to_answer_on_cacerts() {
     sb.peer("cp-1", INIT_IP);
     sb.fault("cacerts-refuse", 3);
     let run = sb.run();
-    let expect = cluster_worker().joining("cp-1", INIT_IP);
+    let expect = Expect::of("cluster.yaml", "worker-1");
     assert_bootstrapped(&sb, &run, &expect);
     let cacerts = format!("https://{INIT_IP}:6443/cacerts");
     let calls = sb.calls();
@@ -165,7 +159,7 @@ fn k3s_install_script_download_failing_once_is_retried() {
     sb.peer("nft-server-1", INIT_IP);
     sb.fault("k3s-download-fail", 1);
     let run = sb.run();
-    let expect = netfilter_server().joining("nft-server-1", INIT_IP);
+    let expect = Expect::of("nftables.yaml", "nft-server-2");
     assert_bootstrapped(&sb, &run, &expect);
     let calls = sb.calls();
     let downloads = exit_codes(&calls, |c| c.url() == Some(plan::K3S_INSTALL_URL));
@@ -181,7 +175,7 @@ fn crash_after_the_ufw_firewall_converges_on_the_next_boot() {
     let run = sb.run();
     assert!(!run.success(), "{}", sb.report());
     let first = sb.calls_of_last_run();
-    assert_firewall_first(&sb, &first, Firewall::Ufw);
+    assert_firewall_first(&sb, &first, Row::of("cluster.yaml", "cp-2").firewall);
     let last = first.last().expect("calls");
     assert!(
         last.tool == "apt-get" && last.rc == "killed",
@@ -197,7 +191,7 @@ fn crash_after_the_ufw_firewall_converges_on_the_next_boot() {
 
     sb.clear_fault("crash-on");
     let run = sb.run();
-    let expect = cluster_server().joining("cp-1", INIT_IP);
+    let expect = Expect::of("cluster.yaml", "cp-2");
     assert_bootstrapped(&sb, &run, &expect);
     // The second boot applied the same rules again: ufw skips rules it already has and
     // `ufw --force enable` on an enabled firewall changes nothing.
@@ -216,7 +210,7 @@ fn crash_after_the_nftables_firewall_converges_on_the_next_boot() {
     let run = sb.run();
     assert!(!run.success(), "{}", sb.report());
     let first = sb.calls_of_last_run();
-    assert_firewall_first(&sb, &first, Firewall::Nftables);
+    assert_firewall_first(&sb, &first, Row::of("cluster.yaml", "worker-1").firewall);
     assert!(
         first.last().is_some_and(|c| c.rc == "killed"),
         "the crash did not stop the run\n{}",
@@ -230,7 +224,7 @@ fn crash_after_the_nftables_firewall_converges_on_the_next_boot() {
 
     sb.clear_fault("crash-on");
     let run = sb.run();
-    let expect = cluster_worker().joining("cp-1", INIT_IP);
+    let expect = Expect::of("cluster.yaml", "worker-1");
     assert_bootstrapped(&sb, &run, &expect);
     // Both boots loaded the same ruleset, which replaces its own table each time.
     assert_eq!(sb.read_world("nft-loaded.1"), sb.read_world("nft-loaded.2"));
@@ -254,7 +248,7 @@ fn crash_after_joining_the_mesh_resumes_without_the_auth_key() {
     let run = sb.run();
     assert_converged(&sb, &run);
     let second = sb.calls_of_last_run();
-    assert_firewall_first(&sb, &second, Firewall::Ufw);
+    assert_firewall_first(&sb, &second, Row::of("cluster.yaml", "cp-1").firewall);
     assert!(
         !second.iter().any(Call::is_tailscale_up),
         "tailscale up ran again on a node already on the mesh\n{}",
@@ -264,7 +258,7 @@ fn crash_after_joining_the_mesh_resumes_without_the_auth_key() {
         sb.log()
             .contains("meshboot[tailscale-up]: already on the mesh")
     );
-    let expect = cluster_server();
+    let expect = Expect::of("cluster.yaml", "cp-1");
     assert_k3s_config(&sb, &expect);
     assert_install_env(&sb, &expect);
     assert_files_and_modes(&sb, &expect);
@@ -333,17 +327,13 @@ fn no_server_ever_answering_fails_at_join_target_after_the_planned_rounds() {
     let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
     let run = sb.run();
     assert_failed_at(&sb, &run, "join-target");
-    let retries = &sb.node.plan.retries;
     let calls = sb.calls();
     let rounds = calls
         .iter()
         .filter(|c| c.is("tailscale", &["ip", "-4", "cp-1"]))
         .count();
-    assert_eq!(rounds, retries.join_attempts as usize, "{}", sb.report());
-    assert_eq!(
-        sleeps(&calls),
-        backoff(retries.join_attempts, retries.max_backoff_s)
-    );
+    assert_eq!(rounds, JOIN_ATTEMPTS as usize, "{}", sb.report());
+    assert_eq!(sleeps(&calls), backoff(JOIN_ATTEMPTS, MAX_BACKOFF_S));
     assert!(!calls.iter().any(|c| c.tool == "k3s-install"));
     assert!(!sb.exists(plan::K3S_CONFIG_PATH));
 }
@@ -367,7 +357,7 @@ fn k3s_slow_to_become_active_is_waited_for() {
     sb.peer("cp-1", INIT_IP);
     sb.fault("k3s-start-slow", 3);
     let run = sb.run();
-    assert_bootstrapped(&sb, &run, &cluster_server().joining("cp-1", INIT_IP));
+    assert_bootstrapped(&sb, &run, &Expect::of("cluster.yaml", "cp-2"));
     let checks = exit_codes(&sb.calls(), |c| {
         c.is("systemctl", &["is-active", "--quiet", "k3s"])
     });
@@ -383,17 +373,11 @@ fn k3s_never_active_fails_at_k3s_start_after_the_planned_checks() {
     sb.fault("k3s-start-slow", "always");
     let run = sb.run();
     assert_failed_at(&sb, &run, "k3s-start");
-    let retries = &sb.node.plan.retries;
     let calls = sb.calls();
     let checks = exit_codes(&calls, |c| {
         c.is("systemctl", &["is-active", "--quiet", "k3s"])
     });
-    assert_eq!(
-        checks.len(),
-        retries.join_attempts as usize,
-        "{}",
-        sb.report()
-    );
+    assert_eq!(checks.len(), JOIN_ATTEMPTS as usize, "{}", sb.report());
     assert!(!sb.exists(&format!("{}/done", plan::STATE_DIR)));
     // The next boot picks up where it stopped: no second install, K3s started again.
     sb.clear_fault("k3s-start-slow");

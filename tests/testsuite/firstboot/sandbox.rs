@@ -3,9 +3,9 @@
 
 use super::calls::{Call, parse_calls, show};
 use super::world::*;
-use crate::support::{compile, delivered_files, fixtures_dir, good_fixtures, require};
+use crate::support::{compile, delivered_files, fixtures_dir, require};
 use meshboot::Options;
-use meshboot::plan::{self, Envelope, NodePlan};
+use meshboot::plan::{self, Envelope};
 use meshboot::render::Artifact;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -45,38 +45,28 @@ pub fn sandbox_tools() -> PathBuf {
     PathBuf::from(require("bwrap", "bubblewrap"))
 }
 
+/// A node as its envelope delivers it. Only the artifact, what a real machine receives:
+/// never the plan, so that no check can take its expectation from what is under test.
 pub struct Node {
-    pub plan: NodePlan,
+    pub name: String,
     pub artifact: Artifact,
 }
 
-/// Compiles `fixture` with the fake secrets and picks node `name`.
+/// Compiles `fixture` (relative to `fixtures/`) with the fake secrets and picks node `name`.
 pub fn node(fixture: &str, name: &str) -> Node {
-    let (checked, artifacts) = compile(&fixtures_dir().join(fixture), &Options::default());
-    let plan = checked
-        .plan
-        .nodes
-        .iter()
-        .find(|n| n.name == name)
-        .unwrap_or_else(|| panic!("{fixture} has no node {name}"))
-        .clone();
-    let artifact = artifacts
+    let artifact = artifacts_of(fixture)
         .into_iter()
         .find(|a| a.node == name)
-        .expect("every node has an artifact");
-    Node { plan, artifact }
+        .unwrap_or_else(|| panic!("{fixture} renders no node {name}"));
+    Node {
+        name: name.to_string(),
+        artifact,
+    }
 }
 
-/// Every node of every valid fixture.
-pub fn all_nodes() -> Vec<Node> {
-    let mut out = Vec::new();
-    for fixture in good_fixtures() {
-        let (checked, artifacts) = compile(&fixture, &Options::default());
-        for (plan, artifact) in checked.plan.nodes.into_iter().zip(artifacts) {
-            out.push(Node { plan, artifact });
-        }
-    }
-    out
+/// Every artifact `fixture` renders, in node order.
+pub fn artifacts_of(fixture: &str) -> Vec<Artifact> {
+    compile(&fixtures_dir().join(fixture), &Options::default()).1
 }
 
 /// The command the envelope starts on first boot: the `ExecStart` of the bootstrap unit
@@ -205,7 +195,7 @@ impl Sandbox {
     }
 
     pub fn name(&self) -> &str {
-        &self.node.plan.name
+        &self.node.name
     }
 
     /// The scratch copy of a path on the node (which must be in one of `NODE_DIRS`).
