@@ -59,7 +59,7 @@
 mod adversarial;
 mod calls;
 mod checks;
-mod expect;
+pub(crate) mod expect;
 mod faults;
 mod happy;
 mod sandbox;
