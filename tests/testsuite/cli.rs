@@ -1,40 +1,14 @@
 //! The command line as a user meets it: exit codes, stdout/stderr, files on disk.
 
 use crate::support::{
-    FAKE_AUTH_KEY, FAKE_TOKEN, all_fake_secret_values, fake_env_vars, fixtures_dir,
+    FAKE_AUTH_KEY, FAKE_TOKEN, assert_no_secret, fixtures_dir, meshboot, meshboot_env, stderr,
+    stdout, stdout_and_stderr,
 };
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::{Command, Output};
-
-fn meshboot(args: &[&str]) -> Output {
-    meshboot_env(args, &fake_env_vars())
-}
-
-fn meshboot_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshboot"));
-    cmd.args(args).env_clear().env("PATH", "/usr/bin:/bin");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("meshboot runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::Command;
 
 fn fixture(name: &str) -> String {
     fixtures_dir().join(name).to_string()
-}
-
-fn assert_no_secret(what: &str, text: &str) {
-    for s in all_fake_secret_values() {
-        assert!(!text.contains(&s), "{what} leaks a secret value");
-    }
 }
 
 #[test]
@@ -103,7 +77,7 @@ fn build_writes_every_node_and_checksums() {
         "{}",
         stderr(&o)
     );
-    assert_no_secret("build output", &format!("{report}{}", stderr(&o)));
+    assert_no_secret("build output", &format!("{report}{}", stderr(&o)), &[]);
 }
 
 #[test]
@@ -186,7 +160,7 @@ fn check_and_plan_succeed_without_printing_secrets() {
         assert!(table.contains(want), "plan lacks {want}:\n{table}");
     }
     for o in [&c, &p] {
-        assert_no_secret("check/plan", &format!("{}{}", stdout(o), stderr(o)));
+        assert_no_secret("check/plan", &stdout_and_stderr(o), &[]);
     }
 }
 
@@ -204,7 +178,7 @@ fn a_missing_secret_names_the_field_and_the_variable() {
     );
     assert!(e.contains("cluster.yaml:"), "no location: {e}");
     assert!(e.contains("export TS_AUTHKEY="), "no fix: {e}");
-    assert_no_secret("missing-secret error", &e);
+    assert_no_secret("missing-secret error", &e, &[]);
 }
 
 #[test]
@@ -252,7 +226,7 @@ fn redact_renders_placeholders_without_reading_secrets() {
         "cp-1",
         "--redact",
     ]);
-    assert_no_secret("--redact output", &stdout(&with_secrets));
+    assert_no_secret("--redact output", &stdout(&with_secrets), &[]);
     assert!(!stdout(&with_secrets).contains(FAKE_AUTH_KEY));
 }
 

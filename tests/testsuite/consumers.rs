@@ -16,7 +16,7 @@
 //! root without a user namespace so that ownership can be checked.
 
 use crate::firstboot::expect::{Firewall, Row};
-use crate::support::{self, compile, delivered_files, good_fixtures, require};
+use crate::support::{self, compile, delivered_files, good_fixtures, require, stdout_and_stderr};
 use meshboot::Options;
 use meshboot::plan::{BOOTSTRAP_UNIT, Envelope, FIREWALL_UNIT, IgnitionVersion};
 use meshboot::render::{Artifact, render_node_as};
@@ -30,14 +30,6 @@ const IGNITION_BIN: &str = "/usr/lib/dracut/modules.d/30ignition/ignition";
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -92,7 +84,7 @@ fn judge(c: &Consumer) {
     );
     for input in &inputs {
         let o = (c.invoke)(&write_input(&dir, &input.contents));
-        let out = text(&o);
+        let out = stdout_and_stderr(&o);
         assert!(
             o.status.success(),
             "{} rejects {}:\n{out}",
@@ -117,7 +109,7 @@ fn assert_rejects_broken(c: &Consumer) {
         "{} accepted a broken input:\n{}\n{}",
         c.tool,
         c.broken,
-        text(&o)
+        stdout_and_stderr(&o)
     );
 }
 
@@ -427,7 +419,11 @@ fn ufw_sandbox(file: &Path) -> Output {
         ("/lib/ufw", "lib-ufw"),
     ] {
         let o = run(Command::new("cp").args(["-a", from]).arg(p.join(to)));
-        assert!(o.status.success(), "copying {from}: {}", text(&o));
+        assert!(
+            o.status.success(),
+            "copying {from}: {}",
+            stdout_and_stderr(&o)
+        );
     }
     run(Command::new("bwrap")
         .args([
@@ -631,7 +627,7 @@ fn ignition_files_stage(config: &str) -> tempfile::TempDir {
         assert!(
             o.status.success(),
             "ignition stage {stage} failed:\n{}",
-            text(&o)
+            stdout_and_stderr(&o)
         );
     }
     root

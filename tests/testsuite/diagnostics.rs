@@ -4,10 +4,9 @@
 //! when it has one), says what to do, and echoes no secret. Then the limits of reading:
 //! huge, binary and hostile inputs end in a positioned error, never a hang or a panic.
 
-use crate::support::{all_fake_secret_values, fake_env, fake_env_vars, root};
+use crate::support::{assert_no_secret, fake_env, meshboot, root};
 use camino::{Utf8Path, Utf8PathBuf};
 use meshboot::{Options, exit};
-use std::process::Command;
 
 /// Literal secrets written into the err_ fixtures: none may ever be printed.
 const LITERALS_IN_FIXTURES: &[&str] = &[
@@ -41,16 +40,6 @@ fn blocks(report: &str) -> Vec<&str> {
         .split("\n\n")
         .filter(|b| b.starts_with("error:") || b.starts_with("warning:"))
         .collect()
-}
-
-fn assert_no_secret(what: &str, text: &str) {
-    for s in all_fake_secret_values()
-        .iter()
-        .map(String::as_str)
-        .chain(LITERALS_IN_FIXTURES.iter().copied())
-    {
-        assert!(!text.contains(s), "{what} echoes the secret {s:?}:\n{text}");
-    }
 }
 
 #[test]
@@ -97,7 +86,7 @@ fn every_err_fixture_snapshots_its_report() {
             )),
             "{name}: the summary line does not count the warnings:\n{report}"
         );
-        assert_no_secret(&name, &report);
+        assert_no_secret(&name, &report, LITERALS_IN_FIXTURES);
 
         insta::assert_snapshot!("report", format!("exit code {code}\n\n{report}"));
     });
@@ -138,15 +127,6 @@ fn warnings_pass_unless_strict() {
         report.contains("warnings are errors under --strict"),
         "{report}"
     );
-}
-
-fn meshboot(args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meshboot"));
-    cmd.args(args).env_clear().env("PATH", "/usr/bin:/bin");
-    for (k, v) in fake_env_vars() {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("meshboot runs")
 }
 
 #[test]
