@@ -1,8 +1,8 @@
 //! The command line as a user meets it: exit codes, stdout/stderr, files on disk.
 
 use crate::support::{
-    FAKE_AUTH_KEY, FAKE_TOKEN, assert_no_secret, fixtures_dir, meshboot, meshboot_env, stderr,
-    stdout, stdout_and_stderr,
+    FAKE_AUTH_KEY, FAKE_TOKEN, assert_no_secret, fake_env_vars, fixtures_dir, meshboot,
+    meshboot_env, stderr, stdout, stdout_and_stderr,
 };
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
@@ -297,4 +297,182 @@ fn an_invalid_spec_exits_1_with_every_error() {
     assert!(e.contains("did you mean `version`?"), "{e}");
     assert!(e.contains("nodes[0].role: unknown role \"wrker\""), "{e}");
     assert!(e.contains("bad.yaml:6:"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------
+// meshboot init
+
+/// The environment variables a spec's `{ env: NAME }` references name, in order.
+fn env_names(spec: &str) -> Vec<String> {
+    spec.split("{ env: ")
+        .skip(1)
+        .map(|rest| rest.split(" }").next().expect("closing brace").to_string())
+        .collect()
+}
+
+#[test]
+fn init_prints_a_starter_spec_that_checks_strictly_and_builds_every_node() {
+    let o = meshboot_env(&["init"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let starter = stdout(&o);
+    let fixture = std::fs::read_to_string(fixtures_dir().join("init.yaml")).unwrap();
+    assert_eq!(
+        starter, fixture,
+        "init prints fixtures/init.yaml, which every fixture test covers"
+    );
+
+    // A comment on every line that sets a field.
+    for line in starter.lines() {
+        let t = line.trim_start().trim_start_matches("- ");
+        let sets_a_field = t.split_once(": ").is_some_and(|(k, _)| {
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        });
+        if sets_a_field {
+            assert!(line.contains(" # "), "a field without a comment: {line}");
+        }
+    }
+
+    // It checks, even under --strict, with exactly the variables it names set...
+    let names = env_names(&starter);
+    assert_eq!(names, ["TS_AUTHKEY", "K3S_TOKEN", "K3S_AGENT_TOKEN"]);
+    let all = fake_env_vars();
+    let env: Vec<(&str, &str)> = all
+        .iter()
+        .filter(|(k, _)| names.iter().any(|n| n == k))
+        .copied()
+        .collect();
+    assert_eq!(env.len(), names.len(), "a fake value for every name");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("cluster.yaml");
+    let o = meshboot_env(&["init", "--out", spec.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("wrote {}\n", spec.display()));
+    assert_eq!(std::fs::read_to_string(&spec).unwrap(), starter);
+    let spec = spec.to_str().unwrap();
+    let o = meshboot_env(&["check", "--strict", spec], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "warnings: {}", stderr(&o));
+    assert!(
+        stdout(&o).contains("ok, 3 nodes in cluster my-cluster"),
+        "{}",
+        stdout(&o)
+    );
+    // ... renders every node ...
+    let out = dir.path().join("out");
+    let o = meshboot_env(&["build", spec, "--out", out.to_str().unwrap()], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut built: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    built.sort();
+    assert_eq!(
+        built,
+        ["SHA256SUMS", "cp-1.yaml", "worker-1.yaml", "worker-2.yaml"]
+    );
+    // ... and without them, says which one is missing.
+    let o = meshboot_env(&["check", spec], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    for n in &names {
+        assert!(
+            stderr(&o).contains(&format!("environment variable `{n}` is not set")),
+            "{n}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn init_refuses_to_replace_a_file_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(&path, "my own spec\n").unwrap();
+    let p = path.to_str().unwrap();
+    let o = meshboot_env(&["init", "--out", p], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty());
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {p} already exists; meshboot init does not replace it\n  = help: pass --force to replace it, or choose another --out\n"
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "my own spec\n");
+
+    let o = meshboot_env(&["init", "--out", p, "--force"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let starter = std::fs::read_to_string(fixtures_dir().join("init.yaml")).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), starter);
+
+    // --force means nothing without a file; an unwritable place is an I/O error.
+    let o = meshboot_env(&["init", "--force"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let o = meshboot_env(&["init", "--out", "/proc/meshboot-init.yaml"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("error: writing /proc/meshboot-init.yaml: "),
+        "{}",
+        stderr(&o)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// meshboot completions
+
+/// Every subcommand, as the help lists them (checked against clap's own list below).
+const SUBCOMMANDS: &[&str] = &["build", "render", "check", "plan", "init", "completions"];
+
+#[test]
+fn completions_for_every_shell_know_every_subcommand() {
+    // clap_complete's shells (clap_complete::Shell): bash, elvish, fish, powershell, zsh.
+    for shell in ["bash", "elvish", "fish", "powershell", "zsh"] {
+        let o = meshboot_env(&["completions", shell], &[]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        for sub in SUBCOMMANDS {
+            assert!(script.contains(sub), "{shell} completions lack {sub}");
+        }
+    }
+    // bash (the only one of these shells on the test machine) completes for real: the
+    // generated function, sourced, offers the subcommands and the shells.
+    let bash = crate::support::require("bash", "bash");
+    let complete = |words: &str, cword: u32| {
+        let script = format!(
+            "source <({bin} completions bash)\nCOMP_WORDS=({words}); COMP_CWORD={cword}\n_meshboot meshboot \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+            bin = env!("CARGO_BIN_EXE_meshboot")
+        );
+        let o = Command::new(&bash).arg("-c").arg(script).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(complete("meshboot c", 1), "check\ncompletions\n");
+    let shells = complete("meshboot completions ''", 2);
+    for shell in ["bash", "elvish", "fish", "powershell", "zsh"] {
+        assert!(shells.lines().any(|l| l == shell), "{shell}: {shells}");
+    }
+    let o = meshboot_env(&["completions", "tcsh"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+// ---------------------------------------------------------------------------------------
+// --help
+
+#[test]
+fn help_texts_are_snapshots() {
+    let clap_lists: Vec<String> = <meshboot::cli::Cli as clap::CommandFactory>::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    assert_eq!(
+        clap_lists, SUBCOMMANDS,
+        "a new subcommand needs its help snapshot (add it to SUBCOMMANDS)"
+    );
+    let o = meshboot_env(&["--help"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    insta::assert_snapshot!("help", stdout(&o));
+    for sub in SUBCOMMANDS {
+        let o = meshboot_env(&[sub, "--help"], &[]);
+        assert_eq!(o.status.code(), Some(0), "{sub}: {}", stderr(&o));
+        insta::assert_snapshot!(format!("help-{sub}"), stdout(&o));
+    }
 }

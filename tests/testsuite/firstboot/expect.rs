@@ -488,6 +488,18 @@ token-file: /etc/meshboot/k3s-token
 // login server, and an agent token (servers get agent-token-file; agents' token-file holds
 // the agent token).
 
+/// A server of a cluster with `agent_token`, defaults otherwise: it accepts agents with the
+/// agent token (`agent-token-file`).
+const AGENT_TOKEN_SERVER_K3S: &str = "
+agent-token-file: /etc/meshboot/k3s-agent-token
+cluster-cidr: 10.42.0.0/16
+flannel-backend: vxlan
+flannel-iface: tailscale0
+kube-proxy-arg: [nodeport-addresses=100.64.0.0/10]
+service-cidr: 10.43.0.0/16
+token-file: /etc/meshboot/k3s-token
+";
+
 const HEADSCALE_UP: &[&str] = &[
     "--advertise-tags=tag:k3s-server,tag:lab",
     "--ssh=false",
@@ -581,7 +593,8 @@ kube-proxy-arg: [nodeport-addresses=100.64.0.0/10]
 service-cidr: 10.43.0.0/16
 token-file: /etc/meshboot/k3s-token
 ";
-const ADV_AGENT_K3S: &str = "
+/// An agent with no labels, taints or extra args, vxlan.
+const PLAIN_AGENT_K3S: &str = "
 flannel-iface: tailscale0
 kube-proxy-arg: [nodeport-addresses=100.64.0.0/10]
 token-file: /etc/meshboot/k3s-token
@@ -618,7 +631,7 @@ const fn extra_args(
         k3s: K3sConfig::LiteralAndSpecArgs(if server {
             ADV_SERVER_K3S
         } else {
-            ADV_AGENT_K3S
+            PLAIN_AGENT_K3S
         }),
         tls_san: &[],
         dual_stack: false,
@@ -636,6 +649,30 @@ const ADV_DEBIAN_AGENT_ENV: &[(&str, &str)] = &[
     SKIP_START,
     ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
 ];
+
+// ---------------------------------------------------------------------------------------
+// init.yaml, the spec `meshboot init` writes: one Ubuntu 24.04 server, two agents, ufw,
+// an agent token, every other field at its default.
+
+const fn starter_agent(node: &'static str) -> Row {
+    Row {
+        fixture: "init.yaml",
+        node,
+        role: Role::Agent { via: "cp-1" },
+        os: "ubuntu-24.04",
+        firewall: Firewall::Ufw(UFW_AGENT),
+        tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+        up: CLUSTER_UP,
+        install_env: &[
+            ("INSTALL_K3S_EXEC", "agent"),
+            SKIP_START,
+            ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+        ],
+        k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
+        tls_san: &[],
+        dual_stack: false,
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // The table.
@@ -732,22 +769,28 @@ token-file: /etc/meshboot/k3s-token
         tailscale: TailscaleFrom::Apt("ubuntu/jammy"),
         up: HEADSCALE_UP,
         install_env: CLUSTER_SERVER_ENV,
-        k3s: K3sConfig::Literal(
-            "
-agent-token-file: /etc/meshboot/k3s-agent-token
-cluster-cidr: 10.42.0.0/16
-flannel-backend: vxlan
-flannel-iface: tailscale0
-kube-proxy-arg: [nodeport-addresses=100.64.0.0/10]
-service-cidr: 10.43.0.0/16
-token-file: /etc/meshboot/k3s-token
-",
-        ),
+        k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
         tls_san: &[],
         dual_stack: false,
     },
     headscale_agent("hs-agent-1"),
     headscale_agent("hs-agent-2"),
+    // init.yaml
+    Row {
+        fixture: "init.yaml",
+        node: "cp-1",
+        role: Role::Init,
+        os: "ubuntu-24.04",
+        firewall: Firewall::Ufw(UFW_SERVER),
+        tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+        up: CLUSTER_UP,
+        install_env: CLUSTER_SERVER_ENV,
+        k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
+        tls_san: &[],
+        dual_stack: false,
+    },
+    starter_agent("worker-1"),
+    starter_agent("worker-2"),
     // nftables.yaml
     netfilter_server("nft-server-1", Role::Init),
     netfilter_server(
@@ -914,7 +957,7 @@ token-file: /etc/meshboot/k3s-token
         tailscale: ADV_LATEST,
         up: LOGIN_SERVER_UP,
         install_env: CLUSTER_WORKER_ENV,
-        k3s: K3sConfig::Literal(ADV_AGENT_K3S),
+        k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
         tls_san: &[],
         dual_stack: false,
     },

@@ -182,7 +182,7 @@ fn every_node_of_every_fixture_bootstraps() {
             booted += 1;
         }
     }
-    assert!(booted >= 22, "only {booted} nodes booted");
+    assert!(booted >= 25, "only {booted} nodes booted");
 }
 
 /// The IP families (false: IPv4, true: IPv6) of a comma-separated address or CIDR list.
