@@ -444,6 +444,14 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
         ctx()
     );
     assert!(cfg.get("token").is_none(), "the token is inline\n{}", ctx());
+    // flannel runs over the mesh: flannel-iface is tailscale0 wherever the row has flannel.
+    let flannel = expect.row.k3s_config().contains_key("flannel-iface");
+    assert_eq!(
+        get("flannel-iface").as_deref(),
+        flannel.then_some("tailscale0"),
+        "{}",
+        ctx()
+    );
 
     // What the boot adds: the node's address, on servers advertise-address and tls-san,
     // and the join target (FIELD.md "K3s flags that matter over the mesh").
