@@ -1,4 +1,5 @@
-//! Diagnostics: every problem found while loading, validating or planning a spec.
+//! Diagnostics, beside every stage: each problem found while reading, validating or
+//! resolving a spec, placed and rendered.
 //!
 //! A [`Diagnostic`] is a [`Problem`] (what is wrong, worded in [`crate::problem`]) at a spec
 //! path (`nodes[2].role`); the source map from

@@ -1,6 +1,8 @@
 //! The host firewall model: the one place that knows K3s ports, CIDRs and CNI interfaces.
 //!
-//! [`crate::plan`] asks [`plan_firewall`] for a node's [`FirewallPlan`]; the ufw commands and
+//! Beside stages 2 and 3: [`crate::validate`] checks public ports against its K3s ports and
+//! the networks against Tailscale's ranges; [`crate::plan`] asks [`plan_firewall`] for a
+//! node's [`FirewallPlan`], from parsed networks (one per IP family); the ufw commands and
 //! the nftables ruleset in `templates/` only print what this model decided.
 //!
 //! The public side is default-deny. Allowed in: established/related, loopback, ICMP,
@@ -9,31 +11,21 @@
 //! Forwarded traffic is allowed from the CNI and mesh interfaces, and from the internet only
 //! to pod addresses on the node's public ports (that is what servicelb/hostPort ingress is).
 
-use crate::spec::{FirewallBackend, FlannelBackend, PortRange, SshPolicy};
+use crate::spec::{FirewallBackend, FlannelBackend, Networks, PortRange, SshPolicy};
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// tailscaled's WireGuard port: without it peers fall back to DERP relays.
-pub const TAILSCALE_UDP: PortRange = PortRange {
-    start: 41641,
-    end: 41641,
-};
-pub const SSH: PortRange = PortRange { start: 22, end: 22 };
-pub const API_SERVER: PortRange = PortRange {
-    start: 6443,
-    end: 6443,
-};
+pub const TAILSCALE_UDP: PortRange = PortRange::single(41641);
+pub const SSH: PortRange = PortRange::single(22);
+pub const API_SERVER: PortRange = PortRange::single(6443);
 pub const ETCD: PortRange = PortRange {
     start: 2379,
     end: 2380,
 };
-pub const KUBELET: PortRange = PortRange {
-    start: 10250,
-    end: 10250,
-};
-pub const FLANNEL_VXLAN: PortRange = PortRange {
-    start: 8472,
-    end: 8472,
-};
+pub const KUBELET: PortRange = PortRange::single(10250);
+pub const FLANNEL_VXLAN: PortRange = PortRange::single(8472);
 pub const FLANNEL_WIREGUARD: PortRange = PortRange {
     start: 51820,
     end: 51821,
@@ -45,9 +37,11 @@ pub const K3S_INTERNAL_UDP: &[PortRange] = &[FLANNEL_VXLAN, FLANNEL_WIREGUARD];
 
 pub const MESH_INTERFACE: &str = "tailscale0";
 
-/// Tailscale's address ranges: every mesh address is in one of them.
-pub const TAILSCALE_V4: &str = "100.64.0.0/10";
-pub const TAILSCALE_V6: &str = "fd7a:115c:a1e0::/48";
+/// Tailscale's address ranges: every mesh address is in one of them (100.64.0.0/10 and
+/// fd7a:115c:a1e0::/48).
+pub const TAILSCALE_V4: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(100, 64, 0, 0), 10);
+pub const TAILSCALE_V6: Ipv6Net =
+    Ipv6Net::new_assert(Ipv6Addr::new(0xfd7a, 0x115c, 0xa1e0, 0, 0, 0, 0, 0), 48);
 
 /// The cloud metadata service: it serves the node's user data, secrets included, to any
 /// process that asks, pods too.
@@ -59,17 +53,9 @@ pub const NODEPORTS: PortRange = PortRange {
     end: 32767,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    Ufw,
-    Nftables,
-    None,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct FirewallPlan {
-    pub backend: Backend,
+    pub backend: FirewallBackend,
     /// Open to the internet (and everywhere else).
     pub public_tcp: Vec<PortRange>,
     pub public_udp: Vec<PortRange>,
@@ -101,17 +87,12 @@ pub struct FirewallInput<'a> {
     pub public_udp: &'a [PortRange],
     pub mesh_tcp: &'a [PortRange],
     pub mesh_udp: &'a [PortRange],
-    pub cluster_cidrs: &'a [String],
-    pub service_cidrs: &'a [String],
+    pub cluster_cidrs: &'a Networks,
+    pub service_cidrs: &'a Networks,
     pub allow_pod_metadata: bool,
 }
 
 pub fn plan_firewall(i: &FirewallInput) -> FirewallPlan {
-    let backend = match i.backend {
-        FirewallBackend::Ufw => Backend::Ufw,
-        FirewallBackend::Nftables => Backend::Nftables,
-        FirewallBackend::None => Backend::None,
-    };
     let sorted = |l: &[PortRange]| {
         let mut v = l.to_vec();
         v.sort();
@@ -158,24 +139,22 @@ pub fn plan_firewall(i: &FirewallInput) -> FirewallPlan {
     .into_iter()
     .map(String::from)
     .collect();
-    let v4 = |cidrs: &[&String]| {
-        cidrs
-            .iter()
-            .filter(|c| !c.contains(':'))
-            .map(|c| c.to_string())
+    let v4 = |nets: &[&Networks]| {
+        nets.iter()
+            .filter_map(|n| n.v4())
+            .map(|n| n.to_string())
             .collect()
     };
-    let v6 = |cidrs: &[&String]| {
-        cidrs
-            .iter()
-            .filter(|c| c.contains(':'))
-            .map(|c| c.to_string())
+    let v6 = |nets: &[&Networks]| {
+        nets.iter()
+            .filter_map(|n| n.v6())
+            .map(|n| n.to_string())
             .collect()
     };
-    let trusted: Vec<&String> = i.cluster_cidrs.iter().chain(i.service_cidrs).collect();
-    let pods: Vec<&String> = i.cluster_cidrs.iter().collect();
+    let trusted = [i.cluster_cidrs, i.service_cidrs];
+    let pods = [i.cluster_cidrs];
     FirewallPlan {
-        backend,
+        backend: i.backend,
         public_tcp,
         public_udp,
         mesh_tcp,

@@ -1,12 +1,20 @@
 //! meshboot compiles one cluster spec into a first-boot config per node.
 //!
-//! The pipeline, one module per stage: [`source`] reads the YAML keeping positions;
-//! [`spec`] reads it into typed structs, collecting structural errors; [`validate`] runs the
-//! semantic checks; [`secrets`] resolves `{env}`/`{file}` references; [`plan`] makes every
-//! decision per node (with [`firewall`] for the rules); [`render`] turns each plan into file
-//! contents and wraps them in cloud-init or Ignition; [`emit`] checks the size budget and
-//! writes the files with `SHA256SUMS`. [`diagnostics`] renders every problem with its spec
-//! path, file, line, column and a caret. [`compile`] runs the whole pipeline.
+//! The pipeline, one module per stage, each handing its result to the next:
+//! 1. [`source`] reads the YAML into a tree that keeps positions; [`reader`] reads the tree
+//!    into the typed [`spec`] (parsed values: ports, networks, choices), collecting every
+//!    structural error and refusing secrets pasted anywhere in it.
+//! 2. [`resolve`] expands the nodes (`count`, `defaults`) and decides each one's firewall;
+//!    [`validate`] runs the semantic checks on the spec and those nodes; [`secrets`]
+//!    resolves the `{env}`/`{file}` references.
+//! 3. [`plan`] makes every decision per node (with [`firewall`] for the rules).
+//! 4. [`render`] turns each plan into file contents and wraps them in cloud-init or Ignition.
+//! 5. [`emit`] checks the size budget and writes the files with `SHA256SUMS`.
+//!
+//! Around it: [`problem`] words every problem and [`diagnostics`] places it (spec path,
+//! file:line:col, caret); [`redact`] keeps secrets out of both; [`error`] is the one typed
+//! failure that `main` maps to an exit code; [`schema`] is the spec's JSON Schema. [`check`]
+//! and [`render_all_nodes`] run the pipeline; [`cli`] drives it for each subcommand.
 
 pub mod cli;
 pub mod diagnostics;
@@ -18,6 +26,7 @@ pub mod problem;
 pub mod reader;
 pub mod redact;
 pub mod render;
+pub mod resolve;
 pub mod schema;
 pub mod secrets;
 pub mod source;

@@ -1,13 +1,13 @@
 //! Stage 3, the plan: every decision for every node, made in Rust.
 //!
-//! [`plan`] turns a validated [`Spec`] into a [`ClusterPlan`]: one [`NodePlan`] per node after
-//! `count` expansion, holding its role and join targets, the Tailscale and K3s settings, the
+//! [`plan`] turns a validated [`Spec`] into a [`ClusterPlan`]: one [`NodePlan`] per node that
+//! [`crate::resolve`] expanded, holding its role and join targets, the Tailscale and K3s settings, the
 //! firewall, the packages, and the files to deliver with their modes. Templates in
 //! [`crate::render`] only print what is decided here. The plan is serializable and
 //! snapshotted: a behaviour change shows as a plan diff first. It never holds a secret value.
 
 use crate::firewall::{FirewallInput, FirewallPlan, MESH_INTERFACE, plan_firewall};
-use crate::spec::{FirewallBackend, FlannelBackend, Hcloud, NodeFields, Os, PortRange, Role, Spec};
+use crate::spec::{FirewallBackend, FlannelBackend, Hcloud, Os, PortRange, Role, Spec};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -248,117 +248,10 @@ pub struct NodePlan {
     pub retries: Retries,
 }
 
-/// A node entry after `count` expansion and defaults merging.
-#[derive(Debug, Clone)]
-pub struct ExpandedNode {
-    pub name: String,
-    pub role: Role,
-    /// Spec path of the entry it came from, e.g. `nodes[3]`.
-    pub path: String,
-    pub fields: NodeFields,
-}
-
-/// Expands `count` and merges `defaults` (a node's own value wins).
-pub fn expand(spec: &Spec) -> Vec<ExpandedNode> {
-    let mut out = Vec::new();
-    for (i, n) in spec.nodes.iter().enumerate() {
-        let fields = NodeFields {
-            os: n.fields.os.or(spec.defaults.os),
-            hcloud: merge_hcloud(spec.defaults.hcloud.as_ref(), n.fields.hcloud.as_ref()),
-            labels: n
-                .fields
-                .labels
-                .clone()
-                .or_else(|| spec.defaults.labels.clone()),
-            taints: n
-                .fields
-                .taints
-                .clone()
-                .or_else(|| spec.defaults.taints.clone()),
-            firewall: n
-                .fields
-                .firewall
-                .clone()
-                .or_else(|| spec.defaults.firewall.clone()),
-        };
-        let path = format!("nodes[{i}]");
-        match n.count {
-            None => out.push(ExpandedNode {
-                name: n.name.clone(),
-                role: n.role,
-                path,
-                fields,
-            }),
-            Some(c) => {
-                for k in 1..=c {
-                    out.push(ExpandedNode {
-                        name: format!("{}-{k}", n.name),
-                        role: n.role,
-                        path: path.clone(),
-                        fields: fields.clone(),
-                    })
-                }
-            }
-        }
-    }
-    out
-}
-
-fn merge_hcloud(d: Option<&Hcloud>, n: Option<&Hcloud>) -> Option<Hcloud> {
-    match (d, n) {
-        (None, None) => None,
-        (d, n) => Some(Hcloud {
-            server_type: n
-                .and_then(|n| n.server_type.clone())
-                .or_else(|| d.and_then(|d| d.server_type.clone())),
-            location: n
-                .and_then(|n| n.location.clone())
-                .or_else(|| d.and_then(|d| d.location.clone())),
-        }),
-    }
-}
-
-pub const DEFAULT_OS: Os = Os::Ubuntu2404;
-
-/// The firewall backend a node really gets: ufw does not exist on Flatcar / Fedora CoreOS,
-/// so those nodes get the same rules through nftables (validation warns about it).
-pub fn effective_backend(spec_backend: FirewallBackend, os: Os) -> FirewallBackend {
-    match (spec_backend, Envelope::for_os(os)) {
-        (FirewallBackend::Ufw, Envelope::Ignition) => FirewallBackend::Nftables,
-        (b, _) => b,
-    }
-}
-
-pub fn node_backend(spec: &Spec, n: &ExpandedNode) -> FirewallBackend {
-    let declared = n
-        .fields
-        .firewall
-        .as_ref()
-        .and_then(|f| f.backend)
-        .unwrap_or(spec.firewall.backend);
-    effective_backend(declared, n.fields.os.unwrap_or(DEFAULT_OS))
-}
-
-/// Splits `10.42.0.0/16,fd00:42::/56` into its parts.
-pub fn cidr_list(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(|c| c.trim().to_string())
-        .filter(|c| !c.is_empty())
-        .collect()
-}
-
-/// Parses `--flag=value` / `--flag` arguments into config.yaml keys, in order.
-pub fn parse_args(args: &[String]) -> Vec<(String, Option<String>)> {
-    args.iter()
-        .map(|a| {
-            let a = a.trim_start_matches('-');
-            match a.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (a.to_string(), None),
-            }
-        })
-        .collect()
-}
+// Resolution is shared with validation; these names stay reachable as `plan::...`.
+pub use crate::resolve::{
+    DEFAULT_OS, ExpandedNode, comma_list, effective_backend, expand, node_backend, parse_args,
+};
 
 /// Keys the bootstrap writes at boot, from the node's Tailscale address.
 const BOOT_KEYS_SERVER: &[&str] = &["node-ip", "advertise-address", "tls-san", "join"];
@@ -372,8 +265,6 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
         .map(|n| n.name.as_str())
         .collect();
     let init = servers.first().copied().unwrap_or_default().to_string();
-    let cluster_cidrs = cidr_list(&spec.k3s.cluster_cidr);
-    let service_cidrs = cidr_list(&spec.k3s.service_cidr);
 
     let plans = nodes
         .iter()
@@ -428,8 +319,8 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                 public_udp: &public_udp,
                 mesh_tcp: &spec.firewall.mesh_tcp,
                 mesh_udp: &spec.firewall.mesh_udp,
-                cluster_cidrs: &cluster_cidrs,
-                service_cidrs: &service_cidrs,
+                cluster_cidrs: &spec.k3s.cluster_cidr,
+                service_cidrs: &spec.k3s.service_cidr,
                 allow_pod_metadata: spec.firewall.allow_pod_metadata,
             });
 
@@ -578,7 +469,7 @@ fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
     if k.flannel_backend != FlannelBackend::None {
         config.insert("flannel-iface".into(), s(MESH_INTERFACE));
     }
-    let dual_stack = cidr_list(&k.cluster_cidr).iter().any(|c| c.contains(':'));
+    let dual_stack = k.cluster_cidr.v6().is_some();
     // NodePorts answer on mesh addresses only: kube-proxy's rules accept NodePort traffic
     // before a host firewall's FORWARD rules see it. Unless the node opens NodePorts itself.
     let node_fw = n.fields.firewall.clone().unwrap_or_default();
@@ -592,9 +483,9 @@ fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
     .flatten()
     .any(|p| crate::firewall::overlaps(*p, crate::firewall::NODEPORTS));
     if !public_nodeports {
-        let mut mesh = vec![crate::firewall::TAILSCALE_V4];
+        let mut mesh = vec![crate::firewall::TAILSCALE_V4.to_string()];
         if dual_stack {
-            mesh.push(crate::firewall::TAILSCALE_V6);
+            mesh.push(crate::firewall::TAILSCALE_V6.to_string());
         }
         config.insert(
             "kube-proxy-arg".into(),
@@ -616,8 +507,8 @@ fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
     }
     let mut tls_san_names = Vec::new();
     if role.is_server() {
-        config.insert("cluster-cidr".into(), s(&k.cluster_cidr));
-        config.insert("service-cidr".into(), s(&k.service_cidr));
+        config.insert("cluster-cidr".into(), s(&k.cluster_cidr.to_string()));
+        config.insert("service-cidr".into(), s(&k.service_cidr.to_string()));
         let backend = match k.flannel_backend {
             FlannelBackend::Vxlan => "vxlan",
             FlannelBackend::WireguardNative => "wireguard-native",
@@ -645,7 +536,7 @@ fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
     for (key, value) in parse_args(extra) {
         // `tls-san` from the user adds names to the boot-time list.
         if key == "tls-san" {
-            tls_san_names.extend(value.into_iter().flat_map(|v| cidr_list(&v)));
+            tls_san_names.extend(value.into_iter().flat_map(|v| comma_list(&v)));
             continue;
         }
         // With `allow_owned_args`, the user's value replaces what the bootstrap would write.

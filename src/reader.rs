@@ -13,10 +13,11 @@ use crate::problem::{ChoiceHint, Found, KeyHint, Problem};
 use crate::redact::{SECRET_FIELDS, holds_secret, looks_like_secret, secret_flag_value};
 use crate::source::{Node, NodeKind, join};
 use crate::spec::{
-    Choice, Cluster, Firewall, Hcloud, K3s, MAX_COUNT, NodeFields, NodeFirewall, NodeSpec,
-    PortRange, SUPPORTED_VERSION, SecretRef, Spec, Tailscale, default_cluster_cidr,
+    Choice, Cluster, Firewall, Hcloud, K3s, MAX_COUNT, Networks, NodeFields, NodeFirewall,
+    NodeSpec, PortRange, SUPPORTED_VERSION, SecretRef, Spec, Tailscale, default_cluster_cidr,
     default_service_cidr,
 };
+use ipnet::IpNet;
 use std::collections::HashMap;
 
 const TOP_KEYS: &[&str] = &[
@@ -61,10 +62,10 @@ pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
     let mut r = Reader {
         diags,
         suggested: Vec::new(),
+        unusable: false,
     };
     // Refused, but not a reason to stop reading: the rest of the spec is still checked.
     pasted_secrets(root, "", r.diags);
-    let before = r.errors();
     let top = r.top(root)?;
 
     let version = match top.get("version") {
@@ -104,7 +105,7 @@ pub fn read(root: &Node, diags: &mut Vec<Diagnostic>) -> Option<Spec> {
         defaults: defaults?.0,
         nodes: nodes?.0,
     };
-    (r.errors() == before).then_some(spec)
+    (!r.unusable).then_some(spec)
 }
 
 /// A value that can be read from a node of the tree at a spec path. `None` means a problem
@@ -125,6 +126,8 @@ pub struct Reader<'d> {
     /// Paths that an unknown key was suggested for (`auth-key` -> `tailscale.auth_key`):
     /// their "missing" error would only repeat the suggestion.
     suggested: Vec<String>,
+    /// An error was reported that leaves the spec unusable even for the semantic checks.
+    unusable: bool,
 }
 
 /// A mapping whose keys were checked against the allowed set.
@@ -252,7 +255,7 @@ fn is_env_name(s: &str) -> bool {
 }
 
 /// Refuses every secret written into the spec outside the secret-reference fields: each
-/// scalar (key or value) that is a credential flag (`--token=...`, see [`refusal`]) or that
+/// scalar (key or value) that is a credential flag (`--token=...`) or that
 /// looks like a key or token, or holds one as a word. This is the one place that looks;
 /// whatever else the reader or [`crate::validate`] finds wrong with such a value is dropped
 /// later ([`crate::diagnostics::drop_shadowed`]), so the secret is reported once and never
@@ -299,11 +302,15 @@ fn refusal(text: &str) -> Option<Problem> {
 
 impl Reader<'_> {
     fn push(&mut self, d: Diagnostic) {
+        self.unusable |= d.is_error();
         self.diags.push(d);
     }
 
-    fn errors(&self) -> usize {
-        self.diags.iter().filter(|d| d.is_error()).count()
+    /// Reports an error about a value that is still read, in part, so that the semantic
+    /// checks see the rest of it (a list of networks with one bad item). The spec stays
+    /// invalid: the error is reported like any other.
+    fn report_and_go_on(&mut self, d: Diagnostic) {
+        self.diags.push(d);
     }
 
     /// The top level: a mapping of sections.
@@ -558,6 +565,43 @@ impl FromNode for PortRange {
         };
         r.push(Diagnostic::new(path, problem));
         None
+    }
+}
+
+/// Networks, `10.42.0.0/16` or `"10.42.0.0/16,fd00:42::/56"`: each item parsed, at most one
+/// per IP family. A bad item is reported at its place in the value and left out; the rest
+/// is still read, so that the checks across networks (overlaps) run on what is usable.
+impl FromNode for Networks {
+    fn from_node(r: &mut Reader, node: &Node, path: &str) -> Option<Self> {
+        let text = String::from_node(r, node, path)?;
+        let mut nets = Networks::default();
+        let items: Vec<&str> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        if items.is_empty() {
+            r.report_and_go_on(Diagnostic::new(path, Problem::NoNetwork));
+        }
+        for item in items {
+            let problem = match item.parse::<IpNet>() {
+                Ok(net) if net.trunc() != net => Problem::HostBits {
+                    cidr: item.to_string(),
+                    network: net.trunc().to_string(),
+                },
+                Ok(net) => match nets.push(net) {
+                    Ok(()) => continue,
+                    Err(_) => Problem::TwoNetworksOfFamily(if matches!(net, IpNet::V4(_)) {
+                        4
+                    } else {
+                        6
+                    }),
+                },
+                Err(_) => Problem::NotACidr(item.to_string()),
+            };
+            r.report_and_go_on(Diagnostic::new(path, problem).narrow(item));
+        }
+        Some(nets)
     }
 }
 

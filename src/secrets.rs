@@ -1,4 +1,4 @@
-//! Stage 2b, secrets: `{ env: NAME }` and `{ file: PATH }` references -> [`Secrets`] for
+//! Stage 2c, secrets: `{ env: NAME }` and `{ file: PATH }` references -> [`Secrets`] for
 //! the renderer.
 //!
 //! A [`Secret`] never shows its value through `Debug`, `Display` or `Serialize`; the only way

@@ -3,12 +3,13 @@
 //!
 //! These types are the user-facing contract (SPEC.md), and they describe themselves: the
 //! JSON Schema that `meshboot schema` prints ([`crate::schema`]) is derived from them, doc
-//! comments included. Each enum of fixed names is declared with [`choice!`], whose one
+//! comments included. Each enum of fixed names is declared with `choice!`, whose one
 //! table of names serves reading, messages, serialization and the schema. Defaults that
 //! the reader fills in for an absent key are the functions and `Default` impls here; the
 //! `#[serde(default)]` attributes only tell the schema about them (nothing deserializes
 //! these types with serde: [`crate::reader`] reads them).
 
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
@@ -32,6 +33,21 @@ pub trait Choice: Copy + 'static {
     fn names() -> Vec<&'static str> {
         Self::ALL.iter().map(|(n, _)| *n).collect()
     }
+}
+
+/// `JsonSchema` for a type the reader reads by hand: its name and its schema.
+macro_rules! schema {
+    ($ty:ty, $name:expr, $schema:tt) => {
+        impl JsonSchema for $ty {
+            fn schema_name() -> Cow<'static, str> {
+                $name.into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!($schema)
+            }
+        }
+    };
 }
 
 /// Declares an enum of fixed names: the enum, its [`Choice`] table, `name()`, and
@@ -71,15 +87,7 @@ macro_rules! choice {
             }
         }
 
-        impl JsonSchema for $name {
-            fn schema_name() -> Cow<'static, str> {
-                stringify!($name).into()
-            }
-
-            fn json_schema(_: &mut SchemaGenerator) -> Schema {
-                json_schema!({ "type": "string", "enum": [$($text),+] })
-            }
-        }
+        schema!($name, stringify!($name), { "type": "string", "enum": [$($text),+] });
     };
 }
 
@@ -160,14 +168,79 @@ impl Default for FlannelBackend {
     }
 }
 
-/// K3s's default pod network.
-pub fn default_cluster_cidr() -> String {
-    "10.42.0.0/16".into()
+/// The pod or the service networks of the cluster, parsed: at most one IPv4 and one IPv6
+/// network, in the order written (K3s takes the first as the primary family). Written in
+/// the spec as `10.42.0.0/16` or `"10.42.0.0/16,fd00:42::/56"`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Networks(Vec<IpNet>);
+
+impl Networks {
+    /// Adds `net`; when its family has a network already, `Err` with that one.
+    pub fn push(&mut self, net: IpNet) -> Result<(), IpNet> {
+        let same_family = |n: &&IpNet| matches!(n, IpNet::V4(_)) == matches!(net, IpNet::V4(_));
+        match self.0.iter().find(same_family) {
+            Some(other) => Err(*other),
+            None => {
+                self.0.push(net);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &IpNet> {
+        self.0.iter()
+    }
+
+    pub fn v4(&self) -> Option<Ipv4Net> {
+        self.0.iter().find_map(|n| match n {
+            IpNet::V4(n) => Some(*n),
+            IpNet::V6(_) => None,
+        })
+    }
+
+    pub fn v6(&self) -> Option<Ipv6Net> {
+        self.0.iter().find_map(|n| match n {
+            IpNet::V6(n) => Some(*n),
+            IpNet::V4(_) => None,
+        })
+    }
 }
 
-/// K3s's default service network.
-pub fn default_service_cidr() -> String {
-    "10.43.0.0/16".into()
+/// As K3s takes it: `10.42.0.0/16,fd00:42::/56`.
+impl std::fmt::Display for Networks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(IpNet::to_string).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl Serialize for Networks {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+schema!(Networks, "Networks", {
+    "description": "A network in CIDR notation, or an IPv4 and an IPv6 network separated by a comma (dual-stack).",
+    "type": "string"
+});
+
+/// One IPv4 network.
+fn ipv4_network(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Networks {
+    Networks(vec![IpNet::V4(Ipv4Net::new_assert(
+        std::net::Ipv4Addr::new(a, b, c, d),
+        prefix,
+    ))])
+}
+
+/// K3s's default pod network, 10.42.0.0/16.
+pub fn default_cluster_cidr() -> Networks {
+    ipv4_network(10, 42, 0, 0, 16)
+}
+
+/// K3s's default service network, 10.43.0.0/16.
+pub fn default_service_cidr() -> Networks {
+    ipv4_network(10, 43, 0, 0, 16)
 }
 
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -184,10 +257,10 @@ pub struct K3s {
     pub agent_token: Option<SecretRef>,
     /// The pod network (dual-stack: `"10.42.0.0/16,fd00:42::/56"`).
     #[serde(default = "default_cluster_cidr")]
-    pub cluster_cidr: String,
+    pub cluster_cidr: Networks,
     /// The service network.
     #[serde(default = "default_service_cidr")]
-    pub service_cidr: String,
+    pub service_cidr: Networks,
     #[serde(default)]
     pub flannel_backend: FlannelBackend,
     /// Packaged components to disable, e.g. `[traefik]`.
@@ -221,19 +294,21 @@ pub struct PortRange {
     pub end: u32,
 }
 
-impl JsonSchema for PortRange {
-    fn schema_name() -> Cow<'static, str> {
-        "PortRange".into()
-    }
+schema!(PortRange, "PortRange", {
+    "description": "A port (443) or an inclusive range in quotes (\"30000-32767\").",
+    "oneOf": [
+        { "type": "integer", "minimum": 1, "maximum": 65535 },
+        { "type": "string", "pattern": "^\\s*[0-9]{1,5}\\s*(-\\s*[0-9]{1,5}\\s*)?$" }
+    ]
+});
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "A port (443) or an inclusive range in quotes (\"30000-32767\").",
-            "oneOf": [
-                { "type": "integer", "minimum": 1, "maximum": 65535 },
-                { "type": "string", "pattern": "^\\s*[0-9]{1,5}\\s*(-\\s*[0-9]{1,5}\\s*)?$" }
-            ]
-        })
+impl PortRange {
+    /// One port.
+    pub const fn single(port: u32) -> Self {
+        PortRange {
+            start: port,
+            end: port,
+        }
     }
 }
 
@@ -353,15 +428,7 @@ pub struct NodeFields {
 /// A label's value as written: any single value (quoted or not).
 struct LabelValue;
 
-impl JsonSchema for LabelValue {
-    fn schema_name() -> Cow<'static, str> {
-        "LabelValue".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": ["string", "number", "boolean"] })
-    }
-}
+schema!(LabelValue, "LabelValue", { "type": ["string", "number", "boolean"] });
 
 /// One entry of `nodes:`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]

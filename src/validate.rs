@@ -1,4 +1,4 @@
-//! Stage 2, validation: semantic checks over a structurally valid [`Spec`].
+//! Stage 2b, validation: semantic checks over a structurally valid [`Spec`].
 //!
 //! Returns every problem as a [`Diagnostic`] (errors and warnings), never only the first.
 //! Each problem is reported once, at the place in the spec where it is written: a label
@@ -11,10 +11,12 @@
 
 use crate::diagnostics::Diagnostic;
 use crate::firewall::{K3S_INTERNAL_TCP, K3S_INTERNAL_UDP, overlaps};
-use crate::plan::{ExpandedNode, cidr_list, expand, parse_args};
 use crate::problem::{Flaw, Problem, Subject, VersionHint};
 use crate::redact::url_has_credentials;
-use crate::spec::{FirewallBackend, NodeFields, Os, PortRange, Role, Spec};
+use crate::resolve::{
+    ExpandedNode, comma_list, declared_backend, expand, node_backend, node_os, parse_args,
+};
+use crate::spec::{FirewallBackend, FlannelBackend, NodeFields, PortRange, Role, Spec};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,7 +45,7 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
         label_problem(name),
     ));
     let nodes = expand(spec);
-    check_names(spec, &mut d);
+    check_names(spec, &nodes, &mut d);
     check_fields(spec, &spec.defaults, "defaults", &mut d);
     for (i, n) in spec.nodes.iter().enumerate() {
         check_fields(spec, &n.fields, &format!("nodes[{i}]"), &mut d);
@@ -171,55 +173,52 @@ fn taint_problem(t: &str) -> Option<Flaw> {
     label_value_problem(v).map(|p| Flaw::ValueThat(Box::new(p)))
 }
 
-/// Node names after `count` expansion: valid hostnames, and unique.
-fn check_names(spec: &Spec, d: &mut Vec<Diagnostic>) {
-    // Expanded name -> the entry that produced it first.
-    let mut owner: BTreeMap<String, usize> = BTreeMap::new();
-    let mut reported: BTreeSet<(usize, usize)> = BTreeSet::new();
+/// Node names after `count` expansion (`nodes`, from [`expand`]): valid hostnames, and
+/// unique. Each problem is reported at the name of the entry that makes the node.
+fn check_names(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic>) {
+    let at = |entry: usize| format!("nodes[{entry}].name");
+    // Entries whose own name is wrong: their expanded names are not compared.
+    let mut wrong = BTreeSet::new();
     for (i, n) in spec.nodes.iter().enumerate() {
-        let path = format!("nodes[{i}].name");
-        if let Some(bad) = flawed(&path, Subject::NodeName, &n.name, label_problem(&n.name)) {
+        if let Some(bad) = flawed(at(i), Subject::NodeName, &n.name, label_problem(&n.name)) {
             d.push(bad);
-            continue;
+            wrong.insert(i);
         }
-        let names: Vec<String> = match n.count {
-            None => vec![n.name.clone()],
-            Some(c) => (1..=c).map(|k| format!("{}-{k}", n.name)).collect(),
-        };
-        if let Some(longest) = names.last()
-            && longest.len() > 63
-        {
+    }
+    // The last node of an entry has its longest name.
+    let mut last_of_entry: BTreeMap<usize, &ExpandedNode> = BTreeMap::new();
+    for n in nodes {
+        last_of_entry.insert(n.entry, n);
+    }
+    for (&i, last) in &last_of_entry {
+        let base = &spec.nodes[i];
+        if last.name.len() > 63 && wrong.insert(i) {
             d.push(Diagnostic::new(
-                &path,
+                at(i),
                 Problem::CountNameTooLong {
-                    count: n.count.unwrap_or(1),
-                    len: longest.len(),
-                    shorten_to: 63 - (longest.len() - n.name.len()),
+                    count: base.count.unwrap_or(1),
+                    len: last.name.len(),
+                    shorten_to: 63 - (last.name.len() - base.name.len()),
                 },
             ));
-            continue;
         }
-        for name in names {
-            match owner.get(&name) {
-                Some(&first) if first != i => {
-                    if reported.insert((first, i)) {
-                        let theirs = &spec.nodes[first];
-                        d.push(Diagnostic::new(
-                            &path,
-                            Problem::NameTaken {
-                                name: name.clone(),
-                                entry: (n.name.clone(), n.count),
-                                first,
-                                first_entry: (theirs.name.clone(), theirs.count),
-                            },
-                        ));
-                    }
-                }
-                Some(_) => {}
-                None => {
-                    owner.insert(name, i);
-                }
-            }
+    }
+    // Expanded name -> the entry that made it first; each pair of entries reported once.
+    let mut owner: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut reported: BTreeSet<(usize, usize)> = BTreeSet::new();
+    for n in nodes.iter().filter(|n| !wrong.contains(&n.entry)) {
+        let first = *owner.entry(&n.name).or_insert(n.entry);
+        if first != n.entry && reported.insert((first, n.entry)) {
+            let (mine, theirs) = (&spec.nodes[n.entry], &spec.nodes[first]);
+            d.push(Diagnostic::new(
+                at(n.entry),
+                Problem::NameTaken {
+                    name: n.name.clone(),
+                    entry: (mine.name.clone(), mine.count),
+                    first,
+                    first_entry: (theirs.name.clone(), theirs.count),
+                },
+            ));
         }
     }
 }
@@ -320,46 +319,36 @@ fn check_servers(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic>) {
 
 /// Where a node's Hetzner location is written: on its entry, or in `defaults`.
 fn location_path(spec: &Spec, n: &ExpandedNode) -> String {
-    let own = spec
-        .nodes
-        .iter()
-        .enumerate()
-        .find(|(i, _)| format!("nodes[{i}]") == n.path)
-        .and_then(|(_, e)| e.fields.hcloud.as_ref()?.location.as_ref())
-        .is_some();
-    if own {
-        format!("{}.hcloud.location", n.path)
+    let entry = &spec.nodes[n.entry];
+    if entry
+        .fields
+        .hcloud
+        .as_ref()
+        .is_some_and(|h| h.location.is_some())
+    {
+        format!("nodes[{}].hcloud.location", n.entry)
     } else {
         "defaults.hcloud.location".into()
     }
 }
 
-/// ufw does not exist on Flatcar and Fedora CoreOS: say that those nodes use nftables.
+/// Where the spec asks for ufw and the OS has none (see
+/// [`crate::resolve::effective_backend`]): say that those nodes use nftables, once per
+/// place the OS is written.
 fn check_os_firewall(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic>) {
     let mut seen = BTreeSet::new();
     for n in nodes {
-        let declared = n
-            .fields
-            .firewall
-            .as_ref()
-            .and_then(|f| f.backend)
-            .unwrap_or(spec.firewall.backend);
-        let os = n.fields.os.unwrap_or(crate::plan::DEFAULT_OS);
-        if declared == FirewallBackend::Ufw && matches!(os, Os::Flatcar | Os::FedoraCoreos) {
-            let entry_os = spec
-                .nodes
-                .iter()
-                .enumerate()
-                .find(|(i, _)| format!("nodes[{i}]") == n.path)
-                .and_then(|(_, e)| e.fields.os);
-            let path = if entry_os.is_some() {
-                format!("{}.os", n.path)
-            } else {
-                "defaults.os".into()
-            };
-            if seen.insert(path.clone()) {
-                d.push(Diagnostic::new(path, Problem::NoUfw { os: os.name() }));
-            }
+        if declared_backend(spec, n) == node_backend(spec, n) {
+            continue;
+        }
+        let path = if spec.nodes[n.entry].fields.os.is_some() {
+            format!("nodes[{}].os", n.entry)
+        } else {
+            "defaults.os".into()
+        };
+        if seen.insert(path.clone()) {
+            let os = node_os(n).name();
+            d.push(Diagnostic::new(path, Problem::NoUfw { os }));
         }
     }
 }
@@ -550,94 +539,46 @@ fn is_channel(c: &str) -> bool {
         || c.strip_prefix('v').is_some_and(|r| dotted_numbers(r, 2, 4))
 }
 
+/// The networks across each other: none overlaps Tailscale's ranges or the other one, and
+/// an IPv6 pod network needs a CNI that is not flannel over tailscale0. (Each network was
+/// parsed, and its own problems reported, by the reader.)
 fn check_cidrs(spec: &Spec, d: &mut Vec<Diagnostic>) {
-    let mut parsed: Vec<(&str, IpNet, String)> = Vec::new();
-    for (field, value) in [
-        ("k3s.cluster_cidr", &spec.k3s.cluster_cidr),
-        ("k3s.service_cidr", &spec.k3s.service_cidr),
-    ] {
-        let list = cidr_list(value);
-        if list.is_empty() {
-            d.push(Diagnostic::new(field, Problem::NoNetwork));
-            continue;
-        }
-        let mut families = BTreeSet::new();
-        for c in list {
-            match c.parse::<IpNet>() {
-                Ok(net) if net.trunc() != net => d.push(
-                    Diagnostic::new(
-                        field,
-                        Problem::HostBits {
-                            cidr: c.clone(),
-                            network: net.trunc().to_string(),
-                        },
-                    )
-                    .narrow(c.as_str()),
-                ),
-                Ok(net) => {
-                    if !families.insert(matches!(net, IpNet::V4(_))) {
-                        let family = if matches!(net, IpNet::V4(_)) { 4 } else { 6 };
-                        d.push(
-                            Diagnostic::new(field, Problem::TwoNetworksOfFamily(family))
-                                .narrow(c.as_str()),
-                        );
-                    } else {
-                        parsed.push((field, net, c));
-                    }
-                }
-                Err(_) => {
-                    d.push(Diagnostic::new(field, Problem::NotACidr(c.clone())).narrow(c.as_str()))
-                }
-            }
+    let k = &spec.k3s;
+    let parsed: Vec<(&str, IpNet)> = [
+        ("k3s.cluster_cidr", &k.cluster_cidr),
+        ("k3s.service_cidr", &k.service_cidr),
+    ]
+    .into_iter()
+    .flat_map(|(field, nets)| nets.iter().map(move |net| (field, *net)))
+    .collect();
+    let tailscale = [IpNet::V4(TAILSCALE_V4), IpNet::V6(TAILSCALE_V6)];
+    for (field, net) in &parsed {
+        for t in tailscale.iter().filter(|t| net_overlap(net, t)) {
+            let problem = Problem::OverlapsTailscale {
+                net: net.to_string(),
+                tailscale: t.to_string(),
+            };
+            d.push(Diagnostic::new(*field, problem).narrow(net.to_string()));
         }
     }
-    let ts: [IpNet; 2] = [
-        TAILSCALE_V4.parse().unwrap_or_else(|_| unreachable!()),
-        TAILSCALE_V6.parse().unwrap_or_else(|_| unreachable!()),
-    ];
-    for (field, net, written) in &parsed {
-        for t in &ts {
-            if net_overlap(net, t) {
-                d.push(
-                    Diagnostic::new(
-                        *field,
-                        Problem::OverlapsTailscale {
-                            net: net.to_string(),
-                            tailscale: t.to_string(),
-                        },
-                    )
-                    .narrow(written.as_str()),
-                );
-            }
-        }
-    }
-    for (i, (fa, a, _)) in parsed.iter().enumerate() {
-        for (fb, b, written) in &parsed[i + 1..] {
-            if net_overlap(a, b) {
-                d.push(
-                    Diagnostic::new(
-                        *fb,
-                        Problem::NetworksOverlap {
-                            net: b.to_string(),
-                            other: a.to_string(),
-                            other_field: fa.to_string(),
-                        },
-                    )
-                    .narrow(written.as_str()),
-                );
-            }
+    for (i, (fa, a)) in parsed.iter().enumerate() {
+        for (fb, b) in parsed[i + 1..].iter().filter(|(_, b)| net_overlap(a, b)) {
+            let problem = Problem::NetworksOverlap {
+                net: b.to_string(),
+                other: a.to_string(),
+                other_field: fa.to_string(),
+            };
+            d.push(Diagnostic::new(*fb, problem).narrow(b.to_string()));
         }
     }
     // flannel rides on tailscale0 (MTU 1280): its interfaces get about 1230, and the kernel
     // refuses IPv6 on an interface below 1280, so dual-stack pods would get no address.
-    if spec.k3s.flannel_backend != crate::spec::FlannelBackend::None
-        && let Some((_, _, written)) = parsed
-            .iter()
-            .find(|(f, n, _)| *f == "k3s.cluster_cidr" && matches!(n, IpNet::V6(_)))
+    if k.flannel_backend != FlannelBackend::None
+        && let Some(v6) = k.cluster_cidr.v6()
     {
         d.push(
             Diagnostic::new("k3s.cluster_cidr", Problem::Ipv6PodsOverFlannel)
-                .narrow(written.as_str()),
+                .narrow(v6.to_string()),
         );
     }
 }
@@ -721,10 +662,10 @@ fn check_args(field: &str, args: &[String], allow_owned: bool, d: &mut Vec<Diagn
         if name == "tls-san" {
             let bad: Vec<String> = value
                 .iter()
-                .flat_map(|v| cidr_list(v))
+                .flat_map(|v| comma_list(v))
                 .filter(|s| !is_san(s))
                 .collect();
-            if value.as_deref().is_none_or(|v| cidr_list(v).is_empty()) || !bad.is_empty() {
+            if value.as_deref().is_none_or(|v| comma_list(v).is_empty()) || !bad.is_empty() {
                 d.push(
                     Diagnostic::new(&path, Problem::BadTlsSan(bad.first().cloned()))
                         .narrow(bad.first().cloned().unwrap_or_default()),

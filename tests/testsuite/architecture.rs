@@ -298,3 +298,54 @@ fn redaction_is_a_leaf() {
         "redact must import nothing from the crate, but refers to {edges:?}"
     );
 }
+
+/// The pipeline, in order: a module may refer only to modules before it, so the stages
+/// stay a pipeline (validation does not reach into the plan, the plan does not reach into
+/// rendering). A new module needs a place here.
+const STAGES: &[&str] = &[
+    // Leaves: redaction policy, the wording of problems, the typed error.
+    "redact",
+    "problem",
+    "error",
+    // Stage 1: text -> tree -> typed spec.
+    "source",
+    "diagnostics",
+    "spec",
+    "reader",
+    // The firewall model (K3s ports, ranges) that validation and the plan both ask.
+    "firewall",
+    // Stage 2: what the spec means per node, the semantic checks, the secrets.
+    "resolve",
+    "validate",
+    "secrets",
+    // Stages 3-5.
+    "plan",
+    "render",
+    "emit",
+    // The spec's schema, the pipeline as a whole, and the command line.
+    "schema",
+    "lib",
+    "cli",
+];
+
+#[test]
+fn every_module_refers_only_to_earlier_stages() {
+    let g = graph();
+    let rank = |m: &str| STAGES.iter().position(|s| *s == m);
+    for (from, targets) in &g {
+        let Some(r) = rank(from) else {
+            panic!("module `{from}` has no place in STAGES (tests/testsuite/architecture.rs)");
+        };
+        for to in targets {
+            let t = rank(to).unwrap_or_else(|| panic!("module `{to}` has no place in STAGES"));
+            assert!(
+                t < r,
+                "`{from}` refers to `{to}`, a later stage\nthe graph:\n{}",
+                describe(&g)
+            );
+        }
+    }
+    // The rules the issue names, spelt out.
+    assert!(!g["validate"].contains("plan"), "validate imports plan");
+    assert!(g["validate"].contains("resolve") && g["plan"].contains("resolve"));
+}
