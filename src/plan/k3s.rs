@@ -1,0 +1,235 @@
+//! The plan's K3s part: the install script's environment and the node's config.yaml.
+
+use super::{AGENT_TOKEN_PATH, ExpandedNode, NodeRole, TOKEN_PATH, cidr_list, parse_args};
+use crate::firewall::MESH_INTERFACE;
+use crate::spec::{FlannelBackend, Os, Spec};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub const K3S_INSTALL_URL: &str = "https://get.k3s.io";
+
+/// A value in K3s's config.yaml.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    Bool(bool),
+    Str(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct K3sPlan {
+    /// `server` or `agent` (INSTALL_K3S_EXEC); everything else is in config.yaml.
+    pub exec: &'static str,
+    /// The systemd unit the install script creates: `k3s` or `k3s-agent`. The bootstrap
+    /// starts it itself (INSTALL_K3S_SKIP_START) so that its wait is bounded.
+    pub unit: &'static str,
+    pub install_env: Vec<EnvVar>,
+    /// config.yaml keys known at build time.
+    pub config: BTreeMap<String, ConfigValue>,
+    /// config.yaml keys the bootstrap adds once the Tailscale IPs are known.
+    pub boot_keys: Vec<&'static str>,
+    /// Names for `tls-san` besides the node's Tailscale IP (servers).
+    pub tls_san_names: Vec<String>,
+    /// The cluster CIDR has an IPv6 network: `node-ip` (and `tls-san`) then carry the
+    /// node's Tailscale IPv6 address too, as K3s requires for dual-stack.
+    pub dual_stack: bool,
+}
+
+/// Keys the bootstrap writes at boot, from the node's Tailscale address.
+const BOOT_KEYS_SERVER: &[&str] = &["node-ip", "advertise-address", "tls-san", "join"];
+const BOOT_KEYS_AGENT: &[&str] = &["node-ip", "join"];
+
+pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
+    let k = &spec.k3s;
+    let mut config: BTreeMap<String, ConfigValue> = BTreeMap::new();
+    let s = |v: &str| ConfigValue::Str(v.to_string());
+    config.insert("node-name".into(), s(&n.name));
+    config.insert("token-file".into(), s(TOKEN_PATH));
+    if k.flannel_backend != FlannelBackend::None {
+        config.insert("flannel-iface".into(), s(MESH_INTERFACE));
+    }
+    let dual_stack = cidr_list(&k.cluster_cidr).iter().any(|c| c.contains(':'));
+    // NodePorts answer on mesh addresses only: kube-proxy's rules accept NodePort traffic
+    // before a host firewall's FORWARD rules see it. Unless the node opens NodePorts itself.
+    let node_fw = n.fields.firewall.clone().unwrap_or_default();
+    let public_nodeports = [
+        &spec.firewall.public_tcp,
+        &spec.firewall.public_udp,
+        &node_fw.public_tcp,
+        &node_fw.public_udp,
+    ]
+    .into_iter()
+    .flatten()
+    .any(|p| crate::firewall::overlaps(*p, crate::firewall::NODEPORTS));
+    if !public_nodeports {
+        let mut mesh = vec![crate::firewall::TAILSCALE_V4];
+        if dual_stack {
+            mesh.push(crate::firewall::TAILSCALE_V6);
+        }
+        config.insert(
+            "kube-proxy-arg".into(),
+            ConfigValue::List(vec![format!("nodeport-addresses={}", mesh.join(","))]),
+        );
+    }
+    if let Some(labels) = &n.fields.labels
+        && !labels.is_empty()
+    {
+        config.insert(
+            "node-label".into(),
+            ConfigValue::List(labels.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        );
+    }
+    if let Some(taints) = &n.fields.taints
+        && !taints.is_empty()
+    {
+        config.insert("node-taint".into(), ConfigValue::List(taints.clone()));
+    }
+    let mut tls_san_names = Vec::new();
+    if role.is_server() {
+        config.insert("cluster-cidr".into(), s(&k.cluster_cidr));
+        config.insert("service-cidr".into(), s(&k.service_cidr));
+        let backend = match k.flannel_backend {
+            FlannelBackend::Vxlan => "vxlan",
+            FlannelBackend::WireguardNative => "wireguard-native",
+            FlannelBackend::None => "none",
+        };
+        config.insert("flannel-backend".into(), s(backend));
+        if !k.disable.is_empty() {
+            config.insert("disable".into(), ConfigValue::List(k.disable.clone()));
+        }
+        tls_san_names.push(n.name.clone());
+        if k.agent_token.is_some() {
+            config.insert("agent-token-file".into(), s(AGENT_TOKEN_PATH));
+        }
+    }
+    let mut boot_keys: Vec<&'static str> = if role.is_server() {
+        BOOT_KEYS_SERVER.to_vec()
+    } else {
+        BOOT_KEYS_AGENT.to_vec()
+    };
+    let extra = if role.is_server() {
+        &k.server_args
+    } else {
+        &k.agent_args
+    };
+    for (key, value) in parse_args(extra) {
+        // `tls-san` from the user adds names to the boot-time list.
+        if key == "tls-san" {
+            tls_san_names.extend(value.into_iter().flat_map(|v| cidr_list(&v)));
+            continue;
+        }
+        // With `allow_owned_args`, the user's value replaces what the bootstrap would write.
+        let owned = match key.as_str() {
+            "node-ip" | "advertise-address" => Some(key.as_str()),
+            "server" | "cluster-init" => Some("join"),
+            _ => None,
+        };
+        if let Some(owned) = owned {
+            boot_keys.retain(|b| *b != owned);
+        }
+        let v = match value {
+            Some(v) => ConfigValue::Str(v),
+            None => ConfigValue::Bool(true),
+        };
+        match config.get_mut(&key) {
+            Some(ConfigValue::List(list)) => match v {
+                ConfigValue::Str(v) => list.push(v),
+                other => {
+                    config.insert(key, other);
+                }
+            },
+            Some(ConfigValue::Str(prev)) if !is_meshboot_key(&key) => {
+                let prev = std::mem::take(prev);
+                let merged = match v {
+                    ConfigValue::Str(v) => ConfigValue::List(vec![prev, v]),
+                    other => other,
+                };
+                config.insert(key, merged);
+            }
+            _ => {
+                config.insert(key, v);
+            }
+        }
+    }
+    if !boot_keys.contains(&"tls-san") {
+        tls_san_names.clear();
+    }
+    tls_san_names.dedup();
+
+    let mut install_env = vec![
+        EnvVar {
+            name: "INSTALL_K3S_EXEC".into(),
+            value: if role.is_server() { "server" } else { "agent" }.into(),
+        },
+        // The script's own start blocks until K3s is ready, without a bound; the bootstrap
+        // starts the unit and waits a bounded time instead.
+        EnvVar {
+            name: "INSTALL_K3S_SKIP_START".into(),
+            value: "true".into(),
+        },
+    ];
+    match (&k.version, &k.channel) {
+        (Some(v), _) => install_env.push(EnvVar {
+            name: "INSTALL_K3S_VERSION".into(),
+            value: v.clone(),
+        }),
+        (None, Some(c)) => install_env.push(EnvVar {
+            name: "INSTALL_K3S_CHANNEL".into(),
+            value: c.clone(),
+        }),
+        (None, None) => install_env.push(EnvVar {
+            name: "INSTALL_K3S_CHANNEL".into(),
+            value: "stable".into(),
+        }),
+    }
+    match os {
+        Os::Flatcar => install_env.push(EnvVar {
+            name: "INSTALL_K3S_BIN_DIR".into(),
+            value: "/opt/bin".into(),
+        }),
+        Os::FedoraCoreos => {
+            install_env.push(EnvVar {
+                name: "INSTALL_K3S_SKIP_SELINUX_RPM".into(),
+                value: "true".into(),
+            });
+            install_env.push(EnvVar {
+                name: "INSTALL_K3S_SELINUX_WARN".into(),
+                value: "true".into(),
+            });
+        }
+        _ => {}
+    }
+    install_env.sort_by(|a, b| a.name.cmp(&b.name));
+
+    K3sPlan {
+        exec: if role.is_server() { "server" } else { "agent" },
+        unit: if role.is_server() { "k3s" } else { "k3s-agent" },
+        install_env,
+        config,
+        boot_keys,
+        tls_san_names,
+        dual_stack,
+    }
+}
+
+/// config.yaml keys meshboot sets from spec fields; a user arg replaces them rather than
+/// turning them into a list.
+fn is_meshboot_key(key: &str) -> bool {
+    matches!(
+        key,
+        "node-name"
+            | "token-file"
+            | "agent-token-file"
+            | "flannel-iface"
+            | "cluster-cidr"
+            | "service-cidr"
+            | "flannel-backend"
+    )
+}
