@@ -7,11 +7,14 @@
 //! contents and wraps them in cloud-init or Ignition; [`emit`] checks the size budget and
 //! writes the files with `SHA256SUMS`. [`diagnostics`] renders every problem with its spec
 //! path, file, line, column and a caret. [`compile`] runs the whole pipeline.
+//! [`k3s_flags`] is the one table of the K3s flags meshboot sets itself, which validate, plan,
+//! `meshboot plan` and the README read.
 
 pub mod cli;
 pub mod diagnostics;
 pub mod emit;
 pub mod firewall;
+pub mod k3s_flags;
 pub mod plan;
 pub mod render;
 pub mod secrets;

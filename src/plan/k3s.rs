@@ -2,6 +2,7 @@
 
 use super::{AGENT_TOKEN_PATH, ExpandedNode, NodeRole, TOKEN_PATH, cidr_list, parse_args};
 use crate::firewall::MESH_INTERFACE;
+use crate::k3s_flags::{File, Flag};
 use crate::spec::{FlannelBackend, Os, Spec};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -48,12 +49,14 @@ const BOOT_KEYS_AGENT: &[&str] = &["node-ip", "join"];
 
 pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
     let k = &spec.k3s;
+    // Every key meshboot sets is a row of the one table of flags (crate::k3s_flags).
     let mut config: BTreeMap<String, ConfigValue> = BTreeMap::new();
+    let mut set = |flag: Flag, v: ConfigValue| config.insert(flag.name().to_string(), v);
     let s = |v: &str| ConfigValue::Str(v.to_string());
-    config.insert("node-name".into(), s(&n.name));
-    config.insert("token-file".into(), s(TOKEN_PATH));
+    set(Flag::NodeName, s(&n.name));
+    set(Flag::TokenFile, s(TOKEN_PATH));
     if k.flannel_backend != FlannelBackend::None {
-        config.insert("flannel-iface".into(), s(MESH_INTERFACE));
+        set(Flag::FlannelIface, s(MESH_INTERFACE));
     }
     let dual_stack = cidr_list(&k.cluster_cidr).iter().any(|c| c.contains(':'));
     // NodePorts answer on mesh addresses only: kube-proxy's rules accept NodePort traffic
@@ -73,40 +76,40 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
         if dual_stack {
             mesh.push(crate::firewall::TAILSCALE_V6);
         }
-        config.insert(
-            "kube-proxy-arg".into(),
+        set(
+            Flag::KubeProxyArg,
             ConfigValue::List(vec![format!("nodeport-addresses={}", mesh.join(","))]),
         );
     }
     if let Some(labels) = &n.fields.labels
         && !labels.is_empty()
     {
-        config.insert(
-            "node-label".into(),
+        set(
+            Flag::NodeLabel,
             ConfigValue::List(labels.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         );
     }
     if let Some(taints) = &n.fields.taints
         && !taints.is_empty()
     {
-        config.insert("node-taint".into(), ConfigValue::List(taints.clone()));
+        set(Flag::NodeTaint, ConfigValue::List(taints.clone()));
     }
     let mut tls_san_names = Vec::new();
     if role.is_server() {
-        config.insert("cluster-cidr".into(), s(&k.cluster_cidr));
-        config.insert("service-cidr".into(), s(&k.service_cidr));
+        set(Flag::ClusterCidr, s(&k.cluster_cidr));
+        set(Flag::ServiceCidr, s(&k.service_cidr));
         let backend = match k.flannel_backend {
             FlannelBackend::Vxlan => "vxlan",
             FlannelBackend::WireguardNative => "wireguard-native",
             FlannelBackend::None => "none",
         };
-        config.insert("flannel-backend".into(), s(backend));
+        set(Flag::FlannelBackend, s(backend));
         if !k.disable.is_empty() {
-            config.insert("disable".into(), ConfigValue::List(k.disable.clone()));
+            set(Flag::Disable, ConfigValue::List(k.disable.clone()));
         }
         tls_san_names.push(n.name.clone());
         if k.agent_token.is_some() {
-            config.insert("agent-token-file".into(), s(AGENT_TOKEN_PATH));
+            set(Flag::AgentTokenFile, s(AGENT_TOKEN_PATH));
         }
     }
     let mut boot_keys: Vec<&'static str> = if role.is_server() {
@@ -120,15 +123,17 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
         &k.agent_args
     };
     for (key, value) in parse_args(extra) {
+        let flag = Flag::named(&key);
         // `tls-san` from the user adds names to the boot-time list.
-        if key == "tls-san" {
+        if flag == Some(Flag::TlsSan) {
             tls_san_names.extend(value.into_iter().flat_map(|v| cidr_list(&v)));
             continue;
         }
         // With `allow_owned_args`, the user's value replaces what the bootstrap would write.
-        let owned = match key.as_str() {
-            "node-ip" | "advertise-address" => Some(key.as_str()),
-            "server" | "cluster-init" => Some("join"),
+        let owned = match flag {
+            Some(Flag::NodeIp) => Some("node-ip"),
+            Some(Flag::AdvertiseAddress) => Some("advertise-address"),
+            Some(Flag::Server | Flag::ClusterInit) => Some("join"),
             _ => None,
         };
         if let Some(owned) = owned {
@@ -219,17 +224,8 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
     }
 }
 
-/// config.yaml keys meshboot sets from spec fields; a user arg replaces them rather than
-/// turning them into a list.
+/// The single-valued keys meshboot writes into config.yaml: a user arg (under
+/// `allow_owned_args`) replaces them rather than turning them into a list.
 fn is_meshboot_key(key: &str) -> bool {
-    matches!(
-        key,
-        "node-name"
-            | "token-file"
-            | "agent-token-file"
-            | "flannel-iface"
-            | "cluster-cidr"
-            | "service-cidr"
-            | "flannel-backend"
-    )
+    Flag::named(key).is_some_and(|f| f.row().file == File::Config && !f.row().repeatable)
 }
