@@ -5,22 +5,114 @@ use crate::spec::{Os, Spec};
 use serde::Serialize;
 
 pub const TAILSCALE_STATIC_DIR: &str = "/opt/tailscale";
+/// Tailscale's stable package server: apt repositories, static tarballs and their index.
+pub const TAILSCALE_PKGS: &str = "https://pkgs.tailscale.com/stable/";
+/// Where the apt repository's signing key goes: the `signed-by=` path that Tailscale's own
+/// source list (`<codename>.tailscale-keyring.list`) names, as Tailscale's Linux install
+/// docs show (`curl .../noble.noarmor.gpg | tee /usr/share/keyrings/tailscale-archive-keyring.gpg`).
+pub const TAILSCALE_KEYRING: &str = "/usr/share/keyrings/tailscale-archive-keyring.gpg";
+pub const TAILSCALE_APT_LIST: &str = "/etc/apt/sources.list.d/tailscale.list";
 
+/// How a node gets Tailscale, with every URL and path resolved: the bootstrap holds only
+/// its own method's code.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum TailscaleInstall {
-    /// Official apt repository.
+    /// Tailscale's apt repository (Ubuntu, Debian).
     Apt {
         distro: &'static str,
         codename: &'static str,
         version: Option<String>,
+        /// The repository's signing key, fetched to `keyring`.
+        key_url: String,
+        keyring: &'static str,
+        /// The repository's source list, fetched to `list`.
+        list_url: String,
+        list: &'static str,
+        /// What `apt-get install` gets: `tailscale`, or `tailscale=VERSION` when pinned.
+        package: String,
     },
-    /// Static build under /opt/tailscale with our own tailscaled unit.
+    /// The static build under `dir`, linked into `link_dir`, with meshboot's own tailscaled
+    /// unit (Flatcar, Fedora CoreOS).
     Static {
-        version: Option<String>,
         dir: &'static str,
         link_dir: &'static str,
+        build: StaticBuild,
     },
+}
+
+/// Which static build a node fetches.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StaticBuild {
+    /// `tailscale.version` is set: that version's tarball, per CPU architecture.
+    Pinned {
+        version: String,
+        tarballs: Vec<Tarball>,
+    },
+    /// No version: the newest stable one, read at boot from the package index
+    /// (`TarballsVersion` of `?mode=json`); its tarball is `base_url` +
+    /// `tailscale_<version>_<arch>.tgz`.
+    Latest {
+        index_url: String,
+        base_url: &'static str,
+        arches: Vec<Arch>,
+    },
+}
+
+/// A CPU architecture Tailscale builds for, as `uname -m` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Arch {
+    /// `uname -m` values of this architecture.
+    pub machines: Vec<&'static str>,
+    /// Tailscale's name for it in tarball names.
+    pub arch: &'static str,
+}
+
+/// A pinned tarball for one architecture.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tarball {
+    pub machines: Vec<&'static str>,
+    pub url: String,
+    /// The directory the tarball unpacks into.
+    pub dir: String,
+}
+
+fn arches() -> Vec<Arch> {
+    vec![
+        Arch {
+            machines: vec!["x86_64"],
+            arch: "amd64",
+        },
+        Arch {
+            machines: vec!["aarch64", "arm64"],
+            arch: "arm64",
+        },
+    ]
+}
+
+fn static_build(version: Option<&String>) -> StaticBuild {
+    match version {
+        Some(version) => StaticBuild::Pinned {
+            version: version.clone(),
+            tarballs: arches()
+                .into_iter()
+                .map(|a| {
+                    let dir = format!("tailscale_{version}_{}", a.arch);
+                    Tarball {
+                        machines: a.machines,
+                        url: format!("{TAILSCALE_PKGS}{dir}.tgz"),
+                        dir,
+                    }
+                })
+                .collect(),
+        },
+        None => StaticBuild::Latest {
+            index_url: format!("{TAILSCALE_PKGS}?mode=json"),
+            base_url: TAILSCALE_PKGS,
+            arches: arches(),
+        },
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,14 +132,14 @@ pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> Ta
         Os::Ubuntu2404 => apt("ubuntu", "noble", ts),
         Os::Debian12 => apt("debian", "bookworm", ts),
         Os::Flatcar => TailscaleInstall::Static {
-            version: ts.version.clone(),
             dir: TAILSCALE_STATIC_DIR,
             link_dir: "/opt/bin",
+            build: static_build(ts.version.as_ref()),
         },
         Os::FedoraCoreos => TailscaleInstall::Static {
-            version: ts.version.clone(),
             dir: TAILSCALE_STATIC_DIR,
             link_dir: "/usr/local/bin",
+            build: static_build(ts.version.as_ref()),
         },
     };
     let mut up_args = vec![
@@ -79,9 +171,18 @@ fn apt(
     codename: &'static str,
     ts: &crate::spec::Tailscale,
 ) -> TailscaleInstall {
+    let repo = format!("{TAILSCALE_PKGS}{distro}/{codename}");
     TailscaleInstall::Apt {
         distro,
         codename,
         version: ts.version.clone(),
+        key_url: format!("{repo}.noarmor.gpg"),
+        keyring: TAILSCALE_KEYRING,
+        list_url: format!("{repo}.tailscale-keyring.list"),
+        list: TAILSCALE_APT_LIST,
+        package: match &ts.version {
+            Some(v) => format!("tailscale={v}"),
+            None => "tailscale".into(),
+        },
     }
 }

@@ -12,9 +12,7 @@ pub mod cloud_init;
 pub mod ignition;
 
 use crate::firewall::{MESH_INTERFACE, ufw_commands};
-use crate::plan::{
-    self, ClusterPlan, Envelope, FileKind, IgnitionVersion, NodePlan, TailscaleInstall,
-};
+use crate::plan::{self, ClusterPlan, Envelope, FileKind, IgnitionVersion, NodePlan};
 use crate::secrets::Secrets;
 use crate::spec::PortRange;
 use minijinja::{Environment, UndefinedBehavior, Value, context};
@@ -166,28 +164,6 @@ pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, Render
         .map(|n| serde_json::to_string(n).map_err(|e| RenderError(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?
         .join(", ");
-    let (ts_apt, ts_static) = match &node.tailscale.install {
-        TailscaleInstall::Apt {
-            distro,
-            codename,
-            version,
-        } => (
-            context! {
-                key_url => format!("https://pkgs.tailscale.com/stable/{distro}/{codename}.noarmor.gpg"),
-                list_url => format!("https://pkgs.tailscale.com/stable/{distro}/{codename}.tailscale-keyring.list"),
-                package => match version { Some(v) => format!("tailscale={v}"), None => "tailscale".into() },
-            },
-            Value::from(()),
-        ),
-        TailscaleInstall::Static {
-            version,
-            dir,
-            link_dir,
-        } => (
-            Value::from(()),
-            context! { version => version.clone().unwrap_or_default(), dir => *dir, link_dir => *link_dir },
-        ),
-    };
     render_template(
         BOOTSTRAP,
         context! {
@@ -196,8 +172,6 @@ pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, Render
             paths => paths(),
             units => context! { firewall => plan::FIREWALL_UNIT },
             ufw_commands => ufw_commands(&node.firewall),
-            ts_apt => ts_apt,
-            ts_static => ts_static,
             k3s_base_config => k3s_base_config(node)?,
             tls_san_names => tls_san_names,
             k3s_install_url => plan::K3S_INSTALL_URL,
