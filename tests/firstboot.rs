@@ -51,7 +51,7 @@ mod common;
 use common::{all_fake_secret_values, compile, delivered_files, fixtures_dir, require};
 use meshboot::Options;
 use meshboot::firewall::ufw_commands;
-use meshboot::plan::{self, Envelope, NodePlan, NodeRole, TailscaleInstall};
+use meshboot::plan::{self, Envelope, Join, NodePlan, TailscaleInstall};
 use meshboot::render::Artifact;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -1334,8 +1334,8 @@ fn expect_from_fixture(node: &NodePlan) -> Expect {
     if node.role.is_server() && node.name.starts_with("core-") {
         expect = expect.tls_san(&["api.ignite.example"]);
     }
-    if node.role != NodeRole::InitServer {
-        expect = expect.joining(&node.join.init_server, INIT_IP);
+    if let Join::Via { init_server, .. } = &node.join {
+        expect = expect.joining(init_server, INIT_IP);
     }
     if node.name.starts_with("ds-") {
         // dual-stack.yaml: dual-stack CIDRs and no flannel.
@@ -2103,8 +2103,8 @@ fn hostile_values_are_inert_on_a_real_first_boot() {
         for plan in &checked.plan.nodes {
             let mut sb = Sandbox::new(node(&fixture, &plan.name));
             sb.cwd = "/var/tmp";
-            if plan.role != NodeRole::InitServer {
-                sb.peer(&plan.join.init_server, INIT_IP);
+            if let Join::Via { init_server, .. } = &plan.join {
+                sb.peer(init_server, INIT_IP);
             }
             let run = sb.run();
             assert_converged(&sb, &run);

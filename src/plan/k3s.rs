@@ -1,7 +1,9 @@
 //! The plan's K3s part: the install script's environment and the node's config.yaml.
 
-use super::{AGENT_TOKEN_PATH, ExpandedNode, NodeRole, TOKEN_PATH, cidr_list, parse_args};
-use crate::firewall::MESH_INTERFACE;
+use super::{
+    AGENT_TOKEN_PATH, BootConfig, ExpandedNode, NodeRole, TOKEN_PATH, cidr_list, parse_args,
+};
+use crate::firewall::{API_SERVER, MESH_INTERFACE};
 use crate::k3s_flags::{File, Flag};
 use crate::spec::{FlannelBackend, Os, Spec};
 use serde::Serialize;
@@ -31,21 +33,19 @@ pub struct K3sPlan {
     /// The systemd unit the install script creates: `k3s` or `k3s-agent`. The bootstrap
     /// starts it itself (INSTALL_K3S_SKIP_START) so that its wait is bounded.
     pub unit: &'static str,
+    /// Where the install script comes from.
+    pub install_url: &'static str,
     pub install_env: Vec<EnvVar>,
+    /// The port of the servers' supervisor and API: joiners probe `/cacerts` there and
+    /// join `https://<ip>:<port>` (from the firewall model, which opens it on the mesh).
+    pub api_port: u32,
     /// config.yaml keys known at build time.
     pub config: BTreeMap<String, ConfigValue>,
-    /// config.yaml keys the bootstrap adds once the Tailscale IPs are known.
-    pub boot_keys: Vec<&'static str>,
-    /// Names for `tls-san` besides the node's Tailscale IP (servers).
+    /// What the bootstrap adds to the config once the node is on the mesh.
+    pub boot_config: BootConfig,
+    /// Names for `tls-san` besides the node's Tailscale address (servers).
     pub tls_san_names: Vec<String>,
-    /// The cluster CIDR has an IPv6 network: `node-ip` (and `tls-san`) then carry the
-    /// node's Tailscale IPv6 address too, as K3s requires for dual-stack.
-    pub dual_stack: bool,
 }
-
-/// Keys the bootstrap writes at boot, from the node's Tailscale address.
-const BOOT_KEYS_SERVER: &[&str] = &["node-ip", "advertise-address", "tls-san", "join"];
-const BOOT_KEYS_AGENT: &[&str] = &["node-ip", "join"];
 
 pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
     let k = &spec.k3s;
@@ -112,11 +112,7 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
             set(Flag::AgentTokenFile, s(AGENT_TOKEN_PATH));
         }
     }
-    let mut boot_keys: Vec<&'static str> = if role.is_server() {
-        BOOT_KEYS_SERVER.to_vec()
-    } else {
-        BOOT_KEYS_AGENT.to_vec()
-    };
+    let mut boot_config = BootConfig::new(role, dual_stack);
     let extra = if role.is_server() {
         &k.server_args
     } else {
@@ -130,14 +126,8 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
             continue;
         }
         // With `allow_owned_args`, the user's value replaces what the bootstrap would write.
-        let owned = match flag {
-            Some(Flag::NodeIp) => Some("node-ip"),
-            Some(Flag::AdvertiseAddress) => Some("advertise-address"),
-            Some(Flag::Server | Flag::ClusterInit) => Some("join"),
-            _ => None,
-        };
-        if let Some(owned) = owned {
-            boot_keys.retain(|b| *b != owned);
+        if let Some(flag) = flag {
+            boot_config.leave_to_spec(flag);
         }
         let v = match value {
             Some(v) => ConfigValue::Str(v),
@@ -163,7 +153,7 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
             }
         }
     }
-    if !boot_keys.contains(&"tls-san") {
+    if !boot_config.tls_san {
         tls_san_names.clear();
     }
     tls_san_names.dedup();
@@ -216,11 +206,12 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
     K3sPlan {
         exec: if role.is_server() { "server" } else { "agent" },
         unit: if role.is_server() { "k3s" } else { "k3s-agent" },
+        install_url: K3S_INSTALL_URL,
         install_env,
+        api_port: API_SERVER.start,
         config,
-        boot_keys,
+        boot_config,
         tls_san_names,
-        dual_stack,
     }
 }
 

@@ -6,14 +6,19 @@
 //! [`crate::render`] only print what is decided here. The plan is serializable and
 //! snapshotted: a behaviour change shows as a plan diff first. It never holds a secret value.
 
+mod boot;
 mod k3s;
 mod tailscale;
 
+pub use boot::{BootConfig, Join};
 pub use k3s::{ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
-pub use tailscale::{TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan};
+pub use tailscale::{
+    Arch, StaticBuild, TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball,
+};
 
 use crate::firewall::{FirewallInput, FirewallPlan, plan_firewall};
 use crate::spec::{FirewallBackend, Hcloud, NodeFields, Os, PortRange, Role, Spec};
+use boot::plan_join;
 use k3s::plan_k3s;
 use serde::Serialize;
 use tailscale::plan_tailscale;
@@ -99,18 +104,6 @@ impl Envelope {
     }
 }
 
-/// Who a node joins through on first boot.
-#[derive(Debug, Clone, Serialize)]
-pub struct JoinPlan {
-    /// The init server's name.
-    pub init_server: String,
-    /// Servers to join through, tried in this order each round; empty for the init server.
-    pub candidates: Vec<String>,
-    /// Init server only: the other servers it checks for a live cluster before
-    /// `cluster-init`, so that a re-created init server rejoins instead of forking.
-    pub rejoin_candidates: Vec<String>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileKind {
@@ -182,7 +175,7 @@ pub struct NodePlan {
     pub os: Os,
     pub envelope: Envelope,
     pub hcloud: Hcloud,
-    pub join: JoinPlan,
+    pub join: Join,
     pub tailscale: TailscalePlan,
     pub k3s: K3sPlan,
     pub firewall: FirewallPlan,
@@ -325,23 +318,7 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                 Role::Server if n.name == init => NodeRole::InitServer,
                 Role::Server => NodeRole::JoinServer,
             };
-            let others: Vec<String> = servers
-                .iter()
-                .filter(|s| **s != n.name && **s != init)
-                .map(|s| s.to_string())
-                .collect();
-            let join = match role {
-                NodeRole::InitServer => JoinPlan {
-                    init_server: init.clone(),
-                    candidates: vec![],
-                    rejoin_candidates: others,
-                },
-                _ => JoinPlan {
-                    init_server: init.clone(),
-                    candidates: std::iter::once(init.clone()).chain(others).collect(),
-                    rejoin_candidates: vec![],
-                },
-            };
+            let join = plan_join(role, &n.name, &init, &servers);
 
             let backend = node_backend(spec, n);
             let node_fw = n.fields.firewall.clone().unwrap_or_default();

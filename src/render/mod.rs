@@ -174,7 +174,6 @@ pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, Render
             ufw_commands => ufw_commands(&node.firewall),
             k3s_base_config => k3s_base_config(node)?,
             tls_san_names => tls_san_names,
-            k3s_install_url => plan::K3S_INSTALL_URL,
         },
     )
 }
