@@ -226,7 +226,8 @@ fn ports(list: &[crate::spec::PortRange], proto: &str) -> Vec<String> {
     list.iter().map(|p| format!("{p}/{proto}")).collect()
 }
 
-/// The K3s flags of a node as they end up in config.yaml, one `--key=value` per entry.
+/// The K3s flags of a node, one `--key=value` per entry: config.yaml's, then what the
+/// bootstrap adds in config.yaml.d at boot.
 pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
     let mut flags = vec![n.k3s.exec.to_string()];
     for (k, v) in &n.k3s.config {
@@ -237,7 +238,7 @@ pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
             ConfigValue::List(l) => flags.extend(l.iter().map(|s| format!("--{k}={s}"))),
         }
     }
-    // What the bootstrap adds once the node is on the mesh.
+    // What the bootstrap adds in config.yaml.d once the node is on the mesh.
     let boot = &n.k3s.boot_config;
     let port = n.k3s.api_port;
     let mesh_ips: &[&str] = if boot.ipv6 {
@@ -255,11 +256,11 @@ pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
         ));
     }
     if boot.tls_san {
-        let sans = mesh_ips
-            .iter()
-            .copied()
-            .chain(n.k3s.tls_san_names.iter().map(String::as_str));
-        flags.extend(sans.map(|s| format!("--{}={s}", Flag::TlsSan.name())));
+        flags.extend(
+            mesh_ips
+                .iter()
+                .map(|s| format!("--{}={s}", Flag::TlsSan.name())),
+        );
     }
     if boot.join {
         let init = Flag::ClusterInit.name();
@@ -318,7 +319,7 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
-    out.push_str("\nK3s flags (from /etc/rancher/k3s/config.yaml):\n");
+    out.push_str("\nK3s flags (/etc/rancher/k3s/config.yaml, then what the bootstrap adds in config.yaml.d at boot):\n");
     for n in &plan.nodes {
         let _ = writeln!(out, "  {}: {}", n.name, k3s_flags(n).join(" "));
     }

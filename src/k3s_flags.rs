@@ -362,8 +362,8 @@ impl Row {
     fn file_text(&self) -> &'static str {
         match self.file {
             File::Config => "config.yaml",
-            File::DropIn => "config.yaml, at boot",
-            File::Both => "config.yaml, the address at boot",
+            File::DropIn => "config.yaml.d, at boot",
+            File::Both => "config.yaml; `tls-san+:` in config.yaml.d at boot",
         }
     }
 

@@ -1016,8 +1016,80 @@ fn yaml_str(v: &serde_yaml::Value) -> Option<String> {
     v.as_str().map(str::to_string)
 }
 
-/// config.yaml as the install script found it: 0600, equal to the file left on disk, with
-/// the node's address, the role's keys and the join target, and everything the plan holds.
+/// The drop-in's file name in config.yaml.d.
+fn boot_config_name() -> &'static str {
+    plan::K3S_BOOT_CONFIG_PATH
+        .rsplit('/')
+        .next()
+        .expect("file name")
+}
+
+/// The value list `v` stands for when a `key+:` appends to or from it.
+fn to_slice(v: &serde_yaml::Value) -> Vec<serde_yaml::Value> {
+    match v {
+        serde_yaml::Value::Sequence(items) => items.clone(),
+        serde_yaml::Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+/// K3s's merge of its config files, modelled on k3s-io/k3s pkg/configfilearg/parser.go
+/// (`readConfigFile`; docs.k3s.io "Multiple Config Files"): the files in order, a plain key
+/// replacing the value so far (lists too), `key+:` appending to it. What it proves: the
+/// values K3s ends up with under that documented rule; not that a given K3s version applies
+/// it (v1.21.0 and later do).
+fn merge_k3s_config(files: &[(String, String)]) -> serde_yaml::Mapping {
+    let mut merged = serde_yaml::Mapping::new();
+    for (name, text) in files {
+        let doc: serde_yaml::Mapping = serde_yaml::from_str(text)
+            .unwrap_or_else(|e| panic!("{name} does not parse as a mapping: {e}\n{text}"));
+        for (k, v) in doc {
+            let key = k.as_str().expect("string keys").to_string();
+            match key.strip_suffix('+') {
+                Some(base) => {
+                    let base = serde_yaml::Value::String(base.to_string());
+                    let mut list = merged.get(&base).map(to_slice).unwrap_or_default();
+                    list.extend(to_slice(&v));
+                    merged.insert(base, serde_yaml::Value::Sequence(list));
+                }
+                None => {
+                    merged.insert(serde_yaml::Value::String(key), v);
+                }
+            }
+        }
+    }
+    merged
+}
+
+/// config.yaml and the config.yaml.d drop-ins as the install script found them, in the
+/// order K3s reads them.
+fn k3s_config_files(sb: &Sandbox) -> Vec<(String, String)> {
+    let mut files = vec![(
+        plan::K3S_CONFIG_PATH.to_string(),
+        sb.read_world("k3s-config.seen"),
+    )];
+    for line in sb.read_world("k3s-config.d.list").lines() {
+        let (name, _) = line.split_once(' ').expect("NAME MODE");
+        if name.ends_with(".yaml") || name.ends_with(".yml") {
+            files.push((
+                format!("config.yaml.d/{name}"),
+                sb.read_world(&format!("k3s-config.d/{name}")),
+            ));
+        }
+    }
+    files
+}
+
+/// The config K3s would run with, merged from what the install script found.
+fn merged_k3s_config(sb: &Sandbox) -> serde_yaml::Value {
+    serde_yaml::Value::Mapping(merge_k3s_config(&k3s_config_files(sb)))
+}
+
+/// The K3s config as the install script found it: config.yaml delivered 0600 and left as
+/// delivered, one drop-in of meshboot's in config.yaml.d (0600, nothing else there, no
+/// temporary file), which adds keys config.yaml lacks and appends to tls-san; and the
+/// merged result holding the node's address, the role's keys and the join target, and
+/// everything the plan holds.
 fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
     let seen = sb.read_world("k3s-config.seen");
     assert_eq!(
@@ -1025,12 +1097,41 @@ fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
         "600",
         "config.yaml mode when K3s was installed"
     );
+    let delivered = delivered_files(&sb.node.artifact)
+        .into_iter()
+        .find(|(path, _, _)| path == plan::K3S_CONFIG_PATH)
+        .map(|(_, _, contents)| contents)
+        .expect("config.yaml is delivered");
+    assert_eq!(seen, delivered, "config.yaml is not the delivered one");
     let on_disk = fs::read_to_string(sb.host(plan::K3S_CONFIG_PATH)).expect("config.yaml");
     assert_eq!(seen, on_disk, "config.yaml changed after the K3s install");
-    let cfg: serde_yaml::Value = serde_yaml::from_str(&seen)
-        .unwrap_or_else(|e| panic!("config.yaml does not parse: {e}\n{seen}"));
+    assert_eq!(
+        sb.read_world("k3s-config.d.list"),
+        format!("{} 600\n", boot_config_name()),
+        "config.yaml.d when K3s was installed\n{}",
+        sb.report()
+    );
+    let drop_in = sb.read_world(&format!("k3s-config.d/{}", boot_config_name()));
+    let on_disk = fs::read_to_string(sb.host(plan::K3S_BOOT_CONFIG_PATH)).expect("the drop-in");
+    assert_eq!(
+        drop_in, on_disk,
+        "the drop-in changed after the K3s install"
+    );
+
+    // The drop-in never replaces a key of config.yaml: its plain keys are new ones.
+    let base: serde_yaml::Mapping = serde_yaml::from_str(&seen).expect("config.yaml");
+    let added: serde_yaml::Mapping = serde_yaml::from_str(&drop_in)
+        .unwrap_or_else(|e| panic!("the drop-in does not parse: {e}\n{drop_in}"));
+    for key in added.keys().map(|k| k.as_str().expect("key")) {
+        assert!(
+            key.ends_with('+') || !base.contains_key(key),
+            "the drop-in replaces config.yaml's {key}:\n{seen}\n{drop_in}"
+        );
+    }
+
+    let cfg = merged_k3s_config(sb);
     let get = |k: &str| cfg.get(k).and_then(yaml_str);
-    let ctx = || format!("config.yaml of {}:\n{seen}", sb.name());
+    let ctx = || format!("K3s config of {}:\n{seen}---\n{drop_in}", sb.name());
 
     let node_ip = if expect.dual_stack {
         format!("{OWN_IP},{OWN_IP6}")
@@ -1061,12 +1162,13 @@ fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
             .get("tls-san")
             .and_then(|v| serde_yaml::from_value(v.clone()).ok())
             .unwrap_or_else(|| panic!("no tls-san list\n{}", ctx()));
-        let mut want = vec![OWN_IP.to_string()];
+        // config.yaml's names, then the addresses the drop-in appends.
+        let mut want = vec![sb.name().to_string()];
+        want.extend(expect.tls_san_names.iter().cloned());
+        want.push(OWN_IP.to_string());
         if expect.dual_stack {
             want.push(OWN_IP6.to_string());
         }
-        want.push(sb.name().to_string());
-        want.extend(expect.tls_san_names.iter().cloned());
         assert_eq!(tls_san, want, "{}", ctx());
         boot_keys.extend(["advertise-address", "tls-san"]);
     } else {
@@ -1102,10 +1204,11 @@ fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
         }
     }
 
-    // Everything the plan decided is there as decided, and nothing else is.
+    // Everything the plan decided is there as decided (tls-san, with the addresses
+    // appended, is checked above), and nothing else is.
     let planned = serde_yaml::to_value(&sb.node.plan.k3s.config).expect("plan config");
     let planned = planned.as_mapping().expect("mapping");
-    for (k, v) in planned {
+    for (k, v) in planned.iter().filter(|(k, _)| *k != "tls-san") {
         assert_eq!(
             cfg.get(k),
             Some(v),
@@ -1125,6 +1228,30 @@ fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
         .map(|k| k.as_str().expect("key").to_string())
         .collect();
     assert_eq!(got_keys, want_keys, "{}", ctx());
+}
+
+#[test]
+fn the_k3s_config_merge_follows_k3s() {
+    // The documented example of docs.k3s.io "Multiple Config Files".
+    let files = [
+        (
+            "config.yaml".to_string(),
+            "token: boop\nnode-label:\n  - foo=bar\n  - bar=baz\n".to_string(),
+        ),
+        (
+            "config.yaml.d/test1.yaml".to_string(),
+            "write-kubeconfig-mode: 600\nnode-taint:\n  - alice=bob:NoExecute\n".to_string(),
+        ),
+        (
+            "config.yaml.d/test2.yaml".to_string(),
+            "write-kubeconfig-mode: 777\nnode-label:\n  - other=what\n  - foo=three\nnode-taint+:\n  - charlie=delta:NoSchedule\n".to_string(),
+        ),
+    ];
+    let want: serde_yaml::Mapping = serde_yaml::from_str(
+        "write-kubeconfig-mode: 777\ntoken: boop\nnode-label:\n  - other=what\n  - foo=three\nnode-taint:\n  - alice=bob:NoExecute\n  - charlie=delta:NoSchedule\n",
+    )
+    .expect("yaml");
+    assert_eq!(merge_k3s_config(&files), want);
 }
 
 /// The install script's environment: exactly the expected INSTALL_K3S_* variables, and no
@@ -1166,6 +1293,7 @@ fn assert_files_and_modes(sb: &Sandbox, expect: &Expect) {
         (plan::BOOTSTRAP_PATH, 0o700),
         (plan::TOKEN_PATH, 0o600),
         (plan::K3S_CONFIG_PATH, 0o600),
+        (plan::K3S_BOOT_CONFIG_PATH, 0o600),
         (plan::K3S_INSTALLER_PATH, 0o700),
         (plan::STATE_DIR, 0o700),
         (plan::LOG_PATH, 0o600),
@@ -1192,7 +1320,7 @@ fn assert_files_and_modes(sb: &Sandbox, expect: &Expect) {
         "absent",
         "the auth key was still on disk when K3s was installed"
     );
-    assert!(!sb.exists(&format!("{}.tmp", plan::K3S_CONFIG_PATH)));
+    assert!(!sb.exists(&format!("{}.tmp", plan::K3S_BOOT_CONFIG_PATH)));
     // The K3s config was never readable beyond root, not even before its chmod.
     let chmods = fs::read_to_string(sb.world("chmod.log")).unwrap_or_default();
     for line in chmods.lines().filter(|l| l.starts_with("/etc/rancher/")) {
@@ -1250,7 +1378,11 @@ fn assert_no_secrets(sb: &Sandbox) {
 /// A second boot of a bootstrapped node changes nothing and calls nothing.
 fn assert_rerun_is_a_noop(sb: &mut Sandbox) {
     let calls = sb.calls();
-    let config = fs::read_to_string(sb.host(plan::K3S_CONFIG_PATH)).expect("config");
+    let config = |sb: &Sandbox| {
+        [plan::K3S_CONFIG_PATH, plan::K3S_BOOT_CONFIG_PATH]
+            .map(|p| fs::read_to_string(sb.host(p)).expect("K3s config"))
+    };
+    let before = config(sb);
     let run = sb.run();
     assert!(run.success(), "the second run failed\n{}", sb.report());
     assert_eq!(
@@ -1267,10 +1399,7 @@ fn assert_rerun_is_a_noop(sb: &mut Sandbox) {
         "{}",
         sb.report()
     );
-    assert_eq!(
-        fs::read_to_string(sb.host(plan::K3S_CONFIG_PATH)).expect("config"),
-        config
-    );
+    assert_eq!(config(sb), before);
 }
 
 fn assert_failed_at(sb: &Sandbox, run: &Run, step: &str) {
@@ -1924,7 +2053,7 @@ fn no_server_ever_answering_fails_at_join_target_after_the_planned_rounds() {
         backoff(retries.join_attempts, retries.max_backoff_s)
     );
     assert!(!calls.iter().any(|c| c.tool == "k3s-install"));
-    assert!(!sb.exists(plan::K3S_CONFIG_PATH));
+    assert!(!sb.exists(plan::K3S_BOOT_CONFIG_PATH));
 }
 
 #[test]
@@ -2049,8 +2178,7 @@ fn dual_stack_cluster_gets_a_dual_stack_node_ip() {
     let mut sb = Sandbox::new(node("dual-stack.yaml", "ds-server"));
     let run = sb.run();
     assert_converged(&sb, &run);
-    let cfg: serde_yaml::Value =
-        serde_yaml::from_str(&sb.read_world("k3s-config.seen")).expect("config.yaml");
+    let cfg = merged_k3s_config(&sb);
     let cluster_cidr = cfg["cluster-cidr"].as_str().expect("cluster-cidr");
     let node_ip = cfg["node-ip"].as_str().expect("node-ip");
     assert_eq!(

@@ -161,11 +161,51 @@ fn every_artifact_parses_back_and_its_scripts_pass_sh_n() {
                         String::from_utf8_lossy(&out.stderr)
                     );
                 }
-                if path == meshboot::plan::K3S_CONFIG_PATH {
-                    panic!("config.yaml is written at boot, not delivered");
-                }
+                // The bootstrap writes the config.yaml.d drop-in at boot; it is never delivered.
+                assert!(
+                    !path.starts_with("/etc/rancher/k3s/config.yaml.d"),
+                    "{}: {path} is delivered",
+                    a.file_name
+                );
             }
+            assert_k3s_config_leaves_the_boot_keys_to_the_drop_in(a);
         }
+    }
+}
+
+/// config.yaml comes with the node, 0600, as a YAML mapping naming the node, and without the
+/// keys the bootstrap's drop-in writes plainly: K3s reads the drop-in after config.yaml and
+/// a plain key there replaces config.yaml's value (docs.k3s.io, "Multiple Config Files"),
+/// so only `tls-san` may be in both (the drop-in appends to it with `tls-san+:`).
+fn assert_k3s_config_leaves_the_boot_keys_to_the_drop_in(a: &Artifact) {
+    let (_, mode, contents) = delivered_files(a)
+        .into_iter()
+        .find(|(path, _, _)| path == meshboot::plan::K3S_CONFIG_PATH)
+        .unwrap_or_else(|| panic!("{}: no config.yaml delivered", a.file_name));
+    assert_eq!(mode, 0o600, "{}: config.yaml mode", a.file_name);
+    let config: serde_yaml::Mapping = serde_yaml::from_str(&contents)
+        .unwrap_or_else(|e| panic!("{}: config.yaml: {e}\n{contents}", a.file_name));
+    assert_eq!(
+        config.get("node-name").and_then(|v| v.as_str()),
+        Some(a.node.as_str()),
+        "{}",
+        a.file_name
+    );
+    for key in ["node-ip", "advertise-address", "server", "cluster-init"] {
+        assert!(
+            config.get(key).is_none(),
+            "{}: config.yaml holds {key}, which the drop-in would replace or repeat",
+            a.file_name
+        );
+    }
+    // tls-san is in both: the drop-in appends the addresses to config.yaml's names.
+    if config.get("tls-san").is_some() {
+        let script = bootstrap_script(a);
+        assert!(
+            script.contains("printf 'tls-san+:") && !script.contains("printf 'tls-san:"),
+            "{}: the drop-in replaces config.yaml's tls-san instead of appending to it",
+            a.file_name
+        );
     }
 }
 
@@ -317,23 +357,24 @@ const MARKERS: &[Marker] = &[
     ("nftables", "nft -f", |n| !n.ufw),
 ];
 
-/// The markers of `script` that `node` cannot run.
-fn dead_branches(node: &NodeFacts, script: &str) -> Vec<String> {
-    MARKERS
-        .iter()
-        .filter(|(_, marker, can_run)| !can_run(node) && script.contains(marker))
-        .map(|(what, marker, _)| format!("{what} ({marker:?})"))
-        .collect()
+/// The markers whose presence in `script` differs from what `node` can run: code it holds
+/// but can never run (dead branches), and code it runs but lacks (a marker never found
+/// anywhere would make the first check hollow, so every node holds exactly its markers).
+fn marker_mismatches(node: &NodeFacts, script: &str) -> (Vec<String>, Vec<String>) {
+    let (mut dead, mut missing) = (Vec::new(), Vec::new());
+    for (what, marker, can_run) in MARKERS {
+        let found = format!("{what} ({marker:?})");
+        match (script.contains(marker), can_run(node)) {
+            (true, false) => dead.push(found),
+            (false, true) => missing.push(found),
+            _ => {}
+        }
+    }
+    (dead, missing)
 }
 
-/// The markers `node` can run that `script` lacks: a marker that is never found would make
-/// the check above hollow, so every node holds exactly the markers it can run.
-fn missing_branches(node: &NodeFacts, script: &str) -> Vec<String> {
-    MARKERS
-        .iter()
-        .filter(|(_, marker, can_run)| can_run(node) && !script.contains(marker))
-        .map(|(what, marker, _)| format!("{what} ({marker:?})"))
-        .collect()
+fn dead_branches(node: &NodeFacts, script: &str) -> Vec<String> {
+    marker_mismatches(node, script).0
 }
 
 fn bootstrap_script(a: &Artifact) -> String {
@@ -355,14 +396,12 @@ fn no_script_holds_a_branch_its_node_can_never_take() {
                 .iter()
                 .find(|n| n.fixture == fixture && n.node == a.node)
                 .unwrap_or_else(|| panic!("{fixture} {}: describe this node in NODES", a.node));
-            let script = bootstrap_script(a);
-            let dead = dead_branches(node, &script);
+            let (dead, missing) = marker_mismatches(node, &bootstrap_script(a));
             assert!(
                 dead.is_empty(),
                 "{fixture} {}: the script holds code its node never runs: {dead:?}",
                 a.node
             );
-            let missing = missing_branches(node, &script);
             assert!(
                 missing.is_empty(),
                 "{fixture} {}: the script lacks code its node runs: {missing:?}",

@@ -2,7 +2,7 @@
 //! K3s once the node is on the mesh. Everything here is decided at build time; the
 //! bootstrap only looks up addresses and probes the servers it is given.
 
-use super::NodeRole;
+use super::{K3S_BOOT_CONFIG_PATH, NodeRole};
 use crate::k3s_flags::Flag;
 use serde::Serialize;
 
@@ -50,16 +50,27 @@ pub(super) fn plan_join(role: NodeRole, name: &str, init: &str, servers: &[&str]
     }
 }
 
-/// The K3s settings the bootstrap writes once the node is on the mesh: the rows of
-/// [`crate::k3s_flags`] whose value is known only at boot. A key the spec sets itself
-/// (under `k3s.allow_owned_args`) is left out here, so the spec's value stands.
+/// The K3s settings the bootstrap writes once the node is on the mesh, as a drop-in at
+/// `path`: the rows of [`crate::k3s_flags`] whose value is known only at boot. A key the
+/// spec sets itself (under `k3s.allow_owned_args`) is left out here, so the spec's value
+/// in config.yaml stands.
+///
+/// K3s (v1.21.0 and later: k3s-io/k3s#3205, docs.k3s.io "Multiple Config Files") reads
+/// `/etc/rancher/k3s/config.yaml`, then every `config.yaml.d/*.yaml` and `*.yml` in name
+/// order (pkg/configfilearg/parser.go, `dotDFiles` over `os.ReadDir`, which sorts; other
+/// names, such as the `.tmp` the bootstrap writes first, are skipped). A key in a later
+/// file replaces the earlier value, lists included, unless written `key+:`, which appends
+/// to the earlier list (`readConfigFile`: `append(toSlice(old), toSlice(v)...)`). So the
+/// drop-in writes only keys config.yaml lacks, and `tls-san+:` for the one list both
+/// hold: the names stay, the addresses are added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BootConfig {
+    pub path: &'static str,
     /// `node-ip`: the node's mesh IPv4 address (plus IPv6 with `ipv6`).
     pub node_ip: bool,
     /// `advertise-address`: the mesh IPv4 address (servers).
     pub advertise_address: bool,
-    /// `tls-san`: the mesh address(es) besides the names (servers).
+    /// `tls-san+`: the mesh address(es), appended to config.yaml's names (servers).
     pub tls_san: bool,
     /// `server:` with the join target's address, or `cluster-init: true` on the init
     /// server (see [`Join`]).
@@ -72,6 +83,7 @@ pub struct BootConfig {
 impl BootConfig {
     pub(super) fn new(role: NodeRole, dual_stack: bool) -> Self {
         BootConfig {
+            path: K3S_BOOT_CONFIG_PATH,
             node_ip: true,
             advertise_address: role.is_server(),
             tls_san: role.is_server(),

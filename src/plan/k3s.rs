@@ -39,12 +39,10 @@ pub struct K3sPlan {
     /// The port of the servers' supervisor and API: joiners probe `/cacerts` there and
     /// join `https://<ip>:<port>` (from the firewall model, which opens it on the mesh).
     pub api_port: u32,
-    /// config.yaml keys known at build time.
+    /// config.yaml: every key known at build time. The envelope delivers it (0600).
     pub config: BTreeMap<String, ConfigValue>,
-    /// What the bootstrap adds to the config once the node is on the mesh.
+    /// What the bootstrap adds in a config.yaml.d drop-in once the node is on the mesh.
     pub boot_config: BootConfig,
-    /// Names for `tls-san` besides the node's Tailscale address (servers).
-    pub tls_san_names: Vec<String>,
 }
 
 pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
@@ -153,10 +151,14 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
             }
         }
     }
-    if !boot_config.tls_san {
-        tls_san_names.clear();
-    }
+    // The names go into config.yaml; the bootstrap appends the mesh address(es) at boot.
     tls_san_names.dedup();
+    if boot_config.tls_san && !tls_san_names.is_empty() {
+        config.insert(
+            Flag::TlsSan.name().to_string(),
+            ConfigValue::List(tls_san_names),
+        );
+    }
 
     let mut install_env = vec![
         EnvVar {
@@ -211,7 +213,6 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
         api_port: API_SERVER.start,
         config,
         boot_config,
-        tls_san_names,
     }
 }
 

@@ -31,7 +31,11 @@ pub const TOKEN_PATH: &str = "/etc/meshboot/k3s-token";
 /// Servers only, with `k3s.agent_token`: the token agents join with (`agent-token-file`).
 pub const AGENT_TOKEN_PATH: &str = "/etc/meshboot/k3s-agent-token";
 pub const NFTABLES_PATH: &str = "/etc/meshboot/firewall.nft";
+/// K3s's config file: what is known at build time, delivered by the envelope.
 pub const K3S_CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
+/// The drop-in the bootstrap writes once the node is on the mesh ([`BootConfig`]). K3s reads
+/// `config.yaml.d/*.yaml` after config.yaml, in name order.
+pub const K3S_BOOT_CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml.d/50-meshboot-boot.yaml";
 pub const K3S_INSTALLER_PATH: &str = "/opt/meshboot/k3s-install.sh";
 pub const LOG_PATH: &str = "/var/log/meshboot.log";
 pub const STATE_DIR: &str = "/var/lib/meshboot";
@@ -109,6 +113,7 @@ impl Envelope {
 pub enum FileKind {
     Bootstrap,
     AuthKey,
+    K3sConfig,
     Token,
     AgentToken,
     Nftables,
@@ -373,6 +378,7 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                 file(BOOTSTRAP_PATH, 0o700, FileKind::Bootstrap),
                 file(AUTH_KEY_PATH, 0o600, FileKind::AuthKey),
                 file(TOKEN_PATH, 0o600, FileKind::Token),
+                file(K3S_CONFIG_PATH, 0o600, FileKind::K3sConfig),
             ];
             if role.is_server() && spec.k3s.agent_token.is_some() {
                 files.push(file(AGENT_TOKEN_PATH, 0o600, FileKind::AgentToken));
