@@ -323,7 +323,7 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
     for n in &plan.nodes {
         let _ = writeln!(out, "  {}: {}", n.name, k3s_flags(n).join(" "));
     }
-    out.push_str("\nFlags meshboot sets itself (server_args/agent_args may not repeat them, except tls-san and kube-proxy-arg):\n");
+    out.push('\n');
     out.push_str(&crate::k3s_flags::text());
     out
 }

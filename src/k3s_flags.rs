@@ -395,20 +395,28 @@ pub fn markdown() -> String {
     out
 }
 
-/// The table as plain text for a terminal (`meshboot plan`): flag, nodes, value.
+/// The table as plain text for a terminal (`meshboot plan`): a heading, then flag, nodes,
+/// value.
 pub fn text() -> String {
-    let width = TABLE.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    TABLE
+    let added: Vec<&str> = TABLE
         .iter()
-        .map(|r| {
-            format!(
-                "  {:<width$}  {}; {}\n",
-                r.name,
-                r.nodes_text(),
-                r.source_text()
-            )
-        })
-        .collect()
+        .filter(|r| r.user_args == UserArgs::Added)
+        .map(|r| r.name)
+        .collect();
+    let mut out = format!(
+        "Flags meshboot sets itself (server_args/agent_args may not repeat them, except {}):\n",
+        added.join(" and ")
+    );
+    let width = TABLE.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    for r in TABLE {
+        out.push_str(&format!(
+            "  {:<width$}  {}; {}\n",
+            r.name,
+            r.nodes_text(),
+            r.source_text()
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
     };
     for (key, value) in parse_args(extra) {
         let flag = Flag::named(&key);
-        // `tls-san` from the user adds names to the boot-time list.
+        // `tls-san` from the user adds names to config.yaml's list.
         if flag == Some(Flag::TlsSan) {
             tls_san_names.extend(value.into_iter().flat_map(|v| cidr_list(&v)));
             continue;

@@ -136,7 +136,6 @@ fn paths() -> Value {
         auth_key => plan::AUTH_KEY_PATH,
         token => plan::TOKEN_PATH,
         k3s_config => plan::K3S_CONFIG_PATH,
-        k3s_boot_config => plan::K3S_BOOT_CONFIG_PATH,
         k3s_installer => plan::K3S_INSTALLER_PATH,
         nftables => plan::NFTABLES_PATH,
         bootstrap => plan::BOOTSTRAP_PATH,
