@@ -25,6 +25,7 @@ pub struct Cli {
 pub enum Command {
     /// Write DIR/<node>.yaml or DIR/<node>.ign for every node, plus DIR/SHA256SUMS
     Build {
+        /// The cluster spec (YAML)
         spec: Utf8PathBuf,
         /// Output directory (created 0700; files are written 0600)
         #[arg(long, short)]
@@ -34,6 +35,7 @@ pub enum Command {
     },
     /// Print one node's first-boot config to stdout
     Render {
+        /// The cluster spec (YAML)
         spec: Utf8PathBuf,
         /// The node's name after count expansion, e.g. worker-2
         #[arg(long)]
@@ -43,6 +45,7 @@ pub enum Command {
     },
     /// Validate the spec and resolve its secrets; write nothing
     Check {
+        /// The cluster spec (YAML)
         spec: Utf8PathBuf,
         /// Treat warnings as errors
         #[arg(long)]
@@ -53,13 +56,85 @@ pub enum Command {
     },
     /// Print what every node will do: role, OS, K3s flags, open ports, sizes
     Plan {
+        /// The cluster spec (YAML)
         spec: Utf8PathBuf,
+        /// Treat warnings as errors
         #[arg(long)]
         strict: bool,
         /// Do not read secrets; sizes are then computed with placeholders
         #[arg(long)]
         redact: bool,
     },
+    /// Print a commented starter spec (one server, two agents), or write it to --out
+    Init {
+        /// Write the spec to FILE instead of stdout; an existing FILE is left alone
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<Utf8PathBuf>,
+        /// Replace FILE if it exists
+        #[arg(long, requires = "out")]
+        force: bool,
+    },
+    /// Print the completion script for SHELL to stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The spec `meshboot init` writes. It is `fixtures/init.yaml`, so every test that runs
+/// over the fixtures (golden snapshots, the real consumers, the first-boot sandbox) runs
+/// over it too.
+pub const STARTER_SPEC: &str = include_str!("../fixtures/init.yaml");
+
+/// `meshboot init`: the starter spec on stdout, or in `out` (never replacing a file
+/// unless `force`).
+fn init(out: Option<&Utf8Path>, force: bool) -> Result<Output, Failure> {
+    let Some(path) = out else {
+        return Ok(Output {
+            stdout: STARTER_SPEC.into(),
+            stderr: String::new(),
+        });
+    };
+    let mut file = std::fs::OpenOptions::new();
+    // create_new refuses an existing file in the same call that creates it: no window
+    // between a check and the write.
+    if force {
+        file.write(true).create(true).truncate(true);
+    } else {
+        file.write(true).create_new(true);
+    }
+    let written = file
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, STARTER_SPEC.as_bytes()));
+    match written {
+        Ok(()) => Ok(Output {
+            stdout: format!("wrote {path}\n"),
+            stderr: String::new(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Failure::usage(format!(
+            "error: {path} already exists; meshboot init does not replace it\n  = help: pass --force to replace it, or choose another --out\n"
+        ))),
+        Err(e) => Err(Failure::usage(format!(
+            "error: writing {path}: {}\n",
+            crate::secrets::io_reason(&e)
+        ))),
+    }
+}
+
+/// `meshboot completions SHELL`, generated from the same clap types that parse the
+/// command line, so they cannot drift.
+fn completions(shell: clap_complete::Shell) -> Output {
+    let mut script = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut <Cli as clap::CommandFactory>::command(),
+        "meshboot",
+        &mut script,
+    );
+    Output {
+        stdout: String::from_utf8_lossy(&script).into_owned(),
+        stderr: String::new(),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +212,11 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Failure, Str
                 ignition_version: IgnitionVersion::default(),
             },
         ),
+        // The commands without a spec answer here.
+        Command::Init { out, force } => {
+            return init(out.as_deref(), *force).map_err(|f| (f, String::new()));
+        }
+        Command::Completions { shell } => return Ok(completions(*shell)),
     };
     let text = read_spec(spec_path).map_err(|f| (f, String::new()))?;
     let checked =
@@ -217,6 +297,9 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Failure, Str
                 );
             }
             let _ = writeln!(out.stdout, "wrote {}", dir.join("SHA256SUMS"));
+        }
+        Command::Init { .. } | Command::Completions { .. } => {
+            unreachable!("answered before the spec is read")
         }
     }
     Ok(out)

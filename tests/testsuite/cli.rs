@@ -1,0 +1,483 @@
+//! The command line as a user meets it: exit codes, stdout/stderr, files on disk.
+
+use crate::support::{
+    FAKE_AUTH_KEY, FAKE_TOKEN, assert_no_secret, fake_env_vars, fixtures_dir, meshboot,
+    meshboot_env, stderr, stdout, stdout_and_stderr,
+};
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Command;
+
+fn fixture(name: &str) -> String {
+    fixtures_dir().join(name).to_string()
+}
+
+#[test]
+fn build_writes_every_node_and_checksums() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("edge-eu");
+    let o = meshboot(&[
+        "build",
+        &fixture("cluster.yaml"),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "SHA256SUMS",
+            "cp-1.yaml",
+            "cp-2.yaml",
+            "cp-3.yaml",
+            "worker-1.ign",
+            "worker-2.ign",
+            "worker-3.ign"
+        ]
+    );
+    // Every file holds secrets: the directory is 0700 and the files 0600.
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for n in &names {
+        let mode = std::fs::metadata(dir.join(n)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{n}");
+    }
+    // SHA256SUMS is what `sha256sum -c` expects.
+    let check = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout)
+            .matches(": OK")
+            .count(),
+        6
+    );
+    // The report names every file with its size and the share of the 32 KiB limit.
+    let report = stdout(&o);
+    assert!(
+        report.contains("cp-1.yaml") && report.contains("% of the 32 KiB user-data limit"),
+        "{report}"
+    );
+    assert!(
+        stderr(&o).contains("servers span several locations"),
+        "{}",
+        stderr(&o)
+    );
+    assert_no_secret("build output", &format!("{report}{}", stderr(&o)), &[]);
+}
+
+#[test]
+fn build_is_byte_identical_across_runs() {
+    let out = tempfile::tempdir().unwrap();
+    for run in ["a", "b"] {
+        let o = meshboot(&[
+            "build",
+            &fixture("flatcar.yaml"),
+            "--out",
+            out.path().join(run).to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let a = std::fs::read(out.path().join("a/SHA256SUMS")).unwrap();
+    let b = std::fs::read(out.path().join("b/SHA256SUMS")).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn render_prints_exactly_the_built_file() {
+    let out = tempfile::tempdir().unwrap();
+    let o = meshboot(&[
+        "build",
+        &fixture("cluster.yaml"),
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    for node in ["cp-2.yaml", "worker-3.ign"] {
+        let name = node.split('.').next().unwrap();
+        let r = meshboot(&["render", &fixture("cluster.yaml"), "--node", name]);
+        assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+        assert_eq!(
+            r.stdout,
+            std::fs::read(out.path().join(node)).unwrap(),
+            "{node}"
+        );
+    }
+}
+
+#[test]
+fn render_of_an_unknown_node_is_a_usage_error_listing_the_nodes() {
+    let o = meshboot(&["render", &fixture("cluster.yaml"), "--node", "worker-9"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty());
+    let e = stderr(&o);
+    assert!(e.contains("no node named \"worker-9\""), "{e}");
+    assert!(
+        e.contains("cp-1, cp-2, cp-3, worker-1, worker-2, worker-3"),
+        "{e}"
+    );
+}
+
+#[test]
+fn check_and_plan_succeed_without_printing_secrets() {
+    let c = meshboot(&["check", &fixture("headscale-oauth.yaml")]);
+    assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
+    assert!(
+        stdout(&c).contains("ok, 3 nodes in cluster hs-lab"),
+        "{}",
+        stdout(&c)
+    );
+    let p = meshboot(&["plan", &fixture("cluster.yaml")]);
+    assert_eq!(p.status.code(), Some(0), "{}", stderr(&p));
+    let table = stdout(&p);
+    for want in [
+        "NODE",
+        "cp-1",
+        "init-server",
+        "join-server",
+        "worker-3",
+        "flatcar",
+        "ignition",
+        "41641/udp",
+        "KiB",
+        "--cluster-init",
+        "--server=https://<cp-1 ip>:6443",
+    ] {
+        assert!(table.contains(want), "plan lacks {want}:\n{table}");
+    }
+    // The flags meshboot sets itself: the one table, as the code holds it.
+    assert!(
+        table.ends_with(&meshboot::k3s_flags::text()),
+        "plan does not end with the table of flags meshboot sets:\n{table}"
+    );
+    for o in [&c, &p] {
+        assert_no_secret("check/plan", &stdout_and_stderr(o), &[]);
+    }
+}
+
+#[test]
+fn a_missing_secret_names_the_field_and_the_variable() {
+    let o = meshboot_env(
+        &["check", &fixture("cluster.yaml")],
+        &[("K3S_TOKEN", FAKE_TOKEN)],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("error: tailscale.auth_key: environment variable `TS_AUTHKEY` is not set"),
+        "{e}"
+    );
+    assert!(e.contains("cluster.yaml:"), "no location: {e}");
+    assert!(e.contains("export TS_AUTHKEY="), "no fix: {e}");
+    assert_no_secret("missing-secret error", &e, &[]);
+}
+
+#[test]
+fn a_missing_secret_file_names_the_field_and_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(fixtures_dir().join("nftables.yaml")).unwrap();
+    let path = dir.path().join("spec.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let o = meshboot(&["check", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("error: tailscale.auth_key: cannot read secret file"),
+        "{e}"
+    );
+    assert!(e.contains("secrets/tailscale-authkey: no such file"), "{e}");
+    assert!(
+        e.contains("error: k3s.token: cannot read secret file"),
+        "both are reported: {e}"
+    );
+}
+
+#[test]
+fn redact_renders_placeholders_without_reading_secrets() {
+    let o = meshboot_env(
+        &[
+            "render",
+            &fixture("cluster.yaml"),
+            "--node",
+            "cp-1",
+            "--redact",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("REDACTED(tailscale.auth_key)") && out.contains("REDACTED(k3s.token)"),
+        "{out}"
+    );
+    let with_secrets = meshboot(&[
+        "render",
+        &fixture("cluster.yaml"),
+        "--node",
+        "cp-1",
+        "--redact",
+    ]);
+    assert_no_secret("--redact output", &stdout(&with_secrets), &[]);
+    assert!(!stdout(&with_secrets).contains(FAKE_AUTH_KEY));
+}
+
+#[test]
+fn strict_turns_warnings_into_failure() {
+    let o = meshboot(&["check", "--strict", &fixture("cluster.yaml")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("warnings are errors under --strict"),
+        "{}",
+        stderr(&o)
+    );
+    let ok = meshboot(&["check", "--strict", &fixture("single-server.yaml")]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let o = meshboot(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("Usage"), "{}", stderr(&o));
+    let o = meshboot(&["check", "/nonexistent/spec.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("cannot read spec /nonexistent/spec.yaml: no such file"),
+        "{}",
+        stderr(&o)
+    );
+    let o = meshboot(&[
+        "build",
+        &fixture("single-server.yaml"),
+        "--out",
+        "/proc/meshboot-cannot-write",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("error: writing to /proc/meshboot-cannot-write"),
+        "{}",
+        stderr(&o)
+    );
+    let o = meshboot(&[
+        "build",
+        &fixture("single-server.yaml"),
+        "--out",
+        "x",
+        "--ignition-version",
+        "3.9.0",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = meshboot(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("Exit codes: 0 ok, 1 invalid spec, 2 usage or I/O error"));
+}
+
+#[test]
+fn an_invalid_spec_exits_1_with_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "version: 1\ncluster: { name: Bad_Name }\ntailscale: { auth_key: { env: TS_AUTHKEY } }\nk3s: { token: { env: K3S_TOKEN }, versoin: v1 }\nnodes:\n  - { name: a, role: wrker }\n",
+    )
+    .unwrap();
+    let o = meshboot(&["check", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("k3s.versoin: unknown key"), "{e}");
+    assert!(e.contains("did you mean `version`?"), "{e}");
+    assert!(e.contains("nodes[0].role: unknown role \"wrker\""), "{e}");
+    assert!(e.contains("bad.yaml:6:"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------
+// meshboot init
+
+/// The environment variables a spec's `{ env: NAME }` references name, in order.
+fn env_names(spec: &str) -> Vec<String> {
+    spec.split("{ env: ")
+        .skip(1)
+        .map(|rest| rest.split(" }").next().expect("closing brace").to_string())
+        .collect()
+}
+
+#[test]
+fn init_prints_a_starter_spec_that_checks_strictly_and_builds_every_node() {
+    let o = meshboot_env(&["init"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let starter = stdout(&o);
+    let fixture = std::fs::read_to_string(fixtures_dir().join("init.yaml")).unwrap();
+    assert_eq!(
+        starter, fixture,
+        "init prints fixtures/init.yaml, which every fixture test covers"
+    );
+
+    // A comment on every line that sets a field.
+    for line in starter.lines() {
+        let t = line.trim_start().trim_start_matches("- ");
+        let sets_a_field = t.split_once(": ").is_some_and(|(k, _)| {
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        });
+        if sets_a_field {
+            assert!(line.contains(" # "), "a field without a comment: {line}");
+        }
+    }
+
+    // It checks, even under --strict, with exactly the variables it names set...
+    let names = env_names(&starter);
+    assert_eq!(names, ["TS_AUTHKEY", "K3S_TOKEN", "K3S_AGENT_TOKEN"]);
+    let all = fake_env_vars();
+    let env: Vec<(&str, &str)> = all
+        .iter()
+        .filter(|(k, _)| names.iter().any(|n| n == k))
+        .copied()
+        .collect();
+    assert_eq!(env.len(), names.len(), "a fake value for every name");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("cluster.yaml");
+    let o = meshboot_env(&["init", "--out", spec.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("wrote {}\n", spec.display()));
+    assert_eq!(std::fs::read_to_string(&spec).unwrap(), starter);
+    let spec = spec.to_str().unwrap();
+    let o = meshboot_env(&["check", "--strict", spec], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).is_empty(), "warnings: {}", stderr(&o));
+    assert!(
+        stdout(&o).contains("ok, 3 nodes in cluster my-cluster"),
+        "{}",
+        stdout(&o)
+    );
+    // ... renders every node ...
+    let out = dir.path().join("out");
+    let o = meshboot_env(&["build", spec, "--out", out.to_str().unwrap()], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut built: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    built.sort();
+    assert_eq!(
+        built,
+        ["SHA256SUMS", "cp-1.yaml", "worker-1.yaml", "worker-2.yaml"]
+    );
+    // ... and without them, says which one is missing.
+    let o = meshboot_env(&["check", spec], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    for n in &names {
+        assert!(
+            stderr(&o).contains(&format!("environment variable `{n}` is not set")),
+            "{n}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn init_refuses_to_replace_a_file_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(&path, "my own spec\n").unwrap();
+    let p = path.to_str().unwrap();
+    let o = meshboot_env(&["init", "--out", p], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty());
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {p} already exists; meshboot init does not replace it\n  = help: pass --force to replace it, or choose another --out\n"
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "my own spec\n");
+
+    let o = meshboot_env(&["init", "--out", p, "--force"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let starter = std::fs::read_to_string(fixtures_dir().join("init.yaml")).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), starter);
+
+    // --force means nothing without a file; an unwritable place is an I/O error.
+    let o = meshboot_env(&["init", "--force"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let o = meshboot_env(&["init", "--out", "/proc/meshboot-init.yaml"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("error: writing /proc/meshboot-init.yaml: "),
+        "{}",
+        stderr(&o)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// meshboot completions
+
+/// Every subcommand, as the help lists them (checked against clap's own list below).
+const SUBCOMMANDS: &[&str] = &["build", "render", "check", "plan", "init", "completions"];
+
+#[test]
+fn completions_for_every_shell_know_every_subcommand() {
+    // clap_complete's shells (clap_complete::Shell): bash, elvish, fish, powershell, zsh.
+    for shell in ["bash", "elvish", "fish", "powershell", "zsh"] {
+        let o = meshboot_env(&["completions", shell], &[]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", stderr(&o));
+        let script = stdout(&o);
+        for sub in SUBCOMMANDS {
+            assert!(script.contains(sub), "{shell} completions lack {sub}");
+        }
+    }
+    // bash (the only one of these shells on the test machine) completes for real: the
+    // generated function, sourced, offers the subcommands and the shells.
+    let bash = crate::support::require("bash", "bash");
+    let complete = |words: &str, cword: u32| {
+        let script = format!(
+            "source <({bin} completions bash)\nCOMP_WORDS=({words}); COMP_CWORD={cword}\n_meshboot meshboot \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+            bin = env!("CARGO_BIN_EXE_meshboot")
+        );
+        let o = Command::new(&bash).arg("-c").arg(script).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(complete("meshboot c", 1), "check\ncompletions\n");
+    let shells = complete("meshboot completions ''", 2);
+    for shell in ["bash", "elvish", "fish", "powershell", "zsh"] {
+        assert!(shells.lines().any(|l| l == shell), "{shell}: {shells}");
+    }
+    let o = meshboot_env(&["completions", "tcsh"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+// ---------------------------------------------------------------------------------------
+// --help
+
+#[test]
+fn help_texts_are_snapshots() {
+    let clap_lists: Vec<String> = <meshboot::cli::Cli as clap::CommandFactory>::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    assert_eq!(
+        clap_lists, SUBCOMMANDS,
+        "a new subcommand needs its help snapshot (add it to SUBCOMMANDS)"
+    );
+    let o = meshboot_env(&["--help"], &[]);
+    assert_eq!(o.status.code(), Some(0));
+    insta::assert_snapshot!("help", stdout(&o));
+    for sub in SUBCOMMANDS {
+        let o = meshboot_env(&[sub, "--help"], &[]);
+        assert_eq!(o.status.code(), Some(0), "{sub}: {}", stderr(&o));
+        insta::assert_snapshot!(format!("help-{sub}"), stdout(&o));
+    }
+}

@@ -1,0 +1,752 @@
+//! The real consumers judge our output: every node of every fixture goes through
+//! cloud-init's schema check, ignition-validate, the real Ignition `files` stage,
+//! shellcheck, `dash -n` and `bash -n`, `nft -c` and a real apply in a throwaway network
+//! namespace, and the real ufw in a sandbox. All of them come from Debian packages that
+//! `.ci/run` installs; a missing tool fails the test with the package to install, it never
+//! skips.
+//!
+//! Each tool is one [`Consumer`]: which inputs it judges (gathered from every fixture's
+//! artifacts), how it is invoked on one, what counts as a pass besides exit status 0, how
+//! many inputs the fixtures must hold (so that a run cannot be hollow), and a broken input
+//! it must reject (so that a pass means the tool really checked). [`judge`] runs every
+//! input; [`assert_rejects_broken`] runs the broken one.
+//!
+//! Sandboxes: bubblewrap with the host file system read-only, private /run and /tmp, a
+//! new network namespace, and only a scratch directory writable. Ignition runs as real
+//! root without a user namespace so that ownership can be checked.
+
+use crate::firstboot::expect::{Firewall, Row};
+use crate::support::{self, compile, delivered_files, good_fixtures, require, stdout_and_stderr};
+use meshboot::Options;
+use meshboot::plan::{BOOTSTRAP_UNIT, Envelope, FIREWALL_UNIT, IgnitionVersion};
+use meshboot::render::{Artifact, render_node_as};
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const IGNITION_BIN: &str = "/usr/lib/dracut/modules.d/30ignition/ignition";
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// The driver
+
+/// One thing a consumer judges, taken from an artifact.
+struct Input {
+    /// What it is, for messages: the artifact and, for a delivered file, its path.
+    what: String,
+    contents: String,
+    /// Its node is a server (from the expectation table, not from the plan).
+    server: bool,
+}
+
+/// A real consumer of our output.
+struct Consumer {
+    /// The tool as messages name it.
+    tool: &'static str,
+    /// The programs it needs, with the Debian package of each.
+    needs: &'static [(&'static str, &'static str)],
+    /// Every input it judges, over all fixtures.
+    inputs: fn() -> Vec<Input>,
+    /// Runs the tool on `file`, which holds one input.
+    invoke: fn(&Path) -> Output,
+    /// What counts as a pass besides exit status 0: `Err` says what is wrong.
+    passes: fn(&Input, &str) -> Result<(), String>,
+    /// The fixtures hold at least this many inputs.
+    at_least: usize,
+    /// An input the tool must reject.
+    broken: &'static str,
+}
+
+fn write_input(dir: &tempfile::TempDir, contents: &str) -> std::path::PathBuf {
+    let p = dir.path().join("input");
+    std::fs::write(&p, contents).expect("write input");
+    p
+}
+
+/// Every input passes `c`.
+fn judge(c: &Consumer) {
+    for (program, package) in c.needs {
+        require(program, package);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inputs = (c.inputs)();
+    assert!(
+        inputs.len() >= c.at_least,
+        "{}: only {} inputs, the fixtures hold at least {}",
+        c.tool,
+        inputs.len(),
+        c.at_least
+    );
+    for input in &inputs {
+        let o = (c.invoke)(&write_input(&dir, &input.contents));
+        let out = stdout_and_stderr(&o);
+        assert!(
+            o.status.success(),
+            "{} rejects {}:\n{out}",
+            c.tool,
+            input.what
+        );
+        if let Err(why) = (c.passes)(input, &out) {
+            panic!("{}: {}: {why}:\n{out}", c.tool, input.what);
+        }
+    }
+}
+
+/// The tool rejects `c.broken`: a pass from it means something.
+fn assert_rejects_broken(c: &Consumer) {
+    for (program, package) in c.needs {
+        require(program, package);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = (c.invoke)(&write_input(&dir, c.broken));
+    assert!(
+        !o.status.success(),
+        "{} accepted a broken input:\n{}\n{}",
+        c.tool,
+        c.broken,
+        stdout_and_stderr(&o)
+    );
+}
+
+/// Exit status 0 is the whole verdict.
+fn exit_status_only(_: &Input, _: &str) -> Result<(), String> {
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The inputs
+
+/// Every artifact of every valid fixture, with its fixture's file name.
+fn artifacts() -> Vec<(String, Artifact)> {
+    let mut out = Vec::new();
+    for f in good_fixtures() {
+        let name = f.file_name().expect("file name").to_string();
+        let (_, artifacts) = compile(&f, &Options::default());
+        out.extend(artifacts.into_iter().map(|a| (name.clone(), a)));
+    }
+    out
+}
+
+fn input(fixture: &str, a: &Artifact, what: String, contents: String) -> Input {
+    Input {
+        what,
+        contents,
+        server: Row::of(fixture, &a.node).role.is_server(),
+    }
+}
+
+fn envelopes(kind: Envelope) -> Vec<Input> {
+    artifacts()
+        .into_iter()
+        .filter(|(_, a)| a.envelope == kind)
+        .map(|(f, a)| input(&f, &a, a.file_name.clone(), a.contents.clone()))
+        .collect()
+}
+
+fn cloud_configs() -> Vec<Input> {
+    envelopes(Envelope::CloudInit)
+}
+
+fn ignition_configs() -> Vec<Input> {
+    envelopes(Envelope::Ignition)
+}
+
+/// flatcar.yaml rendered as Ignition 3.4.0, named "3.4.0-experimental": Debian's ignition
+/// 2.14 knows spec 3.4.0 only by that name, and the schema we emit is the same.
+fn ignition_3_4_configs() -> Vec<Input> {
+    let opts = Options {
+        ignition_version: IgnitionVersion::V3_4,
+        ..Options::default()
+    };
+    let (_, artifacts) = compile(&support::fixtures_dir().join("flatcar.yaml"), &opts);
+    artifacts
+        .into_iter()
+        .map(|a| {
+            assert!(
+                a.contents.contains("\"version\": \"3.4.0\""),
+                "{}",
+                a.file_name
+            );
+            let contents = a.contents.replacen(
+                "\"version\": \"3.4.0\"",
+                "\"version\": \"3.4.0-experimental\"",
+                1,
+            );
+            input(
+                "flatcar.yaml",
+                &a,
+                format!("{} (3.4)", a.file_name),
+                contents,
+            )
+        })
+        .collect()
+}
+
+/// Every delivered file that `keep` picks, decoded from the artifacts (what the consumer
+/// would read or execute).
+fn delivered_where(keep: fn(&str, &str) -> bool) -> Vec<Input> {
+    let mut v = Vec::new();
+    for (f, a) in artifacts() {
+        for (path, _, contents) in delivered_files(&a) {
+            if keep(&path, &contents) {
+                v.push(input(&f, &a, format!("{} {path}", a.file_name), contents));
+            }
+        }
+    }
+    v
+}
+
+fn scripts() -> Vec<Input> {
+    delivered_where(|_, contents| contents.starts_with("#!/bin/sh"))
+}
+
+fn rulesets() -> Vec<Input> {
+    delivered_where(|path, _| path == meshboot::plan::NFTABLES_PATH)
+}
+
+/// The `ufw ...` commands of every ufw node's bootstrap script (ufw nodes as the
+/// expectation table has them), followed by listings of the chains they fill.
+fn ufw_rule_sets() -> Vec<Input> {
+    let mut v = Vec::new();
+    for (f, a) in artifacts() {
+        if !matches!(Row::of(&f, &a.node).firewall, Firewall::Ufw(_)) {
+            continue;
+        }
+        let script = delivered_files(&a)
+            .into_iter()
+            .find(|(p, _, _)| p == meshboot::plan::BOOTSTRAP_PATH)
+            .map(|(_, _, c)| c)
+            .expect("bootstrap");
+        let lines: Vec<String> = script
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("quiet ufw "))
+            .map(|rest| format!("ufw {rest}"))
+            .collect();
+        assert!(
+            lines.iter().any(|l| l == "ufw --force enable"),
+            "{}: ufw is never enabled",
+            a.file_name
+        );
+        let test = format!(
+            "{}\niptables -S ufw-user-input\niptables -S ufw-user-forward\n",
+            lines.join("\n")
+        );
+        v.push(input(&f, &a, a.file_name.clone(), test));
+    }
+    v
+}
+
+// ---------------------------------------------------------------------------------------
+// The consumers
+
+/// `cloud-init schema` (FIELD.md "Real consumers"), warning-free.
+const CLOUD_INIT_SCHEMA: Consumer = Consumer {
+    tool: "cloud-init schema",
+    needs: &[("cloud-init", "cloud-init")],
+    inputs: cloud_configs,
+    invoke: |f| {
+        run(Command::new("cloud-init")
+            .args(["schema", "--config-file"])
+            .arg(f))
+    },
+    passes: |_, out| match out.contains("DEPRECATED") {
+        true => Err("uses deprecated keys".into()),
+        false => Ok(()),
+    },
+    at_least: 10,
+    broken: "#cloud-config\nwrite_files:\n  - path: /x\n    permissions: 600\n",
+};
+
+/// `ignition-validate`, warning-free.
+const IGNITION_VALIDATE: Consumer = Consumer {
+    tool: "ignition-validate",
+    needs: &[("ignition-validate", "ignition")],
+    inputs: ignition_configs,
+    invoke: |f| run(Command::new("ignition-validate").arg(f)),
+    passes: |_, out| match out.contains("warning") {
+        true => Err("warns".into()),
+        false => Ok(()),
+    },
+    at_least: 9,
+    broken: r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"rel","mode":420}]}}"#,
+};
+
+/// `ignition-validate` on the 3.4.0 output.
+const IGNITION_VALIDATE_3_4: Consumer = Consumer {
+    tool: "ignition-validate (3.4.0-experimental)",
+    inputs: ignition_3_4_configs,
+    at_least: 6,
+    broken: r#"{"ignition":{"version":"3.4.0-experimental"},"storage":{"files":[{"path":"rel","mode":420}]}}"#,
+    ..IGNITION_VALIDATE
+};
+
+/// shellcheck at warning level, as POSIX sh.
+const SHELLCHECK: Consumer = Consumer {
+    tool: "shellcheck",
+    needs: &[("shellcheck", "shellcheck")],
+    inputs: scripts,
+    invoke: |f| {
+        run(Command::new("shellcheck")
+            .args(["-s", "sh", "-S", "warning"])
+            .arg(f))
+    },
+    passes: exit_status_only,
+    at_least: 19,
+    // `==` in `[` is a bashism dash rejects at run time (SC3014).
+    broken: "#!/bin/sh\nif [ \"$1\" == x ]; then echo y; fi\n",
+};
+
+/// dash, the /bin/sh of Debian and Ubuntu, parses every script.
+const DASH_N: Consumer = Consumer {
+    tool: "dash -n",
+    needs: &[("dash", "dash")],
+    inputs: scripts,
+    invoke: |f| run(Command::new("dash").arg("-n").arg(f)),
+    passes: |input, _| match input.contents.contains("set -x") {
+        true => Err("traces commands (set -x)".into()),
+        false => Ok(()),
+    },
+    at_least: 19,
+    broken: "#!/bin/sh\nif true; then echo\n",
+};
+
+/// bash (the /bin/sh of Flatcar and Fedora CoreOS) parses every script.
+const BASH_N: Consumer = Consumer {
+    tool: "bash -n",
+    needs: &[("bash", "bash")],
+    invoke: |f| run(Command::new("bash").arg("-n").arg(f)),
+    ..DASH_N
+};
+
+/// `nft -c` accepts every ruleset, checked in a throwaway network namespace.
+const NFT_CHECK: Consumer = Consumer {
+    tool: "nft -c",
+    needs: &[("nft", "nftables"), ("unshare", "util-linux")],
+    inputs: rulesets,
+    invoke: |f| {
+        run(Command::new("unshare")
+            .args(["-n", "nft", "-c", "-f"])
+            .arg(f))
+    },
+    passes: |input, _| match input.contents.contains("flush ruleset") {
+        true => Err("flushes the whole ruleset".into()),
+        false => Ok(()),
+    },
+    at_least: 11,
+    broken: "table inet meshboot { chain input { acept } }\n",
+};
+
+/// Every ruleset applied for real in a throwaway namespace, twice (a re-run replaces the
+/// table), next to another table that must survive; then the listing must show one
+/// meshboot table with a default-deny chain.
+const NFT_APPLY: Consumer = Consumer {
+    tool: "nft -f (applied twice)",
+    invoke: |f| {
+        let f = f.display();
+        let script =
+            format!("set -e; nft add table inet other; nft -f {f}; nft -f {f}; nft list ruleset");
+        run(Command::new("unshare").args(["-n", "sh", "-c", &script]))
+    },
+    passes: |_, listing| {
+        if !listing.contains("table inet other") {
+            return Err("another table was removed".into());
+        }
+        if listing.matches("table inet meshboot").count() != 1 {
+            return Err("not exactly one table inet meshboot".into());
+        }
+        if !listing.contains("policy drop") {
+            return Err("no default-deny chain".into());
+        }
+        Ok(())
+    },
+    ..NFT_CHECK
+};
+
+/// The real ufw (with iptables) runs every ufw node's commands in a sandbox; the chains it
+/// fills must open 41641/udp, the kubelet on tailscale0, 6443 on tailscale0 on servers
+/// only, route pod traffic, and drop pods' metadata requests before any forward accept.
+const UFW: Consumer = Consumer {
+    tool: "ufw",
+    needs: &[
+        ("bwrap", "bubblewrap"),
+        ("ufw", "ufw"),
+        ("iptables", "iptables"),
+    ],
+    inputs: ufw_rule_sets,
+    invoke: ufw_sandbox,
+    passes: |input, out| {
+        let has = |rule: &str| out.contains(rule);
+        if !has("--dport 41641 -j ACCEPT") {
+            return Err("41641/udp not open".into());
+        }
+        if !has("-i tailscale0 -p tcp -m tcp --dport 10250 -j ACCEPT") {
+            return Err("the kubelet is not open on tailscale0".into());
+        }
+        if input.server && !has("-i tailscale0 -p tcp -m tcp --dport 6443 -j ACCEPT") {
+            return Err("a server does not open 6443 on tailscale0".into());
+        }
+        if !input.server && has("--dport 6443") {
+            return Err("an agent opens 6443".into());
+        }
+        if !has("-A ufw-user-forward -i cni0 -j ACCEPT") {
+            return Err("pod traffic is not routed".into());
+        }
+        let first_forward = out.lines().find(|l| l.starts_with("-A ufw-user-forward"));
+        if !first_forward
+            .is_some_and(|l| l.contains("-d 169.254.169.254/32") && l.ends_with("-j DROP"))
+        {
+            return Err("the metadata block is not the first forward rule".into());
+        }
+        Ok(())
+    },
+    at_least: 7,
+    broken: "ufw allow 99999/tcp\n",
+};
+
+/// Runs the script in `file` with the real ufw in a sandbox: new network namespace,
+/// scratch copies of ufw's configuration, host read-only.
+fn ufw_sandbox(file: &Path) -> Output {
+    let w = tempfile::tempdir().unwrap();
+    let p = w.path();
+    for (from, to) in [
+        ("/etc/ufw", "etc-ufw"),
+        ("/etc/default/ufw", "default-ufw"),
+        ("/lib/ufw", "lib-ufw"),
+    ] {
+        let o = run(Command::new("cp").args(["-a", from]).arg(p.join(to)));
+        assert!(
+            o.status.success(),
+            "copying {from}: {}",
+            stdout_and_stderr(&o)
+        );
+    }
+    run(Command::new("bwrap")
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/run",
+            "--tmpfs",
+            "/tmp",
+        ])
+        .arg("--bind")
+        .arg(p.join("etc-ufw"))
+        .arg("/etc/ufw")
+        .arg("--bind")
+        .arg(p.join("default-ufw"))
+        .arg("/etc/default/ufw")
+        .arg("--bind")
+        .arg(p.join("lib-ufw"))
+        .arg("/lib/ufw")
+        .arg("--ro-bind")
+        .arg(file)
+        .arg("/run/script.sh")
+        .args([
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--die-with-parent",
+        ])
+        .args([
+            "--cap-add",
+            "CAP_NET_ADMIN,CAP_NET_RAW,CAP_DAC_OVERRIDE,CAP_CHOWN,CAP_FOWNER",
+        ])
+        .args([
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            "/usr/sbin:/usr/bin:/sbin:/bin",
+            "--setenv",
+            "LANG",
+            "C.UTF-8",
+        ])
+        .args(["/bin/sh", "-e", "/run/script.sh"]))
+}
+
+// ---------------------------------------------------------------------------------------
+// One test per consumer and direction
+
+#[test]
+fn cloud_init_schema_accepts_every_cloud_config() {
+    judge(&CLOUD_INIT_SCHEMA);
+}
+
+#[test]
+fn cloud_init_schema_rejects_a_broken_config() {
+    assert_rejects_broken(&CLOUD_INIT_SCHEMA);
+}
+
+#[test]
+fn ignition_validate_accepts_every_ignition_config() {
+    judge(&IGNITION_VALIDATE);
+}
+
+#[test]
+fn ignition_validate_rejects_a_relative_path() {
+    assert_rejects_broken(&IGNITION_VALIDATE);
+}
+
+#[test]
+fn ignition_validate_accepts_the_3_4_output() {
+    judge(&IGNITION_VALIDATE_3_4);
+}
+
+#[test]
+fn ignition_validate_rejects_a_broken_3_4_config() {
+    assert_rejects_broken(&IGNITION_VALIDATE_3_4);
+}
+
+#[test]
+fn shellcheck_and_sh_n_pass_every_script() {
+    for c in [&SHELLCHECK, &DASH_N, &BASH_N] {
+        judge(c);
+    }
+}
+
+#[test]
+fn shellcheck_and_sh_n_reject_broken_scripts() {
+    for c in [&SHELLCHECK, &DASH_N, &BASH_N] {
+        assert_rejects_broken(c);
+    }
+}
+
+#[test]
+fn nft_accepts_every_ruleset_and_replaces_only_its_own_table() {
+    judge(&NFT_CHECK);
+    judge(&NFT_APPLY);
+}
+
+#[test]
+fn nft_rejects_a_broken_ruleset() {
+    assert_rejects_broken(&NFT_CHECK);
+    assert_rejects_broken(&NFT_APPLY);
+}
+
+#[test]
+fn ufw_accepts_every_rule_set() {
+    judge(&UFW);
+}
+
+#[test]
+fn ufw_rejects_a_bad_port() {
+    assert_rejects_broken(&UFW);
+}
+
+// ---------------------------------------------------------------------------------------
+// The real Ignition files stage (not a pass/fail tool: it lays files down to compare)
+
+/// Runs the real Ignition fetch-offline + files stages for `config` into a fresh root.
+fn ignition_files_stage(config: &str) -> tempfile::TempDir {
+    let bwrap = require("bwrap", "bubblewrap");
+    require(IGNITION_BIN, "ignition");
+    let root = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc/selinux")).unwrap();
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(r.join("etc/group"), "root:x:0:\n").unwrap();
+    // Debian's build always relabels; a disabled policy and a no-op setfiles satisfy it.
+    std::fs::write(
+        r.join("etc/selinux/config"),
+        "SELINUX=disabled\nSELINUXTYPE=targeted\n",
+    )
+    .unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("bin")).unwrap();
+    std::fs::write(w.join("bin/setfiles"), "#!/bin/sh\ncat >/dev/null\n").unwrap();
+    std::fs::set_permissions(
+        w.join("bin/setfiles"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(w.join("config.ign"), config).unwrap();
+    for stage in ["fetch-offline", "files"] {
+        let o = run(Command::new(&bwrap)
+            .args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"])
+            .args(["--tmpfs", "/run", "--tmpfs", "/tmp", "--tmpfs", "/mnt"])
+            .arg("--bind")
+            .arg(r)
+            .arg("/mnt/sysroot")
+            .arg("--bind")
+            .arg(w)
+            .arg("/mnt/work")
+            .args([
+                "--unshare-net",
+                "--unshare-pid",
+                "--unshare-ipc",
+                "--unshare-uts",
+                "--die-with-parent",
+            ])
+            .args([
+                "--cap-add",
+                "CAP_CHOWN,CAP_FOWNER,CAP_DAC_OVERRIDE,CAP_SYS_CHROOT",
+            ])
+            .args([
+                "--clearenv",
+                "--setenv",
+                "PATH",
+                "/mnt/work/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ])
+            .args([
+                "--setenv",
+                "IGNITION_CONFIG_FILE",
+                "/mnt/work/config.ign",
+                "--setenv",
+                "TMPDIR",
+                "/mnt/work",
+            ])
+            .args([
+                IGNITION_BIN,
+                "-platform",
+                "file",
+                "-stage",
+                stage,
+                "-root",
+                "/mnt/sysroot",
+                "-log-to-stdout",
+            ])
+            .args([
+                "-config-cache",
+                "/mnt/work/ignition.json",
+                "-state-file",
+                "/mnt/work/state",
+                "-neednet",
+                "/mnt/work/neednet",
+            ]));
+        assert!(
+            o.status.success(),
+            "ignition stage {stage} failed:\n{}",
+            stdout_and_stderr(&o)
+        );
+    }
+    root
+}
+
+/// (mode, uid, gid, contents) of every regular file Ignition laid down for us.
+fn laid_down(
+    root: &std::path::Path,
+    expected: &[(String, u32, String)],
+) -> BTreeMap<String, (u32, u32, u32, String)> {
+    expected
+        .iter()
+        .map(|(path, _, _)| {
+            let p = root.join(path.trim_start_matches('/'));
+            let meta = std::fs::metadata(&p)
+                .unwrap_or_else(|_| panic!("Ignition did not lay down {path}"));
+            let contents = std::fs::read_to_string(&p).unwrap();
+            (
+                path.clone(),
+                (
+                    meta.permissions().mode() & 0o7777,
+                    meta.uid(),
+                    meta.gid(),
+                    contents,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The units an Ignition config enables (`systemd.units[].enabled: true`), sorted.
+fn enabled_units(config: &str) -> Vec<String> {
+    let doc: serde_json::Value = serde_json::from_str(config).expect("ignition parses");
+    let mut v: Vec<String> = doc["systemd"]["units"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|u| u["enabled"] == true)
+        .map(|u| u["name"].as_str().expect("unit name").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn ignition_files_stage_lays_down_what_cloud_init_would() {
+    for fixture in good_fixtures() {
+        let (checked, _) = compile(&fixture, &Options::default());
+        for node in &checked.plan.nodes {
+            // Render the same node in both envelopes: what Ignition really lays down must
+            // be what cloud-init's write_files would, plus the units Ignition enables.
+            let render = |envelope| {
+                render_node_as(
+                    &checked.plan,
+                    node,
+                    &checked.secrets,
+                    envelope,
+                    IgnitionVersion::V3_3,
+                )
+                .unwrap()
+            };
+            let ign = render(Envelope::Ignition);
+            let ci = render(Envelope::CloudInit);
+            let root = ignition_files_stage(&ign.contents);
+
+            let cloud_init_files = delivered_files(&ci);
+            let got = laid_down(root.path(), &cloud_init_files);
+            for (path, mode, contents) in &cloud_init_files {
+                let (m, uid, gid, c) = &got[path];
+                assert_eq!(
+                    (m, uid, gid),
+                    (mode, &0, &0),
+                    "{fixture} {}: {path} mode/owner",
+                    node.name
+                );
+                assert_eq!(c, contents, "{fixture} {}: {path} contents", node.name);
+            }
+            // Both envelopes deliver exactly the same files.
+            let ign_paths: Vec<String> = delivered_files(&ign)
+                .into_iter()
+                .map(|(p, _, _)| p)
+                .collect();
+            let ci_paths: Vec<String> =
+                cloud_init_files.iter().map(|(p, _, _)| p.clone()).collect();
+            assert_eq!(ign_paths, ci_paths, "{fixture} {}", node.name);
+            let unit = root
+                .path()
+                .join("etc/systemd/system/meshboot-bootstrap.service");
+            assert_eq!(
+                std::fs::metadata(&unit).unwrap().permissions().mode() & 0o777,
+                0o644
+            );
+
+            // Enabled units: the bootstrap's, and on nftables nodes the firewall's (the
+            // table's firewall, not the plan's); the config enables exactly those, and
+            // Ignition records them in its preset file.
+            let row = Row::of(fixture.file_name().expect("file name"), &node.name);
+            let mut want = vec![BOOTSTRAP_UNIT.to_string()];
+            if matches!(row.firewall, Firewall::Nftables(_)) {
+                want.push(FIREWALL_UNIT.to_string());
+            }
+            want.sort();
+            assert_eq!(
+                enabled_units(&ign.contents),
+                want,
+                "{fixture} {}: units the config enables",
+                node.name
+            );
+            let preset = std::fs::read_to_string(
+                root.path()
+                    .join("etc/systemd/system-preset/20-ignition.preset"),
+            )
+            .expect("Ignition wrote no preset file");
+            let mut enabled: Vec<&str> = preset
+                .lines()
+                .filter_map(|l| l.strip_prefix("enable "))
+                .collect();
+            enabled.sort();
+            assert_eq!(enabled, want, "{fixture} {}: enabled units", node.name);
+        }
+    }
+}

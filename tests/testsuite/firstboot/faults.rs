@@ -1,0 +1,411 @@
+//! Faults: the node converges, or fails loudly at the named step.
+
+use super::calls::{Call, backoff, exit_codes, sleeps};
+use super::checks::*;
+use super::expect::*;
+use super::sandbox::{Sandbox, node};
+use super::world::{INIT_IP, SECOND_SERVER_IP};
+use meshboot::plan;
+use std::fs;
+
+// ---------------------------------------------------------------------------------------
+// The init server that is re-created into a running cluster
+
+#[test]
+fn recreated_init_server_rejoins_a_running_server_instead_of_forking() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    sb.peer("cp-2", SECOND_SERVER_IP);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-1").joining("cp-2", SECOND_SERVER_IP);
+    assert_bootstrapped(&sb, &run, &expect);
+    assert!(
+        sb.log().contains("a cluster is already running at cp-2"),
+        "{}",
+        sb.report()
+    );
+}
+
+#[test]
+fn init_server_initialises_when_the_other_server_on_the_mesh_has_no_supervisor_yet() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    sb.peer("cp-2", SECOND_SERVER_IP);
+    sb.fault("cacerts-refuse", "always");
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-1");
+    assert_bootstrapped(&sb, &run, &expect);
+    let cacerts = format!("https://{SECOND_SERVER_IP}:6443/cacerts");
+    assert!(
+        sb.calls()
+            .iter()
+            .any(|c| c.url() == Some(cacerts.as_str()) && !c.ok()),
+        "cp-2's supervisor was never asked\n{}",
+        sb.report()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults: the node converges, or fails loudly at the named step
+
+#[test]
+fn tailscale_up_failing_twice_is_retried_with_backoff() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("tailscale-up-fail", 2);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-2");
+    assert_bootstrapped(&sb, &run, &expect);
+    let calls = sb.calls();
+    let ups = exit_codes(&calls, |c| c.is_tailscale_up());
+    assert_eq!(ups, ["1", "1", "0"], "{}", sb.report());
+    assert_eq!(sleeps(&calls), ["1", "2"], "{}", sb.report());
+    assert!(
+        sb.log()
+            .contains("tailscale up: attempt 2 of 6 failed; next try in 2s")
+    );
+}
+
+#[test]
+fn own_address_appearing_late_is_waited_for() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    sb.fault("own-ip-missing", 2);
+    let run = sb.run();
+    assert_bootstrapped(&sb, &run, &Expect::of("cluster.yaml", "cp-1"));
+    let calls = sb.calls();
+    // The first lookup is the "already on the mesh?" check before up.
+    let lookups = exit_codes(&calls, Call::is_own_ip_lookup);
+    assert_eq!(lookups, ["1", "1", "1", "0"], "{}", sb.report());
+    assert_eq!(sleeps(&calls), ["1", "2"], "{}", sb.report());
+}
+
+#[test]
+fn tailscale_up_never_succeeding_fails_at_tailscale_up_after_the_planned_attempts() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    sb.fault("tailscale-up-fail", "always");
+    let run = sb.run();
+    assert_failed_at(&sb, &run, "tailscale-up");
+    let calls = sb.calls();
+    let ups = calls.iter().filter(|c| c.is_tailscale_up()).count();
+    assert_eq!(ups, TAILSCALE_UP_ATTEMPTS as usize, "{}", sb.report());
+    assert!(ups > 1, "no retry at all");
+    assert_eq!(
+        sleeps(&calls),
+        backoff(TAILSCALE_UP_ATTEMPTS, MAX_BACKOFF_S),
+        "{}",
+        sb.report()
+    );
+    assert_eq!(
+        calls.last().map(Call::is_tailscale_up),
+        Some(true),
+        "{}",
+        sb.report()
+    );
+    // The key stays for the next attempt; once the cause is fixed, a rerun converges.
+    assert_eq!(sb.mode(plan::AUTH_KEY_PATH), 0o600);
+    assert_no_secrets(&sb);
+    sb.clear_fault("tailscale-up-fail");
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    assert!(!sb.exists(plan::AUTH_KEY_PATH));
+}
+
+#[test]
+fn joiner_waits_for_the_init_server_to_appear_on_the_mesh() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("peer-absent.cp-1", 3);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-2");
+    assert_bootstrapped(&sb, &run, &expect);
+    let calls = sb.calls();
+    let lookups = exit_codes(&calls, |c| c.is("tailscale", &["ip", "-4", "cp-1"]));
+    assert_eq!(lookups, ["1", "1", "1", "0"], "{}", sb.report());
+    // Each round also tried the other server, cp-3, which is not on the mesh.
+    let cp3 = calls
+        .iter()
+        .filter(|c| c.is("tailscale", &["ip", "-4", "cp-3"]))
+        .count();
+    assert_eq!(cp3, 3, "{}", sb.report());
+    assert_eq!(sleeps(&calls), ["1", "2", "4"], "{}", sb.report());
+    assert!(
+        sb.log()
+            .contains("waiting for a server: attempt 3 of 240 failed")
+    );
+}
+
+#[test]
+fn agent_waits_for_the_supervisor_to_answer_on_cacerts() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "worker-1"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("cacerts-refuse", 3);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "worker-1");
+    assert_bootstrapped(&sb, &run, &expect);
+    let cacerts = format!("https://{INIT_IP}:6443/cacerts");
+    let calls = sb.calls();
+    let answers = exit_codes(&calls, |c| c.url() == Some(cacerts.as_str()));
+    assert_eq!(answers, ["7", "7", "7", "0"], "{}", sb.report());
+    assert_eq!(sleeps(&calls), ["1", "2", "4"], "{}", sb.report());
+    assert!(
+        sb.log()
+            .contains(&format!("but {cacerts} does not answer yet")),
+        "{}",
+        sb.report()
+    );
+}
+
+#[test]
+fn k3s_install_script_download_failing_once_is_retried() {
+    let mut sb = Sandbox::new(node("nftables.yaml", "nft-server-2"));
+    sb.peer("nft-server-1", INIT_IP);
+    sb.fault("k3s-download-fail", 1);
+    let run = sb.run();
+    let expect = Expect::of("nftables.yaml", "nft-server-2");
+    assert_bootstrapped(&sb, &run, &expect);
+    let calls = sb.calls();
+    let downloads = exit_codes(&calls, |c| c.url() == Some(plan::K3S_INSTALL_URL));
+    assert_eq!(downloads, ["56", "0"], "{}", sb.report());
+    assert_eq!(sleeps(&calls), ["1"], "{}", sb.report());
+}
+
+#[test]
+fn crash_after_the_ufw_firewall_converges_on_the_next_boot() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("crash-on", "apt-get");
+    let run = sb.run();
+    assert!(!run.success(), "{}", sb.report());
+    let first = sb.calls_of_last_run();
+    assert_firewall_first(&sb, &first, Row::of("cluster.yaml", "cp-2").firewall);
+    let last = first.last().expect("calls");
+    assert!(
+        last.tool == "apt-get" && last.rc == "killed",
+        "the crash did not stop the run at apt-get\n{}",
+        sb.report()
+    );
+    assert!(!first.iter().any(Call::is_tailscale_up), "{}", sb.report());
+    assert!(
+        sb.log().contains("meshboot[firewall]: ufw is enabled"),
+        "{}",
+        sb.report()
+    );
+
+    sb.clear_fault("crash-on");
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-2");
+    assert_bootstrapped(&sb, &run, &expect);
+    // The second boot applied the same rules again: ufw skips rules it already has and
+    // `ufw --force enable` on an enabled firewall changes nothing.
+    let fw = |calls: &[Call]| -> Vec<Call> {
+        calls.iter().filter(|c| c.tool == "ufw").cloned().collect()
+    };
+    assert_eq!(fw(&first), fw(&sb.calls_of_last_run()));
+    assert_rerun_is_a_noop(&mut sb);
+}
+
+#[test]
+fn crash_after_the_nftables_firewall_converges_on_the_next_boot() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "worker-1"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("crash-on", "pkgs.tailscale.com");
+    let run = sb.run();
+    assert!(!run.success(), "{}", sb.report());
+    let first = sb.calls_of_last_run();
+    assert_firewall_first(&sb, &first, Row::of("cluster.yaml", "worker-1").firewall);
+    assert!(
+        first.last().is_some_and(|c| c.rc == "killed"),
+        "the crash did not stop the run\n{}",
+        sb.report()
+    );
+    assert!(
+        !first.iter().any(|c| c.tool == "tailscale"),
+        "{}",
+        sb.report()
+    );
+
+    sb.clear_fault("crash-on");
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "worker-1");
+    assert_bootstrapped(&sb, &run, &expect);
+    // Both boots loaded the same ruleset, which replaces its own table each time.
+    assert_eq!(sb.read_world("nft-loaded.1"), sb.read_world("nft-loaded.2"));
+    assert_replaces_only_its_own_table(&sb.read_world("nft-loaded.2"));
+}
+
+#[test]
+fn crash_after_joining_the_mesh_resumes_without_the_auth_key() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    sb.fault("crash-on", plan::K3S_INSTALL_URL);
+    let run = sb.run();
+    assert!(!run.success(), "{}", sb.report());
+    assert!(sb.calls().iter().any(|c| c.is_tailscale_up() && c.ok()));
+    assert!(
+        !sb.exists(plan::AUTH_KEY_PATH),
+        "the key outlived the join\n{}",
+        sb.report()
+    );
+
+    sb.clear_fault("crash-on");
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    let second = sb.calls_of_last_run();
+    assert_firewall_first(&sb, &second, Row::of("cluster.yaml", "cp-1").firewall);
+    assert!(
+        !second.iter().any(Call::is_tailscale_up),
+        "tailscale up ran again on a node already on the mesh\n{}",
+        sb.report()
+    );
+    assert!(
+        sb.log()
+            .contains("meshboot[tailscale-up]: already on the mesh")
+    );
+    let expect = Expect::of("cluster.yaml", "cp-1");
+    assert_k3s_config(&sb, &expect);
+    assert_install_env(&sb, &expect);
+    assert_files_and_modes(&sb, &expect);
+    assert_no_secrets(&sb);
+}
+
+#[test]
+fn reboot_after_the_key_was_removed_waits_for_tailscaled_to_reconnect() {
+    // The key goes once the node is on the mesh; a reboot before the bootstrap finished
+    // finds no key, and tailscaled needs a moment to come back from its state.
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    sb.fault("crash-on", plan::K3S_INSTALL_URL);
+    let run = sb.run();
+    assert!(!run.success(), "{}", sb.report());
+    assert!(!sb.exists(plan::AUTH_KEY_PATH));
+    sb.clear_fault("crash-on");
+    sb.fault("own-ip-missing", 2);
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    assert!(
+        sb.log()
+            .contains("waiting for tailscaled to reconnect: attempt 1 of"),
+        "{}",
+        sb.report()
+    );
+    assert!(!sb.calls_of_last_run().iter().any(Call::is_tailscale_up));
+}
+
+#[test]
+fn a_node_with_no_key_and_no_mesh_fails_at_tailscale_up() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    fs::remove_file(sb.host(plan::AUTH_KEY_PATH)).expect("key delivered");
+    let run = sb.run();
+    assert_failed_at(&sb, &run, "tailscale-up");
+    assert!(
+        sb.log()
+            .contains("is missing or empty and this node is not on the mesh")
+    );
+    assert!(!sb.calls().iter().any(Call::is_tailscale_up));
+}
+
+#[test]
+fn firewall_failure_stops_the_bootstrap_before_anything_else() {
+    for (fixture, name, fault) in [
+        ("cluster.yaml", "cp-1", "ufw-fail"),
+        ("cluster.yaml", "worker-1", "nft-fail"),
+    ] {
+        let mut sb = Sandbox::new(node(fixture, name));
+        sb.fault(fault, "always");
+        let run = sb.run();
+        assert_failed_at(&sb, &run, "firewall");
+        let calls = sb.calls();
+        assert_eq!(
+            calls.len(),
+            1,
+            "calls after the firewall failed\n{}",
+            sb.report()
+        );
+        assert!(!calls[0].ok());
+        assert_eq!(sb.mode(plan::AUTH_KEY_PATH), 0o600);
+    }
+}
+
+#[test]
+fn no_server_ever_answering_fails_at_join_target_after_the_planned_rounds() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    let run = sb.run();
+    assert_failed_at(&sb, &run, "join-target");
+    let calls = sb.calls();
+    let rounds = calls
+        .iter()
+        .filter(|c| c.is("tailscale", &["ip", "-4", "cp-1"]))
+        .count();
+    assert_eq!(rounds, JOIN_ATTEMPTS as usize, "{}", sb.report());
+    assert_eq!(sleeps(&calls), backoff(JOIN_ATTEMPTS, MAX_BACKOFF_S));
+    assert!(!calls.iter().any(|c| c.tool == "k3s-install"));
+    assert!(!sb.exists(plan::K3S_BOOT_CONFIG_PATH));
+}
+
+#[test]
+fn k3s_install_failure_fails_at_k3s_install_and_a_rerun_finishes() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    sb.fault("k3s-install-fail", 1);
+    let run = sb.run();
+    assert_failed_at(&sb, &run, "k3s-install");
+    sb.clear_fault("k3s-install-fail");
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    let installs = exit_codes(&sb.calls(), |c| c.tool == "k3s-install");
+    assert_eq!(installs, ["1", "0"], "{}", sb.report());
+}
+
+#[test]
+fn k3s_slow_to_become_active_is_waited_for() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-start-slow", 3);
+    let run = sb.run();
+    assert_bootstrapped(&sb, &run, &Expect::of("cluster.yaml", "cp-2"));
+    let checks = exit_codes(&sb.calls(), |c| {
+        c.is("systemctl", &["is-active", "--quiet", "k3s"])
+    });
+    assert_eq!(checks, ["3", "3", "3", "0"], "{}", sb.report());
+}
+
+#[test]
+fn k3s_never_active_fails_at_k3s_start_after_the_planned_checks() {
+    // A join that cannot complete (a tailnet policy blocking etcd, a wrong token) must end
+    // the bootstrap, named, instead of holding it (and cloud-init) forever.
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-start-slow", "always");
+    let run = sb.run();
+    assert_failed_at(&sb, &run, "k3s-start");
+    let calls = sb.calls();
+    let checks = exit_codes(&calls, |c| {
+        c.is("systemctl", &["is-active", "--quiet", "k3s"])
+    });
+    assert_eq!(checks.len(), JOIN_ATTEMPTS as usize, "{}", sb.report());
+    assert!(!sb.exists(&format!("{}/done", plan::STATE_DIR)));
+    // The next boot picks up where it stopped: no second install, K3s started again.
+    sb.clear_fault("k3s-start-slow");
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    assert_eq!(calls.iter().filter(|c| c.tool == "k3s-install").count(), 1);
+    assert_eq!(
+        sb.calls()
+            .iter()
+            .filter(|c| c.tool == "k3s-install")
+            .count(),
+        1
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Bugs this harness found, each pinned by the test that showed it.
+
+#[test]
+fn joiner_logs_which_server_is_not_on_the_mesh_yet() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("peer-absent.cp-1", 1);
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    assert!(
+        sb.log().contains("server cp-1 is not on the mesh yet"),
+        "the wait does not say why\n{}",
+        sb.report()
+    );
+}

@@ -1,0 +1,208 @@
+//! Happy paths, one per role and OS, and every node of every fixture.
+
+use super::calls::Call;
+use super::checks::*;
+use super::expect::*;
+use super::sandbox::{Sandbox, artifacts_of, node};
+use super::world::{INIT_IP, OWN_IP, OWN_IP6};
+use crate::support::good_fixtures;
+use meshboot::plan;
+use std::collections::BTreeSet;
+use std::fs;
+
+#[test]
+fn init_server_initialises_the_cluster_behind_its_firewall() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-1");
+    assert_bootstrapped(&sb, &run, &expect);
+    // It looked for a running server of the cluster before initialising a new one.
+    for peer in ["cp-2", "cp-3"] {
+        assert!(
+            sb.calls()
+                .iter()
+                .any(|c| c.is("tailscale", &["ip", "-4", peer])),
+            "{}",
+            sb.report()
+        );
+    }
+    assert!(sb.log().contains("initialising the cluster (cluster-init)"));
+    assert_rerun_is_a_noop(&mut sb);
+}
+
+#[test]
+fn joining_server_joins_the_init_server_over_the_mesh() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-2");
+    assert_bootstrapped(&sb, &run, &expect);
+    assert!(
+        sb.log()
+            .contains(&format!("joining through cp-1 at {INIT_IP}"))
+    );
+    assert_rerun_is_a_noop(&mut sb);
+}
+
+#[test]
+fn flatcar_agent_installs_static_tailscale_and_joins_behind_nftables() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "worker-1"));
+    sb.peer("cp-1", INIT_IP);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "worker-1");
+    assert_bootstrapped(&sb, &run, &expect);
+    // No pinned version: it asked pkgs.tailscale.com for the latest.
+    assert!(
+        sb.calls()
+            .iter()
+            .any(|c| c.url() == Some("https://pkgs.tailscale.com/stable/?mode=json")),
+        "{}",
+        sb.report()
+    );
+    assert_rerun_is_a_noop(&mut sb);
+}
+
+#[test]
+fn flatcar_init_server_installs_its_pinned_tailscale() {
+    let mut sb = Sandbox::new(node("flatcar.yaml", "core-1"));
+    let run = sb.run();
+    let expect = Expect::of("flatcar.yaml", "core-1");
+    assert_bootstrapped(&sb, &run, &expect);
+    assert!(
+        !sb.calls()
+            .iter()
+            .any(|c| c.url().is_some_and(|u| u.contains("mode=json"))),
+        "a pinned version needs no index lookup\n{}",
+        sb.report()
+    );
+    assert_rerun_is_a_noop(&mut sb);
+}
+
+#[test]
+fn fedora_coreos_agent_links_tailscale_into_usr_local_bin() {
+    let mut sb = Sandbox::new(node("flatcar.yaml", "fcos-1"));
+    sb.peer("core-1", INIT_IP);
+    let run = sb.run();
+    let expect = Expect::of("flatcar.yaml", "fcos-1");
+    assert_bootstrapped(&sb, &run, &expect);
+    assert!(!sb.exists("/opt/bin/tailscale"), "{}", sb.report());
+    assert_rerun_is_a_noop(&mut sb);
+}
+
+#[test]
+fn nftables_init_server_on_debian_loads_its_own_table() {
+    let mut sb = Sandbox::new(node("nftables.yaml", "nft-server-1"));
+    let run = sb.run();
+    let expect = Expect::of("nftables.yaml", "nft-server-1");
+    assert_bootstrapped(&sb, &run, &expect);
+    assert_eq!(
+        sb.read_world("nft-loaded.1"),
+        fs::read_to_string(sb.host(plan::NFTABLES_PATH)).expect("ruleset"),
+        "nft loaded something else than the delivered ruleset"
+    );
+    assert_rerun_is_a_noop(&mut sb);
+}
+
+#[test]
+fn nftables_agent_on_ubuntu_2204_joins() {
+    let mut sb = Sandbox::new(node("nftables.yaml", "nft-agent"));
+    sb.peer("nft-server-1", INIT_IP);
+    let run = sb.run();
+    let expect = Expect::of("nftables.yaml", "nft-agent");
+    assert_bootstrapped(&sb, &run, &expect);
+    assert_rerun_is_a_noop(&mut sb);
+}
+
+#[test]
+fn single_server_initialises_with_no_other_server_to_look_for() {
+    let mut sb = Sandbox::new(node("single-server.yaml", "solo-1"));
+    let run = sb.run();
+    let expect = Expect::of("single-server.yaml", "solo-1");
+    assert_bootstrapped(&sb, &run, &expect);
+    for port in ["80/tcp", "443/tcp"] {
+        assert!(
+            sb.calls().iter().any(|c| c.is("ufw", &["allow", port])),
+            "{port} not opened\n{}",
+            sb.report()
+        );
+    }
+    assert!(
+        !sb.calls()
+            .iter()
+            .any(|c| c.is("tailscale", &["ip", "-4", "solo-1"])),
+        "{}",
+        sb.report()
+    );
+}
+
+#[test]
+fn oauth_headscale_server_passes_its_login_server_and_keeps_the_secret_out_of_argv() {
+    let mut sb = Sandbox::new(node("headscale-oauth.yaml", "hs-server"));
+    let key = fs::read_to_string(sb.host(plan::AUTH_KEY_PATH)).expect("key");
+    assert!(
+        key.ends_with("?ephemeral=false&preauthorized=true\n"),
+        "{key}"
+    );
+    let run = sb.run();
+    let expect = Expect::of("headscale-oauth.yaml", "hs-server");
+    assert_bootstrapped(&sb, &run, &expect);
+    let up = sb
+        .calls()
+        .into_iter()
+        .find(Call::is_tailscale_up)
+        .expect("tailscale up");
+    for arg in [
+        "--login-server=https://headscale.example.com",
+        "--advertise-tags=tag:k3s-server,tag:lab",
+    ] {
+        assert!(up.args.iter().any(|a| a == arg), "{arg} missing: {up}");
+    }
+}
+
+/// The table covers every node of every fixture, and every node boots as its row says.
+#[test]
+fn every_node_of_every_fixture_bootstraps() {
+    let mut booted = 0;
+    for path in good_fixtures() {
+        let fixture = path.file_name().expect("file name");
+        let rendered: Vec<String> = artifacts_of(fixture).into_iter().map(|a| a.node).collect();
+        let rows: Vec<&str> = rows_of(fixture).iter().map(|r| r.node).collect();
+        assert_eq!(
+            rows, rendered,
+            "{fixture}: the table's rows and the nodes it renders"
+        );
+        for row in rows_of(fixture) {
+            let expect = Expect::of(fixture, row.node);
+            let mut sb = Sandbox::new(node(fixture, row.node));
+            if let Some((server, ip)) = &expect.join {
+                sb.peer(server, ip);
+            }
+            let run = sb.run();
+            assert_bootstrapped(&sb, &run, &expect);
+            booted += 1;
+        }
+    }
+    assert!(booted >= 25, "only {booted} nodes booted");
+}
+
+/// The IP families (false: IPv4, true: IPv6) of a comma-separated address or CIDR list.
+fn ip_families(list: &str) -> BTreeSet<bool> {
+    list.split(',').map(|a| a.contains(':')).collect()
+}
+
+#[test]
+fn dual_stack_cluster_gets_a_dual_stack_node_ip() {
+    let mut sb = Sandbox::new(node("dual-stack.yaml", "ds-server"));
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    // config.yaml's cluster-cidr, the drop-in's node-ip: as K3s merges them.
+    let cfg = merged_k3s_config(&sb);
+    let cluster_cidr = cfg["cluster-cidr"].as_str().expect("cluster-cidr");
+    let node_ip = cfg["node-ip"].as_str().expect("node-ip");
+    assert_eq!(
+        ip_families(node_ip),
+        ip_families(cluster_cidr),
+        "node-ip {node_ip} for cluster-cidr {cluster_cidr}"
+    );
+    assert_eq!(node_ip, format!("{OWN_IP},{OWN_IP6}"));
+}
