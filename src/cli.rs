@@ -1,7 +1,8 @@
 //! The command line: clap types, and one function per subcommand that drives the library.
 
 use crate::emit::{self, human_size, share_of_limit};
-use crate::plan::{ClusterPlan, ConfigValue, IgnitionVersion, NodePlan};
+use crate::k3s_flags::Flag;
+use crate::plan::{ClusterPlan, ConfigValue, IgnitionVersion, Join, NodePlan};
 use crate::secrets::Environment;
 use crate::{Error, Options};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -270,7 +271,8 @@ fn ports(list: &[crate::spec::PortRange], proto: &str) -> Vec<String> {
     list.iter().map(|p| format!("{p}/{proto}")).collect()
 }
 
-/// The K3s flags of a node as they end up in config.yaml, one `--key=value` per entry.
+/// The K3s flags of a node, one `--key=value` per entry: config.yaml's, then what the
+/// bootstrap adds in config.yaml.d at boot.
 pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
     let mut flags = vec![n.k3s.exec.to_string()];
     for (k, v) in &n.k3s.config {
@@ -281,28 +283,43 @@ pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
             ConfigValue::List(l) => flags.extend(l.iter().map(|s| format!("--{k}={s}"))),
         }
     }
-    for key in &n.k3s.boot_keys {
-        match *key {
-            "node-ip" => flags.push("--node-ip=<tailscale ip>".into()),
-            "advertise-address" => flags.push("--advertise-address=<tailscale ip>".into()),
-            "tls-san" => {
-                flags.push("--tls-san=<tailscale ip>".into());
-                flags.extend(n.k3s.tls_san_names.iter().map(|s| format!("--tls-san={s}")));
+    // What the bootstrap adds in config.yaml.d once the node is on the mesh.
+    let boot = &n.k3s.boot_config;
+    let port = n.k3s.api_port;
+    let mesh_ips: &[&str] = if boot.ipv6 {
+        &["<tailscale ip>", "<tailscale ipv6>"]
+    } else {
+        &["<tailscale ip>"]
+    };
+    if boot.node_ip {
+        flags.push(format!("--{}={}", Flag::NodeIp.name(), mesh_ips.join(",")));
+    }
+    if boot.advertise_address {
+        flags.push(format!(
+            "--{}=<tailscale ip>",
+            Flag::AdvertiseAddress.name()
+        ));
+    }
+    if boot.tls_san {
+        flags.extend(
+            mesh_ips
+                .iter()
+                .map(|s| format!("--{}={s}", Flag::TlsSan.name())),
+        );
+    }
+    if boot.join {
+        let init = Flag::ClusterInit.name();
+        let server = Flag::Server.name();
+        flags.push(match &n.join {
+            Join::Init { rejoin } if rejoin.is_empty() => format!("--{init}"),
+            Join::Init { rejoin } => format!(
+                "--{init} (or --{server}=https://<ip>:{port} of {} if one is already up)",
+                rejoin.join("/")
+            ),
+            Join::Via { init_server, .. } => {
+                format!("--{server}=https://<{init_server} ip>:{port}")
             }
-            _ => match n.role {
-                crate::plan::NodeRole::InitServer => {
-                    if n.join.rejoin_candidates.is_empty() {
-                        flags.push("--cluster-init".into())
-                    } else {
-                        flags.push(format!(
-                            "--cluster-init (or --server=https://<ip>:6443 of {} if one is already up)",
-                            n.join.rejoin_candidates.join("/")
-                        ))
-                    }
-                }
-                _ => flags.push(format!("--server=https://<{} ip>:6443", n.join.init_server)),
-            },
-        }
+        });
     }
     flags
 }
@@ -347,10 +364,12 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
-    out.push_str("\nK3s flags (from /etc/rancher/k3s/config.yaml):\n");
+    out.push_str("\nK3s flags (/etc/rancher/k3s/config.yaml, then what the bootstrap adds in config.yaml.d at boot):\n");
     for n in &plan.nodes {
         let _ = writeln!(out, "  {}: {}", n.name, k3s_flags(n).join(" "));
     }
+    out.push('\n');
+    out.push_str(&crate::k3s_flags::text());
     out
 }
 

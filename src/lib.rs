@@ -7,7 +7,9 @@
 //! 2. [`resolve`] expands the nodes (`count`, `defaults`) and decides each one's firewall;
 //!    [`validate`] runs the semantic checks on the spec and those nodes; [`secrets`]
 //!    resolves the `{env}`/`{file}` references.
-//! 3. [`plan`] makes every decision per node (with [`firewall`] for the rules).
+//! 3. [`plan`] makes every decision per node (with [`firewall`] for the rules, and
+//!    [`k3s_flags`], the one table of the K3s flags meshboot sets itself, which validate,
+//!    plan, `meshboot plan` and the README read).
 //! 4. [`render`] turns each plan into file contents and wraps them in cloud-init or Ignition.
 //! 5. [`emit`] checks the size budget and writes the files with `SHA256SUMS`.
 //!
@@ -21,6 +23,7 @@ pub mod diagnostics;
 pub mod emit;
 pub mod error;
 pub mod firewall;
+pub mod k3s_flags;
 pub mod plan;
 pub mod problem;
 pub mod reader;

@@ -587,25 +587,9 @@ fn net_overlap(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// Flags meshboot sets itself, and what to do instead.
+/// Flags meshboot sets itself, and what to do instead: the table in [`crate::k3s_flags`].
 fn owned_flag(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "node-ip" | "advertise-address" | "node-name" => {
-            "meshboot sets it from the node's Tailscale address and name"
-        }
-        "server" | "cluster-init" => "meshboot decides who initialises the cluster and who joins",
-        "token-file" | "agent-token-file" => {
-            "the token comes from `k3s.token` and reaches K3s through token-file"
-        }
-        "flannel-iface" => "meshboot binds flannel to tailscale0",
-        "cluster-cidr" => "set `k3s.cluster_cidr` instead",
-        "service-cidr" => "set `k3s.service_cidr` instead",
-        "flannel-backend" => "set `k3s.flannel_backend` instead",
-        "disable" => "list components in `k3s.disable` instead",
-        "node-label" => "set `labels` on the node instead",
-        "node-taint" => "set `taints` on the node instead",
-        _ => return None,
-    })
+    crate::k3s_flags::refused(name)
 }
 
 /// A hostname (or `*.` wildcard) or an IP address, as `--tls-san` takes.

@@ -12,9 +12,7 @@ pub mod cloud_init;
 pub mod ignition;
 
 use crate::firewall::{MESH_INTERFACE, ufw_commands};
-use crate::plan::{
-    self, ClusterPlan, Envelope, FileKind, IgnitionVersion, NodePlan, TailscaleInstall,
-};
+use crate::plan::{self, ClusterPlan, Envelope, FileKind, IgnitionVersion, NodePlan};
 use crate::secrets::Secrets;
 use crate::spec::PortRange;
 use minijinja::{Environment, UndefinedBehavior, Value, context};
@@ -154,46 +152,19 @@ fn render_template(name: &str, ctx: Value) -> Result<String, RenderError> {
     Ok(environment().get_template(name)?.render(ctx)?)
 }
 
-/// The static part of K3s's config.yaml, serialized (the bootstrap appends the
-/// address-dependent keys at boot).
-pub fn k3s_base_config(node: &NodePlan) -> Result<String, RenderError> {
-    let mut out =
-        String::from("# Written by meshboot at first boot; the K3s settings of this node.\n");
+/// K3s's config.yaml for `node`, serialized: everything known at build time. The bootstrap
+/// adds what is known only at boot in a config.yaml.d drop-in.
+pub fn k3s_config(node: &NodePlan) -> Result<String, RenderError> {
+    let mut out = format!(
+        "# K3s settings of node {}, written by meshboot. At first boot the bootstrap adds the\n# node's mesh address and join target in {}.\n",
+        node.name, node.k3s.boot_config.path
+    );
     out.push_str(&serde_yaml::to_string(&node.k3s.config).map_err(|e| RenderError(e.to_string()))?);
     Ok(out)
 }
 
 /// The bootstrap script of `node`.
 pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, RenderError> {
-    let tls_san_names = node
-        .k3s
-        .tls_san_names
-        .iter()
-        .map(|n| serde_json::to_string(n).map_err(|e| RenderError(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?
-        .join(", ");
-    let (ts_apt, ts_static) = match &node.tailscale.install {
-        TailscaleInstall::Apt {
-            distro,
-            codename,
-            version,
-        } => (
-            context! {
-                key_url => format!("https://pkgs.tailscale.com/stable/{distro}/{codename}.noarmor.gpg"),
-                list_url => format!("https://pkgs.tailscale.com/stable/{distro}/{codename}.tailscale-keyring.list"),
-                package => match version { Some(v) => format!("tailscale={v}"), None => "tailscale".into() },
-            },
-            Value::from(()),
-        ),
-        TailscaleInstall::Static {
-            version,
-            dir,
-            link_dir,
-        } => (
-            Value::from(()),
-            context! { version => version.clone().unwrap_or_default(), dir => *dir, link_dir => *link_dir },
-        ),
-    };
     render_template(
         BOOTSTRAP,
         context! {
@@ -202,11 +173,6 @@ pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, Render
             paths => paths(),
             units => context! { firewall => plan::FIREWALL_UNIT },
             ufw_commands => ufw_commands(&node.firewall),
-            ts_apt => ts_apt,
-            ts_static => ts_static,
-            k3s_base_config => k3s_base_config(node)?,
-            tls_san_names => tls_san_names,
-            k3s_install_url => plan::K3S_INSTALL_URL,
         },
     )
 }
@@ -234,6 +200,7 @@ pub fn node_files(
         .map(|f| {
             let contents = match f.kind {
                 FileKind::Bootstrap => bootstrap_script(&cluster.cluster, node)?,
+                FileKind::K3sConfig => k3s_config(node)?,
                 FileKind::AuthKey => {
                     let mut key = secrets.auth_key.expose().to_string();
                     if node.tailscale.oauth && !key.contains('?') {
@@ -320,7 +287,8 @@ pub fn render_node_as(
     Ok(artifact)
 }
 
-/// Parses what was rendered: the envelope, and the K3s base config. A failure is our bug.
+/// Parses what was rendered: the envelope, the bootstrap's first line and K3s's config.yaml.
+/// A failure is our bug.
 fn check_rendered(a: &Artifact, files: &[RenderedFile]) -> Result<(), RenderError> {
     match a.envelope {
         Envelope::CloudInit => {
@@ -349,6 +317,20 @@ fn check_rendered(a: &Artifact, files: &[RenderedFile]) -> Result<(), RenderErro
     for f in files.iter().filter(|f| f.path == plan::BOOTSTRAP_PATH) {
         if !f.contents.starts_with("#!/bin/sh\n") {
             return Err(RenderError("the bootstrap script lost its #! line".into()));
+        }
+    }
+    for f in files.iter().filter(|f| f.path == plan::K3S_CONFIG_PATH) {
+        let parsed = serde_yaml::from_str::<serde_yaml::Value>(&f.contents).map_err(|e| {
+            RenderError(format!(
+                "{}: config.yaml does not parse back: {e}",
+                a.file_name
+            ))
+        })?;
+        if !parsed.is_mapping() {
+            return Err(RenderError(format!(
+                "{}: config.yaml is not a mapping",
+                a.file_name
+            )));
         }
     }
     Ok(())

@@ -303,8 +303,10 @@ fn redaction_is_a_leaf() {
 /// stay a pipeline (validation does not reach into the plan, the plan does not reach into
 /// rendering). A new module needs a place here.
 const STAGES: &[&str] = &[
-    // Leaves: redaction policy, the wording of problems, the typed error.
+    // Leaves: redaction policy, the table of K3s flags meshboot sets, the wording of
+    // problems, the typed error.
     "redact",
+    "k3s_flags",
     "problem",
     "error",
     // Stage 1: text -> tree -> typed spec.

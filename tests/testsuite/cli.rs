@@ -159,6 +159,11 @@ fn check_and_plan_succeed_without_printing_secrets() {
     ] {
         assert!(table.contains(want), "plan lacks {want}:\n{table}");
     }
+    // The flags meshboot sets itself: the one table, as the code holds it.
+    assert!(
+        table.ends_with(&meshboot::k3s_flags::text()),
+        "plan does not end with the table of flags meshboot sets:\n{table}"
+    );
     for o in [&c, &p] {
         assert_no_secret("check/plan", &stdout_and_stderr(o), &[]);
     }

@@ -22,7 +22,8 @@
 //! for pkgs.tailscale.com) and the K3s install script (served for https://get.k3s.io).
 //! `tailscale` is on no PATH until the bootstrap installs it. Each stand-in appends its argv
 //! and exit code to `calls.log` in the world directory (/run/meshboot-fake in the sandbox);
-//! the K3s installer also keeps its environment, the config.yaml it found and its mode.
+//! the K3s installer also keeps its environment, the config.yaml it found, and every
+//! config.yaml.d entry, with their modes.
 //! `sleep` returns at once and is recorded, so a backoff costs no time and is checked.
 //! Faults are control files in the world's `ctl/` that the stand-ins read: a count of
 //! failures to come or `always` (`tailscale-up-fail`, `peer-absent.NAME`, `cacerts-refuse`,
@@ -33,7 +34,8 @@
 //! modes it gets, in the order its steps promise (firewall before anything else, Tailscale
 //! up, own address, join target and /cacerts, config, K3s); it runs exactly the firewall
 //! commands (ufw) or loads a ruleset opening exactly the ports (nftables), passes exactly the
-//! `tailscale up` arguments, config.yaml keys and installer environment that its node's row
+//! `tailscale up` arguments, K3s config (config.yaml as delivered, plus the drop-in the boot
+//! adds, merged as K3s merges them) and installer environment that its node's row
 //! in `expect::TABLE` writes out, for every node of every fixture; it retries within the
 //! documented bounds with the documented backoff, fails loudly naming the step when a bound
 //! runs out, converges when re-run after a crash, does nothing on a second run, removes the

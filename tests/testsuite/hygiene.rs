@@ -1,9 +1,10 @@
 //! Secret hygiene, verified on what users and nodes actually receive.
 //!
 //! - In every rendered envelope (both kinds), the auth key and the token live only in their
-//!   own files, mode 0600 and owned by root; the bootstrap script holds no secret, passes the
-//!   key to tailscale as `--auth-key=file:` and the token to K3s as `token-file`, never on a
-//!   command line or in the install environment; no delivered file turns on `set -x`.
+//!   own files, mode 0600 and owned by root; the bootstrap script holds no secret and passes
+//!   the key to tailscale as `--auth-key=file:`, config.yaml hands K3s the token as
+//!   `token-file`, never on a command line or in the install environment; no delivered file
+//!   turns on `set -x`.
 //! - The binary, run the way users run it, never prints a secret value: not from `check`,
 //!   `plan`, `render --redact`, `build --redact`, nor from any error (literal secrets in the
 //!   spec, secrets pasted into other fields, malformed secret values).
@@ -17,7 +18,9 @@ use crate::support::{
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use meshboot::Options;
-use meshboot::plan::{AGENT_TOKEN_PATH, AUTH_KEY_PATH, BOOTSTRAP_PATH, TOKEN_PATH};
+use meshboot::plan::{
+    AGENT_TOKEN_PATH, AUTH_KEY_PATH, BOOTSTRAP_PATH, K3S_CONFIG_PATH, TOKEN_PATH,
+};
 use meshboot::render::Artifact;
 use std::path::Path;
 
@@ -134,8 +137,13 @@ fn secrets_live_only_in_their_0600_root_files() {
                 script.contains(&format!("--auth-key=file:{AUTH_KEY_PATH}")),
                 "{what}: the key does not reach tailscale as file:"
             );
+            let k3s_config = &files
+                .iter()
+                .find(|f| f.path == K3S_CONFIG_PATH)
+                .expect("config.yaml")
+                .contents;
             assert!(
-                script.contains(&format!("token-file: {TOKEN_PATH}")),
+                k3s_config.contains(&format!("\ntoken-file: {TOKEN_PATH}\n")),
                 "{what}: the token does not reach K3s as token-file"
             );
             for bad in [

@@ -5,8 +5,9 @@
 //!   every node, the envelope parses (cloud-init YAML, Ignition JSON), and the bootstrap
 //!   script passes the static checks of `injection/shell.rs`: it parses, every canary lies
 //!   inside single quotes, every quoted word reads back byte for byte in dash without
-//!   running anything; the variable assignments run without effect; the K3s config the
-//!   script writes holds each hostile arg exactly; `tailscale up` gets each arg as one word.
+//!   running anything; the variable assignments run without effect; the K3s config.yaml the
+//!   envelope delivers is meshboot's serialization and holds each hostile arg exactly (the
+//!   script holds none of them); `tailscale up` gets each arg as one word.
 //! - `fixtures/adversarial/rejected/*.yaml` snapshot their (clear) errors.
 //! - A matrix puts every payload into every field that reaches the node and demands one of
 //!   the two outcomes, never a third (a panic, an internal error, or output that runs it).
@@ -15,7 +16,7 @@ use crate::support::shell;
 use crate::support::shell::{CANARY, assert_inert, run_assignments};
 use crate::support::{delivered_files, fake_env, root, yaml_files};
 use camino::{Utf8Path, Utf8PathBuf};
-use meshboot::plan::{BOOTSTRAP_PATH, NodePlan, parse_args};
+use meshboot::plan::{BOOTSTRAP_PATH, K3S_CONFIG_PATH, NodePlan, parse_args};
 use meshboot::render::{Artifact, shell_quote};
 use meshboot::secrets::Environment;
 use meshboot::{Checked, Options, exit};
@@ -41,17 +42,28 @@ fn compile(
     Ok((checked, artifacts))
 }
 
-/// The bootstrap script a node receives, decoded from its envelope.
-fn bootstrap_of(a: &Artifact) -> String {
+/// The file at `path` a node receives, decoded from its envelope.
+fn delivered_file(a: &Artifact, path: &str) -> String {
     delivered_files(a)
         .into_iter()
-        .find(|(path, _, _)| path == BOOTSTRAP_PATH)
+        .find(|(p, _, _)| p == path)
         .map(|(_, _, contents)| contents)
-        .unwrap_or_else(|| panic!("{} delivers no bootstrap script", a.file_name))
+        .unwrap_or_else(|| panic!("{} delivers no {path}", a.file_name))
 }
 
-/// Every check on one node's script; returns the words the shell sees.
-fn assert_node_inert(what: &str, node: &NodePlan, checked: &Checked, script: &str) -> Vec<Vec<u8>> {
+/// The bootstrap script a node receives.
+fn bootstrap_of(a: &Artifact) -> String {
+    delivered_file(a, BOOTSTRAP_PATH)
+}
+
+/// The K3s config.yaml a node receives.
+fn k3s_config_of(a: &Artifact) -> String {
+    delivered_file(a, K3S_CONFIG_PATH)
+}
+
+/// Every check on one node's script and K3s config; returns the words the shell sees.
+fn assert_node_inert(what: &str, node: &NodePlan, checked: &Checked, a: &Artifact) -> Vec<Vec<u8>> {
+    let script = &bootstrap_of(a);
     let lexed = assert_inert(what, script);
     let words: Vec<Vec<u8>> = lexed.words.iter().map(|(_, w)| w.clone()).collect();
     let has_word = |w: &str| words.iter().any(|x| x == w.as_bytes());
@@ -67,11 +79,14 @@ fn assert_node_inert(what: &str, node: &NodePlan, checked: &Checked, script: &st
         }
     }
 
-    // The K3s config the script writes is exactly meshboot's, and holds every extra arg.
-    let config = meshboot::render::k3s_base_config(node).expect("config renders");
-    assert!(
-        has_word(&config),
-        "{what}: the config.yaml written at boot is not one quoted word equal to the planned config"
+    // The K3s config the node receives is data, not script: the envelope delivers exactly
+    // meshboot's serialized config.yaml, which holds every extra arg as the value of its
+    // own key, and the script carries none of it.
+    let config = k3s_config_of(a);
+    assert_eq!(
+        config,
+        meshboot::render::k3s_config(node).expect("config renders"),
+        "{what}: the delivered config.yaml is not meshboot's"
     );
     let parsed: serde_yaml::Mapping = serde_yaml::from_str(&config).expect("config.yaml parses");
     let args = if node.role.is_server() {
@@ -93,6 +108,12 @@ fn assert_node_inert(what: &str, node: &NodePlan, checked: &Checked, script: &st
             found,
             "{what}: config.yaml lost --{key} = {want:?}; it holds {got:?}"
         );
+        if let Some(v) = value.as_ref().filter(|v| v.contains(CANARY)) {
+            assert!(
+                !script.contains(v.as_str()),
+                "{what}: the script carries --{key}'s value; it belongs in config.yaml only"
+            );
+        }
     }
 
     // The assignments at the top run without effect and hold what the plan says.
@@ -109,9 +130,9 @@ fn assert_node_inert(what: &str, node: &NodePlan, checked: &Checked, script: &st
 fn assert_artifacts_inert(what: &str, checked: &Checked, artifacts: &[Artifact]) -> usize {
     let mut canaries = 0;
     for (node, a) in checked.plan.nodes.iter().zip(artifacts) {
-        let script = bootstrap_of(a);
-        canaries += script.matches(CANARY).count();
-        assert_node_inert(&format!("{what}: {}", a.file_name), node, checked, &script);
+        canaries += bootstrap_of(a).matches(CANARY).count();
+        canaries += k3s_config_of(a).matches(CANARY).count();
+        assert_node_inert(&format!("{what}: {}", a.file_name), node, checked, a);
     }
     canaries
 }
@@ -370,7 +391,7 @@ fn hostile_secret_values_stay_in_their_files() {
             "{}",
             a.file_name
         );
-        assert_node_inert(&a.file_name, node, &checked, &script);
+        assert_node_inert(&a.file_name, node, &checked, a);
     }
 }
 

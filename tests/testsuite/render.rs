@@ -159,10 +159,299 @@ fn every_artifact_parses_back_and_its_scripts_pass_sh_n() {
                         String::from_utf8_lossy(&out.stderr)
                     );
                 }
-                if path == meshboot::plan::K3S_CONFIG_PATH {
-                    panic!("config.yaml is written at boot, not delivered");
-                }
+                // The bootstrap writes the config.yaml.d drop-in at boot; it is never delivered.
+                assert!(
+                    !path.starts_with("/etc/rancher/k3s/config.yaml.d"),
+                    "{}: {path} is delivered",
+                    a.file_name
+                );
             }
+            assert_k3s_config_leaves_the_boot_keys_to_the_drop_in(a);
         }
     }
+}
+
+/// config.yaml comes with the node, 0600, as a YAML mapping naming the node, and without the
+/// keys the bootstrap's drop-in writes plainly: K3s reads the drop-in after config.yaml and
+/// a plain key there replaces config.yaml's value (docs.k3s.io, "Multiple Config Files"),
+/// so only `tls-san` may be in both (the drop-in appends to it with `tls-san+:`).
+fn assert_k3s_config_leaves_the_boot_keys_to_the_drop_in(a: &Artifact) {
+    let (_, mode, contents) = delivered_files(a)
+        .into_iter()
+        .find(|(path, _, _)| path == meshboot::plan::K3S_CONFIG_PATH)
+        .unwrap_or_else(|| panic!("{}: no config.yaml delivered", a.file_name));
+    assert_eq!(mode, 0o600, "{}: config.yaml mode", a.file_name);
+    let config: serde_yaml::Mapping = serde_yaml::from_str(&contents)
+        .unwrap_or_else(|e| panic!("{}: config.yaml: {e}\n{contents}", a.file_name));
+    assert_eq!(
+        config.get("node-name").and_then(|v| v.as_str()),
+        Some(a.node.as_str()),
+        "{}",
+        a.file_name
+    );
+    for key in ["node-ip", "advertise-address", "server", "cluster-init"] {
+        assert!(
+            config.get(key).is_none(),
+            "{}: config.yaml holds {key}, which the drop-in would replace or repeat",
+            a.file_name
+        );
+    }
+    // tls-san is in both: the drop-in appends the addresses to config.yaml's names.
+    if config.get("tls-san").is_some() {
+        let script = bootstrap_script(a);
+        assert!(
+            script.contains("printf 'tls-san+:") && !script.contains("printf 'tls-san:"),
+            "{}: the drop-in replaces config.yaml's tls-san instead of appending to it",
+            a.file_name
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Each script holds only the code its node can run
+
+/// What a node's first boot can do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Boot {
+    /// The init server of a cluster with other servers: it probes them once (a re-created
+    /// init server rejoins), else `cluster-init`.
+    InitProbing,
+    /// The only server: `cluster-init`, nothing to probe.
+    InitAlone,
+    JoinServer,
+    Agent,
+}
+
+/// One fixture node, described from its fixture by hand (never read from the plan under
+/// test): its boot, and whether it installs Tailscale with apt (else the static build), with
+/// a pinned version, behind ufw (else nftables), in a dual-stack cluster.
+struct NodeFacts {
+    fixture: &'static str,
+    node: &'static str,
+    boot: Boot,
+    apt: bool,
+    pinned: bool,
+    ufw: bool,
+    dual_stack: bool,
+}
+
+const fn facts(
+    fixture: &'static str,
+    node: &'static str,
+    boot: Boot,
+    (apt, pinned, ufw, dual_stack): (bool, bool, bool, bool),
+) -> NodeFacts {
+    NodeFacts {
+        fixture,
+        node,
+        boot,
+        apt,
+        pinned,
+        ufw,
+        dual_stack,
+    }
+}
+
+// (apt, pinned Tailscale, ufw, dual-stack)
+const UBUNTU_UFW: (bool, bool, bool, bool) = (true, false, true, false);
+const APT_NFT: (bool, bool, bool, bool) = (true, false, false, false);
+const STATIC_LATEST: (bool, bool, bool, bool) = (false, false, false, false);
+const STATIC_PINNED: (bool, bool, bool, bool) = (false, true, false, false);
+const APT_NFT_DUAL: (bool, bool, bool, bool) = (true, false, false, true);
+
+const NODES: &[NodeFacts] = &[
+    facts("cluster.yaml", "cp-1", Boot::InitProbing, UBUNTU_UFW),
+    facts("cluster.yaml", "cp-2", Boot::JoinServer, UBUNTU_UFW),
+    facts("cluster.yaml", "cp-3", Boot::JoinServer, UBUNTU_UFW),
+    facts("cluster.yaml", "worker-1", Boot::Agent, STATIC_LATEST),
+    facts("cluster.yaml", "worker-2", Boot::Agent, STATIC_LATEST),
+    facts("cluster.yaml", "worker-3", Boot::Agent, STATIC_LATEST),
+    facts(
+        "dual-stack.yaml",
+        "ds-server",
+        Boot::InitAlone,
+        APT_NFT_DUAL,
+    ),
+    facts("dual-stack.yaml", "ds-agent", Boot::Agent, APT_NFT_DUAL),
+    facts("flatcar.yaml", "core-1", Boot::InitProbing, STATIC_PINNED),
+    facts("flatcar.yaml", "core-2", Boot::JoinServer, STATIC_PINNED),
+    facts("flatcar.yaml", "core-3", Boot::JoinServer, STATIC_PINNED),
+    facts("flatcar.yaml", "pool-1", Boot::Agent, STATIC_PINNED),
+    facts("flatcar.yaml", "pool-2", Boot::Agent, STATIC_PINNED),
+    facts("flatcar.yaml", "fcos-1", Boot::Agent, STATIC_PINNED),
+    facts("init.yaml", "cp-1", Boot::InitAlone, UBUNTU_UFW),
+    facts("init.yaml", "worker-1", Boot::Agent, UBUNTU_UFW),
+    facts("init.yaml", "worker-2", Boot::Agent, UBUNTU_UFW),
+    facts(
+        "headscale-oauth.yaml",
+        "hs-server",
+        Boot::InitAlone,
+        UBUNTU_UFW,
+    ),
+    facts(
+        "headscale-oauth.yaml",
+        "hs-agent-1",
+        Boot::Agent,
+        UBUNTU_UFW,
+    ),
+    facts(
+        "headscale-oauth.yaml",
+        "hs-agent-2",
+        Boot::Agent,
+        UBUNTU_UFW,
+    ),
+    facts("nftables.yaml", "nft-server-1", Boot::InitProbing, APT_NFT),
+    facts("nftables.yaml", "nft-server-2", Boot::JoinServer, APT_NFT),
+    facts("nftables.yaml", "nft-server-3", Boot::JoinServer, APT_NFT),
+    facts("nftables.yaml", "nft-agent", Boot::Agent, APT_NFT),
+    facts("single-server.yaml", "solo-1", Boot::InitAlone, UBUNTU_UFW),
+];
+
+/// Code that only some nodes can run: (what it is, a marker of it in the script, whether
+/// this node can run it). A script holding a marker its node cannot run carries a dead
+/// branch.
+type Marker = (&'static str, &'static str, fn(&NodeFacts) -> bool);
+
+const MARKERS: &[Marker] = &[
+    ("cluster-init", "cluster-init", |n| {
+        matches!(n.boot, Boot::InitProbing | Boot::InitAlone)
+    }),
+    ("a join URL", "server: \"https://", |n| {
+        n.boot != Boot::InitAlone
+    }),
+    ("probing servers", "probe_server", |n| {
+        n.boot != Boot::InitAlone
+    }),
+    ("the supervisor's /cacerts", "/cacerts", |n| {
+        n.boot != Boot::InitAlone
+    }),
+    ("the rejoin check", "a cluster is already running", |n| {
+        n.boot == Boot::InitProbing
+    }),
+    ("waiting for the init server", "INIT_SERVER=", |n| {
+        matches!(n.boot, Boot::JoinServer | Boot::Agent)
+    }),
+    ("advertise-address", "advertise-address", |n| {
+        n.boot != Boot::Agent
+    }),
+    ("tls-san", "tls-san", |n| n.boot != Boot::Agent),
+    ("an empty for loop", " in; do", |_| false),
+    (
+        "a loop run once at most",
+        "shellcheck disable=SC2043",
+        |_| false,
+    ),
+    ("an empty value reaching the shell", "=''\n", |_| false),
+    ("apt-get", "apt-get", |n| n.apt),
+    ("the apt keyring", "/usr/share/keyrings/", |n| n.apt),
+    ("the static tarball", ".tgz", |n| !n.apt),
+    ("the static tarball", "tar -xzf", |n| !n.apt),
+    ("the latest-version lookup", "mode=json", |n| {
+        !n.apt && !n.pinned
+    }),
+    ("the latest-version lookup", "TarballsVersion", |n| {
+        !n.apt && !n.pinned
+    }),
+    ("the mesh IPv6 address", "tailscale ip -6", |n| n.dual_stack),
+    ("the mesh IPv6 address", "TS_IP6", |n| n.dual_stack),
+    ("ufw", "ufw", |n| n.ufw),
+    ("nftables", "nft -f", |n| !n.ufw),
+];
+
+/// The markers whose presence in `script` differs from what `node` can run: code it holds
+/// but can never run (dead branches), and code it runs but lacks (a marker never found
+/// anywhere would make the first check hollow, so every node holds exactly its markers).
+fn marker_mismatches(node: &NodeFacts, script: &str) -> (Vec<String>, Vec<String>) {
+    let (mut dead, mut missing) = (Vec::new(), Vec::new());
+    for (what, marker, can_run) in MARKERS {
+        let found = format!("{what} ({marker:?})");
+        match (script.contains(marker), can_run(node)) {
+            (true, false) => dead.push(found),
+            (false, true) => missing.push(found),
+            _ => {}
+        }
+    }
+    (dead, missing)
+}
+
+fn dead_branches(node: &NodeFacts, script: &str) -> Vec<String> {
+    marker_mismatches(node, script).0
+}
+
+fn bootstrap_script(a: &Artifact) -> String {
+    delivered_files(a)
+        .into_iter()
+        .find(|(path, _, _)| path == meshboot::plan::BOOTSTRAP_PATH)
+        .map(|(_, _, contents)| contents)
+        .unwrap_or_else(|| panic!("{}: no bootstrap script", a.file_name))
+}
+
+#[test]
+fn no_script_holds_a_branch_its_node_can_never_take() {
+    let mut seen = BTreeSet::new();
+    for f in good_fixtures() {
+        let fixture = f.file_name().expect("file name").to_string();
+        let (_, artifacts) = compile(&f, &Options::default());
+        for a in &artifacts {
+            let node = NODES
+                .iter()
+                .find(|n| n.fixture == fixture && n.node == a.node)
+                .unwrap_or_else(|| panic!("{fixture} {}: describe this node in NODES", a.node));
+            let (dead, missing) = marker_mismatches(node, &bootstrap_script(a));
+            assert!(
+                dead.is_empty(),
+                "{fixture} {}: the script holds code its node never runs: {dead:?}",
+                a.node
+            );
+            assert!(
+                missing.is_empty(),
+                "{fixture} {}: the script lacks code its node runs: {missing:?}",
+                a.node
+            );
+            seen.insert((fixture.clone(), a.node.clone()));
+        }
+    }
+    let described: BTreeSet<(String, String)> = NODES
+        .iter()
+        .map(|n| (n.fixture.to_string(), n.node.to_string()))
+        .collect();
+    assert_eq!(seen, described, "NODES describes nodes no fixture has");
+}
+
+/// The check above can fail: a dead branch put back into a real script is found.
+#[test]
+fn a_dead_branch_put_back_is_found() {
+    let (_, artifacts) = compile(
+        &support::fixtures_dir().join("single-server.yaml"),
+        &Options::default(),
+    );
+    let solo = NODES.iter().find(|n| n.node == "solo-1").expect("solo-1");
+    let script = bootstrap_script(&artifacts[0]);
+    assert!(dead_branches(solo, &script).is_empty());
+    for (injected, found) in [
+        (
+            "for peer in; do\n  probe_server \"$peer\"\ndone\n",
+            "an empty for loop",
+        ),
+        (
+            "printf 'server: \"https://%s:6443\"\\n' \"$JOIN_IP\"\n",
+            "a join URL",
+        ),
+        ("ip6=$(tailscale ip -6)\n", "the mesh IPv6 address"),
+        ("nft -f /etc/meshboot/firewall.nft\n", "nftables"),
+    ] {
+        let dead = dead_branches(solo, &format!("{script}{injected}"));
+        assert!(
+            dead.iter().any(|d| d.starts_with(found)),
+            "{injected:?} not found: {dead:?}"
+        );
+    }
+    let (_, artifacts) = compile(
+        &support::fixtures_dir().join("flatcar.yaml"),
+        &Options::default(),
+    );
+    let pool = NODES.iter().find(|n| n.node == "pool-1").expect("pool-1");
+    let script = bootstrap_script(artifacts.iter().find(|a| a.node == "pool-1").unwrap());
+    let dead = dead_branches(pool, &format!("{script}printf 'cluster-init: true\\n'\n"));
+    assert_eq!(dead, ["cluster-init (\"cluster-init\")"]);
 }

@@ -414,8 +414,80 @@ pub fn yaml_str(v: &serde_yaml::Value) -> Option<String> {
     v.as_str().map(str::to_string)
 }
 
-/// config.yaml as the install script found it: 0600, equal to the file left on disk, with
-/// the node's address, the role's keys and the join target, and exactly the table's keys.
+/// The drop-in's file name in config.yaml.d.
+fn boot_config_name() -> &'static str {
+    plan::K3S_BOOT_CONFIG_PATH
+        .rsplit('/')
+        .next()
+        .expect("file name")
+}
+
+/// The value list `v` stands for when a `key+:` appends to or from it.
+fn to_slice(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Sequence(items) => items.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+/// K3s's merge of its config files, modelled on k3s-io/k3s pkg/configfilearg/parser.go
+/// (`readConfigFile`; docs.k3s.io "Multiple Config Files"): the files in order, a plain key
+/// replacing the value so far (lists too), `key+:` appending to it. What it proves: the
+/// values K3s ends up with under that documented rule; not that a given K3s version applies
+/// it (v1.21.0 and later do).
+pub fn merge_k3s_config(files: &[(String, String)]) -> BTreeMap<String, Value> {
+    let mut merged: BTreeMap<String, Value> = BTreeMap::new();
+    for (name, text) in files {
+        let doc: serde_yaml::Mapping = serde_yaml::from_str(text)
+            .unwrap_or_else(|e| panic!("{name} does not parse as a mapping: {e}\n{text}"));
+        for (k, v) in doc {
+            let key = k.as_str().expect("string keys").to_string();
+            match key.strip_suffix('+') {
+                Some(base) => {
+                    let mut list = merged.get(base).map(to_slice).unwrap_or_default();
+                    list.extend(to_slice(&v));
+                    merged.insert(base.to_string(), Value::Sequence(list));
+                }
+                None => {
+                    merged.insert(key, v);
+                }
+            }
+        }
+    }
+    merged
+}
+
+/// config.yaml and the config.yaml.d drop-ins as the install script found them, in the
+/// order K3s reads them.
+fn k3s_config_files(sb: &Sandbox) -> Vec<(String, String)> {
+    let mut files = vec![(
+        plan::K3S_CONFIG_PATH.to_string(),
+        sb.read_world("k3s-config.seen"),
+    )];
+    for line in sb.read_world("k3s-config.d.list").lines() {
+        let (name, _) = line.split_once(' ').expect("NAME MODE");
+        if name.ends_with(".yaml") || name.ends_with(".yml") {
+            files.push((
+                format!("config.yaml.d/{name}"),
+                sb.read_world(&format!("k3s-config.d/{name}")),
+            ));
+        }
+    }
+    files
+}
+
+/// The config K3s would run with, merged from what the install script found.
+pub fn merged_k3s_config(sb: &Sandbox) -> BTreeMap<String, Value> {
+    merge_k3s_config(&k3s_config_files(sb))
+}
+
+/// The K3s config as the install script found it. config.yaml: as delivered, 0600, left
+/// alone, holding exactly the row's keys known at build time (servers: the tls-san names
+/// too). config.yaml.d: meshboot's one drop-in, 0600, nothing else there (no temporary
+/// file), adding only keys config.yaml lacks or appending (`key+:`). Merged as K3s merges
+/// them: the node's address, on servers advertise-address and tls-san (names, then
+/// addresses), the join target, and exactly the row's keys besides.
 pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
     let seen = sb.read_world("k3s-config.seen");
     assert_eq!(
@@ -423,13 +495,59 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
         "600",
         "config.yaml mode when K3s was installed"
     );
+    let delivered = crate::support::delivered_files(&sb.node.artifact)
+        .into_iter()
+        .find(|(path, _, _)| path == plan::K3S_CONFIG_PATH)
+        .map(|(_, _, contents)| contents)
+        .expect("config.yaml is delivered");
+    assert_eq!(seen, delivered, "config.yaml is not the delivered one");
     let on_disk = fs::read_to_string(sb.host(plan::K3S_CONFIG_PATH)).expect("config.yaml");
     assert_eq!(seen, on_disk, "config.yaml changed after the K3s install");
-    let cfg: serde_yaml::Value = serde_yaml::from_str(&seen)
-        .unwrap_or_else(|e| panic!("config.yaml does not parse: {e}\n{seen}"));
-    let get = |k: &str| cfg.get(k).and_then(yaml_str);
-    let ctx = || format!("config.yaml of {}:\n{seen}", sb.name());
+    assert_eq!(
+        sb.read_world("k3s-config.d.list"),
+        format!("{} 600\n", boot_config_name()),
+        "config.yaml.d when K3s was installed\n{}",
+        sb.report()
+    );
+    let drop_in = sb.read_world(&format!("k3s-config.d/{}", boot_config_name()));
+    let on_disk = fs::read_to_string(sb.host(plan::K3S_BOOT_CONFIG_PATH)).expect("the drop-in");
+    assert_eq!(
+        drop_in, on_disk,
+        "the drop-in changed after the K3s install"
+    );
+    let ctx = || format!("K3s config of {}:\n{seen}---\n{drop_in}", sb.name());
 
+    // config.yaml holds what is known at build time, exactly.
+    let mut static_want = expect.row.k3s_config();
+    let mut names = Vec::new();
+    if expect.is_server() {
+        names.push(sb.name().to_string());
+        names.extend(expect.row.tls_san.iter().map(|n| n.to_string()));
+        static_want.insert(
+            "tls-san".into(),
+            Value::Sequence(names.iter().cloned().map(Value::String).collect()),
+        );
+    }
+    let base: BTreeMap<String, Value> = serde_yaml::from_str(&seen)
+        .unwrap_or_else(|e| panic!("config.yaml does not parse: {e}\n{}", ctx()));
+    assert_eq!(base, static_want, "config.yaml\n{}", ctx());
+
+    // The drop-in never replaces a key of config.yaml: its plain keys are new ones.
+    let added: BTreeMap<String, Value> = serde_yaml::from_str(&drop_in)
+        .unwrap_or_else(|e| panic!("the drop-in does not parse: {e}\n{}", ctx()));
+    for key in added.keys() {
+        assert!(
+            key.ends_with('+') || !base.contains_key(key),
+            "the drop-in replaces config.yaml's {key}\n{}",
+            ctx()
+        );
+    }
+
+    // What K3s runs with: the boot adds the node's address, on servers advertise-address
+    // and the addresses after the tls-san names, and the join target (FIELD.md "K3s flags
+    // that matter over the mesh").
+    let cfg = merged_k3s_config(sb);
+    let get = |k: &str| cfg.get(k).and_then(yaml_str);
     let node_ip = if expect.row.dual_stack {
         format!("{OWN_IP},{OWN_IP6}")
     } else {
@@ -443,7 +561,7 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
         "{}",
         ctx()
     );
-    assert!(cfg.get("token").is_none(), "the token is inline\n{}", ctx());
+    assert!(!cfg.contains_key("token"), "the token is inline\n{}", ctx());
     // flannel runs over the mesh: flannel-iface is tailscale0 wherever the row has flannel.
     let flannel = expect.row.k3s_config().contains_key("flannel-iface");
     assert_eq!(
@@ -452,10 +570,7 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
         "{}",
         ctx()
     );
-
-    // What the boot adds: the node's address, on servers advertise-address and tls-san,
-    // and the join target (FIELD.md "K3s flags that matter over the mesh").
-    let mut want = expect.row.k3s_config();
+    let mut want = static_want;
     want.insert("node-ip".into(), Value::String(node_ip));
     if expect.is_server() {
         assert_eq!(
@@ -468,12 +583,11 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
             .get("tls-san")
             .and_then(|v| serde_yaml::from_value(v.clone()).ok())
             .unwrap_or_else(|| panic!("no tls-san list\n{}", ctx()));
-        let mut san = vec![OWN_IP.to_string()];
+        let mut san = names;
+        san.push(OWN_IP.to_string());
         if expect.row.dual_stack {
             san.push(OWN_IP6.to_string());
         }
-        san.push(sb.name().to_string());
-        san.extend(expect.row.tls_san.iter().map(|n| n.to_string()));
         assert_eq!(tls_san, san, "{}", ctx());
         want.insert("advertise-address".into(), OWN_IP.into());
         want.insert(
@@ -487,7 +601,7 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
             "cluster-cidr",
             "cluster-init",
         ] {
-            assert!(cfg.get(k).is_none(), "an agent with {k}\n{}", ctx());
+            assert!(!cfg.contains_key(k), "an agent with {k}\n{}", ctx());
         }
     }
     match &expect.join {
@@ -498,33 +612,46 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
                 "{}",
                 ctx()
             );
-            assert!(cfg.get("cluster-init").is_none(), "{}", ctx());
+            assert!(!cfg.contains_key("cluster-init"), "{}", ctx());
             want.insert("server".into(), format!("https://{ip}:6443").into());
         }
         None => {
             assert_eq!(
                 cfg.get("cluster-init"),
-                Some(&serde_yaml::Value::Bool(true)),
+                Some(&Value::Bool(true)),
                 "{}",
                 ctx()
             );
-            assert!(cfg.get("server").is_none(), "{}", ctx());
+            assert!(!cfg.contains_key("server"), "{}", ctx());
             want.insert("cluster-init".into(), Value::Bool(true));
         }
     }
-
     // Every key is the table's, with the table's value, and no other key is there.
-    let got: BTreeMap<String, Value> =
-        serde_yaml::from_str(&seen).unwrap_or_else(|e| panic!("config.yaml keys: {e}"));
-    for (k, v) in &want {
-        assert_eq!(got.get(k), Some(v), "config.yaml key {k:?}\n{}", ctx());
-    }
-    let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-    assert!(
-        extra.is_empty(),
-        "config.yaml keys the table lacks: {extra:?}\n{}",
-        ctx()
-    );
+    assert_eq!(cfg, want, "the merged K3s config\n{}", ctx());
+}
+
+#[test]
+fn the_k3s_config_merge_follows_k3s() {
+    // The documented example of docs.k3s.io "Multiple Config Files".
+    let files = [
+        (
+            "config.yaml".to_string(),
+            "token: boop\nnode-label:\n  - foo=bar\n  - bar=baz\n".to_string(),
+        ),
+        (
+            "config.yaml.d/test1.yaml".to_string(),
+            "write-kubeconfig-mode: 600\nnode-taint:\n  - alice=bob:NoExecute\n".to_string(),
+        ),
+        (
+            "config.yaml.d/test2.yaml".to_string(),
+            "write-kubeconfig-mode: 777\nnode-label:\n  - other=what\n  - foo=three\nnode-taint+:\n  - charlie=delta:NoSchedule\n".to_string(),
+        ),
+    ];
+    let want: BTreeMap<String, Value> = serde_yaml::from_str(
+        "write-kubeconfig-mode: 777\ntoken: boop\nnode-label:\n  - other=what\n  - foo=three\nnode-taint:\n  - alice=bob:NoExecute\n  - charlie=delta:NoSchedule\n",
+    )
+    .expect("yaml");
+    assert_eq!(merge_k3s_config(&files), want);
 }
 
 /// The install script's environment: exactly the expected INSTALL_K3S_* variables, and no
@@ -567,6 +694,7 @@ pub fn assert_files_and_modes(sb: &Sandbox, expect: &Expect) {
         (plan::BOOTSTRAP_PATH, 0o700),
         (plan::TOKEN_PATH, 0o600),
         (plan::K3S_CONFIG_PATH, 0o600),
+        (plan::K3S_BOOT_CONFIG_PATH, 0o600),
         (plan::K3S_INSTALLER_PATH, 0o700),
         (plan::STATE_DIR, 0o700),
         (plan::LOG_PATH, 0o600),
@@ -593,7 +721,7 @@ pub fn assert_files_and_modes(sb: &Sandbox, expect: &Expect) {
         "absent",
         "the auth key was still on disk when K3s was installed"
     );
-    assert!(!sb.exists(&format!("{}.tmp", plan::K3S_CONFIG_PATH)));
+    assert!(!sb.exists(&format!("{}.tmp", plan::K3S_BOOT_CONFIG_PATH)));
     // The K3s config was never readable beyond root, not even before its chmod.
     let chmods = fs::read_to_string(sb.world("chmod.log")).unwrap_or_default();
     for line in chmods.lines().filter(|l| l.starts_with("/etc/rancher/")) {
@@ -651,7 +779,11 @@ pub fn assert_no_secrets(sb: &Sandbox) {
 /// A second boot of a bootstrapped node changes nothing and calls nothing.
 pub fn assert_rerun_is_a_noop(sb: &mut Sandbox) {
     let calls = sb.calls();
-    let config = fs::read_to_string(sb.host(plan::K3S_CONFIG_PATH)).expect("config");
+    let config = |sb: &Sandbox| {
+        [plan::K3S_CONFIG_PATH, plan::K3S_BOOT_CONFIG_PATH]
+            .map(|p| fs::read_to_string(sb.host(p)).expect("K3s config"))
+    };
+    let before = config(sb);
     let run = sb.run();
     assert!(run.success(), "the second run failed\n{}", sb.report());
     assert_eq!(
@@ -669,8 +801,9 @@ pub fn assert_rerun_is_a_noop(sb: &mut Sandbox) {
         sb.report()
     );
     assert_eq!(
-        fs::read_to_string(sb.host(plan::K3S_CONFIG_PATH)).expect("config"),
-        config
+        config(sb),
+        before,
+        "the K3s config changed on a second boot"
     );
 }
 

@@ -78,8 +78,10 @@ pub enum TailscaleFrom {
     },
 }
 
-/// The K3s config.yaml keys known when the spec is built (the boot adds the node's
-/// address, `tls-san` and the join target; `node-name` is the row's node).
+/// The K3s config.yaml keys known when the spec is built, besides `tls-san` (the check adds
+/// the servers' names from `tls_san`; the boot adds the node's address, appends it to
+/// `tls-san` and adds the join target in a config.yaml.d drop-in; `node-name` is the row's
+/// node).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum K3sConfig {
     /// Written out, as YAML.
@@ -106,7 +108,8 @@ pub struct Row {
     /// Every INSTALL_K3S_* variable the install script must see, and nothing else.
     pub install_env: &'static [(&'static str, &'static str)],
     pub k3s: K3sConfig,
-    /// `tls-san` names after the node's addresses and its name (servers only).
+    /// `tls-san` names after the node's name (servers only), in config.yaml; the boot
+    /// appends the node's addresses.
     pub tls_san: &'static [&'static str],
     /// node-ip and tls-san carry the node's IPv6 address too.
     pub dual_stack: bool,

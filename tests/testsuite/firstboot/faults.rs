@@ -335,7 +335,7 @@ fn no_server_ever_answering_fails_at_join_target_after_the_planned_rounds() {
     assert_eq!(rounds, JOIN_ATTEMPTS as usize, "{}", sb.report());
     assert_eq!(sleeps(&calls), backoff(JOIN_ATTEMPTS, MAX_BACKOFF_S));
     assert!(!calls.iter().any(|c| c.tool == "k3s-install"));
-    assert!(!sb.exists(plan::K3S_CONFIG_PATH));
+    assert!(!sb.exists(plan::K3S_BOOT_CONFIG_PATH));
 }
 
 #[test]

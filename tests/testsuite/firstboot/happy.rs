@@ -195,8 +195,8 @@ fn dual_stack_cluster_gets_a_dual_stack_node_ip() {
     let mut sb = Sandbox::new(node("dual-stack.yaml", "ds-server"));
     let run = sb.run();
     assert_converged(&sb, &run);
-    let cfg: serde_yaml::Value =
-        serde_yaml::from_str(&sb.read_world("k3s-config.seen")).expect("config.yaml");
+    // config.yaml's cluster-cidr, the drop-in's node-ip: as K3s merges them.
+    let cfg = merged_k3s_config(&sb);
     let cluster_cidr = cfg["cluster-cidr"].as_str().expect("cluster-cidr");
     let node_ip = cfg["node-ip"].as_str().expect("node-ip");
     assert_eq!(

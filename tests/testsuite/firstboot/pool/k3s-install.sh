@@ -1,11 +1,18 @@
 #!/bin/sh
 # Stand-in for the K3s install script that https://get.k3s.io serves. What it keeps for the
 # test (in $WORLD): its whole environment (k3s-install.env), the config.yaml it found and
-# that file's mode (k3s-config.seen, k3s-config.mode), and whether the Tailscale auth key
-# was still on disk (k3s-install.authkey). Like the real script it picks server/agent from
-# INSTALL_K3S_EXEC (or K3S_URL), installs k3s into INSTALL_K3S_BIN_DIR (default
-# /usr/local/bin), and writes the unit's .env file from the K3S_* variables. Then it does the
-# checks K3s does when it starts: the token file exists, and an agent knows its server.
+# that file's mode (k3s-config.seen, k3s-config.mode), every entry of config.yaml.d
+# (k3s-config.d.list: "NAME MODE" lines, in name order) with a copy of each drop-in K3s
+# reads (k3s-config.d/NAME), and whether the Tailscale auth key was still on disk
+# (k3s-install.authkey). Like the real script it picks server/agent from INSTALL_K3S_EXEC
+# (or K3S_URL), installs k3s into INSTALL_K3S_BIN_DIR (default /usr/local/bin), and writes
+# the unit's .env file from the K3S_* variables; like it, it leaves config.yaml and
+# config.yaml.d alone (docs.k3s.io: "The contents of the configuration file are not managed
+# by the install script"). Then it does the checks K3s does when it starts, over the files
+# K3s reads: config.yaml, then config.yaml.d/*.yaml and *.yml in name order, a later plain
+# key replacing an earlier one (k3s-io/k3s pkg/configfilearg/parser.go, readConfigFile):
+# the token file exists, and an agent knows its server. The test merges the recorded files
+# the same way, `key+:` appends included, and checks the result.
 # Fault ctl/k3s-install-fail: N or always.
 TOOL=k3s-install
 # shellcheck source=tests/testsuite/firstboot/lib.sh
@@ -20,6 +27,26 @@ if [ -f "$config" ]; then
   stat -c %a "$config" >"$WORLD/k3s-config.mode"
 else
   echo missing >"$WORLD/k3s-config.mode"
+fi
+# The files K3s reads, in its order: config.yaml, then the drop-ins by name.
+read_by_k3s=
+[ -f "$config" ] && read_by_k3s=$config
+: >"$WORLD/k3s-config.d.list"
+mkdir -p "$WORLD/k3s-config.d"
+if [ -d "$config.d" ]; then
+  for entry in "$config.d"/* "$config.d"/.[!.]*; do
+    [ -e "$entry" ] || continue
+    name=${entry##*/}
+    printf '%s %s\n' "$name" "$(stat -c %a "$entry")" >>"$WORLD/k3s-config.d.list"
+    case $name in
+      *.yaml | *.yml)
+        if [ -f "$entry" ]; then
+          cp "$entry" "$WORLD/k3s-config.d/$name"
+          read_by_k3s="$read_by_k3s $entry"
+        fi
+        ;;
+    esac
+  done
 fi
 if [ -e /etc/meshboot/tailscale-authkey ]; then
   echo present >"$WORLD/k3s-install.authkey"
@@ -58,12 +85,15 @@ env | grep '^K3S_' >"/etc/systemd/system/$service.service.env" || true
 chmod 0600 "/etc/systemd/system/$service.service.env"
 printf '[Service]\nExecStart=%s/k3s %s\n' "$bin_dir" "$cmd" >"/etc/systemd/system/$service.service"
 
-# What K3s itself checks when the service starts.
-[ -f "$config" ] || fatal "k3s: $config not found"
-token_file=$(sed -n 's/^token-file: *//p' "$config")
-[ -n "$token_file" ] || fatal "k3s: no token-file in $config"
+# What K3s itself checks when the service starts, over every file it reads (the last
+# plain `token-file:` wins).
+[ -n "$read_by_k3s" ] || fatal "k3s: $config not found"
+# shellcheck disable=SC2086 # a list of paths without spaces
+token_file=$(sed -n 's/^token-file: *//p' $read_by_k3s | tail -n 1)
+[ -n "$token_file" ] || fatal "k3s: no token-file in $read_by_k3s"
 [ -s "$token_file" ] || fatal "k3s: token file $token_file is missing or empty"
-if [ "$cmd" = agent ] && [ -z "${K3S_URL-}" ] && ! grep -q '^server: ' "$config"; then
+# shellcheck disable=SC2086
+if [ "$cmd" = agent ] && [ -z "${K3S_URL-}" ] && ! grep -q '^server: ' $read_by_k3s; then
   fatal "k3s agent: --server is required"
 fi
 if [ "${INSTALL_K3S_SKIP_START-}" = true ]; then

@@ -1,0 +1,223 @@
+//! The plan's K3s part: the install script's environment and the node's config.yaml.
+
+use super::{
+    AGENT_TOKEN_PATH, BootConfig, ExpandedNode, NodeRole, TOKEN_PATH, comma_list, parse_args,
+};
+use crate::firewall::{API_SERVER, MESH_INTERFACE};
+use crate::k3s_flags::{File, Flag};
+use crate::spec::{FlannelBackend, Os, Spec};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub const K3S_INSTALL_URL: &str = "https://get.k3s.io";
+
+/// A value in K3s's config.yaml.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    Bool(bool),
+    Str(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct K3sPlan {
+    /// `server` or `agent` (INSTALL_K3S_EXEC); everything else is in config.yaml.
+    pub exec: &'static str,
+    /// The systemd unit the install script creates: `k3s` or `k3s-agent`. The bootstrap
+    /// starts it itself (INSTALL_K3S_SKIP_START) so that its wait is bounded.
+    pub unit: &'static str,
+    /// Where the install script comes from.
+    pub install_url: &'static str,
+    pub install_env: Vec<EnvVar>,
+    /// The port of the servers' supervisor and API: joiners probe `/cacerts` there and
+    /// join `https://<ip>:<port>` (from the firewall model, which opens it on the mesh).
+    pub api_port: u32,
+    /// config.yaml: every key known at build time. The envelope delivers it (0600).
+    pub config: BTreeMap<String, ConfigValue>,
+    /// What the bootstrap adds in a config.yaml.d drop-in once the node is on the mesh.
+    pub boot_config: BootConfig,
+}
+
+pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
+    let k = &spec.k3s;
+    // Every key meshboot sets is a row of the one table of flags (crate::k3s_flags).
+    let mut config: BTreeMap<String, ConfigValue> = BTreeMap::new();
+    let mut set = |flag: Flag, v: ConfigValue| config.insert(flag.name().to_string(), v);
+    let s = |v: &str| ConfigValue::Str(v.to_string());
+    set(Flag::NodeName, s(&n.name));
+    set(Flag::TokenFile, s(TOKEN_PATH));
+    if k.flannel_backend != FlannelBackend::None {
+        set(Flag::FlannelIface, s(MESH_INTERFACE));
+    }
+    let dual_stack = k.cluster_cidr.v6().is_some();
+    // NodePorts answer on mesh addresses only: kube-proxy's rules accept NodePort traffic
+    // before a host firewall's FORWARD rules see it. Unless the node opens NodePorts itself.
+    let node_fw = n.fields.firewall.clone().unwrap_or_default();
+    let public_nodeports = [
+        &spec.firewall.public_tcp,
+        &spec.firewall.public_udp,
+        &node_fw.public_tcp,
+        &node_fw.public_udp,
+    ]
+    .into_iter()
+    .flatten()
+    .any(|p| crate::firewall::overlaps(*p, crate::firewall::NODEPORTS));
+    if !public_nodeports {
+        let mut mesh = vec![crate::firewall::TAILSCALE_V4.to_string()];
+        if dual_stack {
+            mesh.push(crate::firewall::TAILSCALE_V6.to_string());
+        }
+        set(
+            Flag::KubeProxyArg,
+            ConfigValue::List(vec![format!("nodeport-addresses={}", mesh.join(","))]),
+        );
+    }
+    if let Some(labels) = &n.fields.labels
+        && !labels.is_empty()
+    {
+        set(
+            Flag::NodeLabel,
+            ConfigValue::List(labels.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        );
+    }
+    if let Some(taints) = &n.fields.taints
+        && !taints.is_empty()
+    {
+        set(Flag::NodeTaint, ConfigValue::List(taints.clone()));
+    }
+    let mut tls_san_names = Vec::new();
+    if role.is_server() {
+        set(Flag::ClusterCidr, s(&k.cluster_cidr.to_string()));
+        set(Flag::ServiceCidr, s(&k.service_cidr.to_string()));
+        let backend = match k.flannel_backend {
+            FlannelBackend::Vxlan => "vxlan",
+            FlannelBackend::WireguardNative => "wireguard-native",
+            FlannelBackend::None => "none",
+        };
+        set(Flag::FlannelBackend, s(backend));
+        if !k.disable.is_empty() {
+            set(Flag::Disable, ConfigValue::List(k.disable.clone()));
+        }
+        tls_san_names.push(n.name.clone());
+        if k.agent_token.is_some() {
+            set(Flag::AgentTokenFile, s(AGENT_TOKEN_PATH));
+        }
+    }
+    let mut boot_config = BootConfig::new(role, dual_stack);
+    let extra = if role.is_server() {
+        &k.server_args
+    } else {
+        &k.agent_args
+    };
+    for (key, value) in parse_args(extra) {
+        let flag = Flag::named(&key);
+        // `tls-san` from the user adds names to config.yaml's list.
+        if flag == Some(Flag::TlsSan) {
+            tls_san_names.extend(value.into_iter().flat_map(|v| comma_list(&v)));
+            continue;
+        }
+        // With `allow_owned_args`, the user's value replaces what the bootstrap would write.
+        if let Some(flag) = flag {
+            boot_config.leave_to_spec(flag);
+        }
+        let v = match value {
+            Some(v) => ConfigValue::Str(v),
+            None => ConfigValue::Bool(true),
+        };
+        match config.get_mut(&key) {
+            Some(ConfigValue::List(list)) => match v {
+                ConfigValue::Str(v) => list.push(v),
+                other => {
+                    config.insert(key, other);
+                }
+            },
+            Some(ConfigValue::Str(prev)) if !is_meshboot_key(&key) => {
+                let prev = std::mem::take(prev);
+                let merged = match v {
+                    ConfigValue::Str(v) => ConfigValue::List(vec![prev, v]),
+                    other => other,
+                };
+                config.insert(key, merged);
+            }
+            _ => {
+                config.insert(key, v);
+            }
+        }
+    }
+    // The names go into config.yaml; the bootstrap appends the mesh address(es) at boot.
+    tls_san_names.dedup();
+    if boot_config.tls_san && !tls_san_names.is_empty() {
+        config.insert(
+            Flag::TlsSan.name().to_string(),
+            ConfigValue::List(tls_san_names),
+        );
+    }
+
+    let mut install_env = vec![
+        EnvVar {
+            name: "INSTALL_K3S_EXEC".into(),
+            value: if role.is_server() { "server" } else { "agent" }.into(),
+        },
+        // The script's own start blocks until K3s is ready, without a bound; the bootstrap
+        // starts the unit and waits a bounded time instead.
+        EnvVar {
+            name: "INSTALL_K3S_SKIP_START".into(),
+            value: "true".into(),
+        },
+    ];
+    match (&k.version, &k.channel) {
+        (Some(v), _) => install_env.push(EnvVar {
+            name: "INSTALL_K3S_VERSION".into(),
+            value: v.clone(),
+        }),
+        (None, Some(c)) => install_env.push(EnvVar {
+            name: "INSTALL_K3S_CHANNEL".into(),
+            value: c.clone(),
+        }),
+        (None, None) => install_env.push(EnvVar {
+            name: "INSTALL_K3S_CHANNEL".into(),
+            value: "stable".into(),
+        }),
+    }
+    match os {
+        Os::Flatcar => install_env.push(EnvVar {
+            name: "INSTALL_K3S_BIN_DIR".into(),
+            value: "/opt/bin".into(),
+        }),
+        Os::FedoraCoreos => {
+            install_env.push(EnvVar {
+                name: "INSTALL_K3S_SKIP_SELINUX_RPM".into(),
+                value: "true".into(),
+            });
+            install_env.push(EnvVar {
+                name: "INSTALL_K3S_SELINUX_WARN".into(),
+                value: "true".into(),
+            });
+        }
+        _ => {}
+    }
+    install_env.sort_by(|a, b| a.name.cmp(&b.name));
+
+    K3sPlan {
+        exec: if role.is_server() { "server" } else { "agent" },
+        unit: if role.is_server() { "k3s" } else { "k3s-agent" },
+        install_url: K3S_INSTALL_URL,
+        install_env,
+        api_port: API_SERVER.start,
+        config,
+        boot_config,
+    }
+}
+
+/// The single-valued keys meshboot writes into config.yaml: a user arg (under
+/// `allow_owned_args`) replaces them rather than turning them into a list.
+fn is_meshboot_key(key: &str) -> bool {
+    Flag::named(key).is_some_and(|f| f.row().file == File::Config && !f.row().repeatable)
+}

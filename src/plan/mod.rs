@@ -1,0 +1,331 @@
+//! Stage 3, the plan: every decision for every node, made in Rust.
+//!
+//! [`plan`] turns a validated [`Spec`] into a [`ClusterPlan`]: one [`NodePlan`] per node that
+//! [`crate::resolve`] expanded, holding its role and join targets, the Tailscale and K3s settings, the
+//! firewall, the packages, and the files to deliver with their modes. Templates in
+//! [`crate::render`] only print what is decided here. The plan is serializable and
+//! snapshotted: a behaviour change shows as a plan diff first. It never holds a secret value.
+
+mod boot;
+mod k3s;
+mod tailscale;
+
+pub use boot::{BootConfig, Join};
+pub use k3s::{ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
+pub use tailscale::{
+    Arch, StaticBuild, TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball,
+};
+
+use crate::firewall::{FirewallInput, FirewallPlan, plan_firewall};
+use crate::spec::{FirewallBackend, Hcloud, Os, PortRange, Role, Spec};
+use boot::plan_join;
+use k3s::plan_k3s;
+use serde::Serialize;
+use tailscale::plan_tailscale;
+
+pub const BOOTSTRAP_PATH: &str = "/opt/meshboot/bootstrap.sh";
+pub const AUTH_KEY_PATH: &str = "/etc/meshboot/tailscale-authkey";
+/// The token this node joins with: the server token on servers, the agent token (when the
+/// spec has one) on agents.
+pub const TOKEN_PATH: &str = "/etc/meshboot/k3s-token";
+/// Servers only, with `k3s.agent_token`: the token agents join with (`agent-token-file`).
+pub const AGENT_TOKEN_PATH: &str = "/etc/meshboot/k3s-agent-token";
+pub const NFTABLES_PATH: &str = "/etc/meshboot/firewall.nft";
+/// K3s's config file: what is known at build time, delivered by the envelope.
+pub const K3S_CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
+/// The drop-in the bootstrap writes once the node is on the mesh ([`BootConfig`]). K3s reads
+/// `config.yaml.d/*.yaml` after config.yaml, in name order.
+pub const K3S_BOOT_CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml.d/50-meshboot-boot.yaml";
+pub const K3S_INSTALLER_PATH: &str = "/opt/meshboot/k3s-install.sh";
+pub const LOG_PATH: &str = "/var/log/meshboot.log";
+pub const STATE_DIR: &str = "/var/lib/meshboot";
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service";
+pub const FIREWALL_UNIT: &str = "meshboot-firewall.service";
+pub const TAILSCALED_UNIT: &str = "tailscaled.service";
+
+/// Ignition spec version of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum IgnitionVersion {
+    #[default]
+    #[serde(rename = "3.3.0")]
+    V3_3,
+    #[serde(rename = "3.4.0")]
+    V3_4,
+}
+
+impl IgnitionVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IgnitionVersion::V3_3 => "3.3.0",
+            IgnitionVersion::V3_4 => "3.4.0",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterPlan {
+    pub cluster: String,
+    pub ignition_version: IgnitionVersion,
+    pub nodes: Vec<NodePlan>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    /// The first server: `cluster-init`, unless it finds a live cluster to rejoin.
+    InitServer,
+    /// Any other server: joins as a server.
+    JoinServer,
+    Agent,
+}
+
+impl NodeRole {
+    pub fn is_server(self) -> bool {
+        self != NodeRole::Agent
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Envelope {
+    CloudInit,
+    Ignition,
+}
+
+impl Envelope {
+    pub fn for_os(os: Os) -> Envelope {
+        match os {
+            Os::Ubuntu2204 | Os::Ubuntu2404 | Os::Debian12 => Envelope::CloudInit,
+            Os::Flatcar | Os::FedoraCoreos => Envelope::Ignition,
+        }
+    }
+    pub fn extension(self) -> &'static str {
+        match self {
+            Envelope::CloudInit => "yaml",
+            Envelope::Ignition => "ign",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    Bootstrap,
+    AuthKey,
+    K3sConfig,
+    Token,
+    AgentToken,
+    Nftables,
+    FirewallUnit,
+    TailscaledUnit,
+    BootstrapUnit,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FilePlan {
+    pub path: String,
+    /// Octal mode, e.g. 0o600.
+    #[serde(serialize_with = "octal")]
+    pub mode: u32,
+    pub kind: FileKind,
+    /// A systemd unit to enable at delivery where the envelope can (Ignition's
+    /// `enabled: true`); the bootstrap enables what it needs either way.
+    pub enable: bool,
+}
+
+fn octal<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
+}
+
+impl FilePlan {
+    pub fn is_unit(&self) -> bool {
+        self.path.starts_with(UNIT_DIR) && self.path.ends_with(".service")
+    }
+    pub fn unit_name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// Retry bounds of the bootstrap's waits. Every wait is finite.
+#[derive(Debug, Clone, Serialize)]
+pub struct Retries {
+    pub tailscale_up_attempts: u32,
+    pub tailscale_up_timeout_s: u32,
+    pub own_ip_attempts: u32,
+    /// Rounds over the join candidates until one is on the mesh and its `/cacerts` answers.
+    pub join_attempts: u32,
+    pub download_attempts: u32,
+    /// Longest pause between attempts, in seconds (the backoff doubles up to this).
+    pub max_backoff_s: u32,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            tailscale_up_attempts: 6,
+            tailscale_up_timeout_s: 60,
+            own_ip_attempts: 30,
+            join_attempts: 240,
+            download_attempts: 5,
+            max_backoff_s: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodePlan {
+    pub name: String,
+    pub role: NodeRole,
+    pub os: Os,
+    pub envelope: Envelope,
+    pub hcloud: Hcloud,
+    pub join: Join,
+    pub tailscale: TailscalePlan,
+    pub k3s: K3sPlan,
+    pub firewall: FirewallPlan,
+    /// cloud-init `packages:` (installed before the bootstrap runs).
+    pub packages: Vec<String>,
+    pub files: Vec<FilePlan>,
+    pub retries: Retries,
+}
+
+// Resolution is shared with validation; these names stay reachable as `plan::...`.
+pub use crate::resolve::{
+    DEFAULT_OS, ExpandedNode, comma_list, effective_backend, expand, node_backend, parse_args,
+};
+
+pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> ClusterPlan {
+    let nodes = expand(spec);
+    let servers: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.role == Role::Server)
+        .map(|n| n.name.as_str())
+        .collect();
+    let init = servers.first().copied().unwrap_or_default().to_string();
+
+    let plans = nodes
+        .iter()
+        .map(|n| {
+            let os = n.fields.os.unwrap_or(DEFAULT_OS);
+            let envelope = Envelope::for_os(os);
+            let role = match n.role {
+                Role::Agent => NodeRole::Agent,
+                Role::Server if n.name == init => NodeRole::InitServer,
+                Role::Server => NodeRole::JoinServer,
+            };
+            let join = plan_join(role, &n.name, &init, &servers);
+
+            let backend = node_backend(spec, n);
+            let node_fw = n.fields.firewall.clone().unwrap_or_default();
+            let public_tcp: Vec<PortRange> = spec
+                .firewall
+                .public_tcp
+                .iter()
+                .chain(&node_fw.public_tcp)
+                .copied()
+                .collect();
+            let public_udp: Vec<PortRange> = spec
+                .firewall
+                .public_udp
+                .iter()
+                .chain(&node_fw.public_udp)
+                .copied()
+                .collect();
+            let firewall = plan_firewall(&FirewallInput {
+                backend,
+                is_server: role.is_server(),
+                ssh: spec.firewall.ssh,
+                flannel: spec.k3s.flannel_backend,
+                public_tcp: &public_tcp,
+                public_udp: &public_udp,
+                mesh_tcp: &spec.firewall.mesh_tcp,
+                mesh_udp: &spec.firewall.mesh_udp,
+                cluster_cidrs: &spec.k3s.cluster_cidr,
+                service_cidrs: &spec.k3s.service_cidr,
+                allow_pod_metadata: spec.firewall.allow_pod_metadata,
+            });
+
+            let tailscale = plan_tailscale(spec, &n.name, os, oauth);
+            let k3s = plan_k3s(spec, n, role, os);
+
+            let mut packages = vec!["ca-certificates".to_string(), "curl".to_string()];
+            match backend {
+                FirewallBackend::Ufw => packages.push("ufw".into()),
+                FirewallBackend::Nftables => packages.push("nftables".into()),
+                FirewallBackend::None => {}
+            }
+            if envelope == Envelope::Ignition {
+                packages.clear();
+            }
+
+            let file = |path: &str, mode: u32, kind: FileKind| FilePlan {
+                path: path.to_string(),
+                mode,
+                kind,
+                enable: false,
+            };
+            let mut files = vec![
+                file(BOOTSTRAP_PATH, 0o700, FileKind::Bootstrap),
+                file(AUTH_KEY_PATH, 0o600, FileKind::AuthKey),
+                file(TOKEN_PATH, 0o600, FileKind::Token),
+                file(K3S_CONFIG_PATH, 0o600, FileKind::K3sConfig),
+            ];
+            if role.is_server() && spec.k3s.agent_token.is_some() {
+                files.push(file(AGENT_TOKEN_PATH, 0o600, FileKind::AgentToken));
+            }
+            if backend == FirewallBackend::Nftables {
+                files.push(file(NFTABLES_PATH, 0o600, FileKind::Nftables));
+                // Where the envelope can enable units (Ignition), the rules are in place
+                // before the network comes up on first boot; the bootstrap enables it too.
+                files.push(FilePlan {
+                    enable: true,
+                    ..file(
+                        &format!("{UNIT_DIR}/{FIREWALL_UNIT}"),
+                        0o644,
+                        FileKind::FirewallUnit,
+                    )
+                });
+            }
+            // Both envelopes start the bootstrap through this unit, which re-runs it at
+            // every boot until the done-stamp exists (an interrupted first boot resumes).
+            files.push(FilePlan {
+                enable: true,
+                ..file(
+                    &format!("{UNIT_DIR}/{BOOTSTRAP_UNIT}"),
+                    0o644,
+                    FileKind::BootstrapUnit,
+                )
+            });
+            if matches!(tailscale.install, TailscaleInstall::Static { .. }) {
+                files.push(file(
+                    &format!("{UNIT_DIR}/{TAILSCALED_UNIT}"),
+                    0o644,
+                    FileKind::TailscaledUnit,
+                ));
+            }
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+
+            NodePlan {
+                name: n.name.clone(),
+                role,
+                os,
+                envelope,
+                hcloud: n.fields.hcloud.clone().unwrap_or_default(),
+                join,
+                tailscale,
+                k3s,
+                firewall,
+                packages,
+                files,
+                retries: Retries::default(),
+            }
+        })
+        .collect();
+
+    ClusterPlan {
+        cluster: spec.cluster.name.clone(),
+        ignition_version,
+        nodes: plans,
+    }
+}

@@ -1,0 +1,188 @@
+//! The plan's Tailscale part: how a node installs Tailscale and the `tailscale up` it runs.
+
+use super::{AUTH_KEY_PATH, Retries};
+use crate::spec::{Os, Spec};
+use serde::Serialize;
+
+pub const TAILSCALE_STATIC_DIR: &str = "/opt/tailscale";
+/// Tailscale's stable package server: apt repositories, static tarballs and their index.
+pub const TAILSCALE_PKGS: &str = "https://pkgs.tailscale.com/stable/";
+/// Where the apt repository's signing key goes: the `signed-by=` path that Tailscale's own
+/// source list (`<codename>.tailscale-keyring.list`) names, as Tailscale's Linux install
+/// docs show (`curl .../noble.noarmor.gpg | tee /usr/share/keyrings/tailscale-archive-keyring.gpg`).
+pub const TAILSCALE_KEYRING: &str = "/usr/share/keyrings/tailscale-archive-keyring.gpg";
+pub const TAILSCALE_APT_LIST: &str = "/etc/apt/sources.list.d/tailscale.list";
+
+/// How a node gets Tailscale, with every URL and path resolved: the bootstrap holds only
+/// its own method's code.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum TailscaleInstall {
+    /// Tailscale's apt repository (Ubuntu, Debian).
+    Apt {
+        distro: &'static str,
+        codename: &'static str,
+        version: Option<String>,
+        /// The repository's signing key, fetched to `keyring`.
+        key_url: String,
+        keyring: &'static str,
+        /// The repository's source list, fetched to `list`.
+        list_url: String,
+        list: &'static str,
+        /// What `apt-get install` gets: `tailscale`, or `tailscale=VERSION` when pinned.
+        package: String,
+    },
+    /// The static build under `dir`, linked into `link_dir`, with meshboot's own tailscaled
+    /// unit (Flatcar, Fedora CoreOS).
+    Static {
+        dir: &'static str,
+        link_dir: &'static str,
+        build: StaticBuild,
+    },
+}
+
+/// Which static build a node fetches.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StaticBuild {
+    /// `tailscale.version` is set: that version's tarball, per CPU architecture.
+    Pinned {
+        version: String,
+        tarballs: Vec<Tarball>,
+    },
+    /// No version: the newest stable one, read at boot from the package index
+    /// (`TarballsVersion` of `?mode=json`); its tarball is `base_url` +
+    /// `tailscale_<version>_<arch>.tgz`.
+    Latest {
+        index_url: String,
+        base_url: &'static str,
+        arches: Vec<Arch>,
+    },
+}
+
+/// A CPU architecture Tailscale builds for, as `uname -m` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Arch {
+    /// `uname -m` values of this architecture.
+    pub machines: Vec<&'static str>,
+    /// Tailscale's name for it in tarball names.
+    pub arch: &'static str,
+}
+
+/// A pinned tarball for one architecture.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tarball {
+    pub machines: Vec<&'static str>,
+    pub url: String,
+    /// The directory the tarball unpacks into.
+    pub dir: String,
+}
+
+fn arches() -> Vec<Arch> {
+    vec![
+        Arch {
+            machines: vec!["x86_64"],
+            arch: "amd64",
+        },
+        Arch {
+            machines: vec!["aarch64", "arm64"],
+            arch: "arm64",
+        },
+    ]
+}
+
+fn static_build(version: Option<&String>) -> StaticBuild {
+    match version {
+        Some(version) => StaticBuild::Pinned {
+            version: version.clone(),
+            tarballs: arches()
+                .into_iter()
+                .map(|a| {
+                    let dir = format!("tailscale_{version}_{}", a.arch);
+                    Tarball {
+                        machines: a.machines,
+                        url: format!("{TAILSCALE_PKGS}{dir}.tgz"),
+                        dir,
+                    }
+                })
+                .collect(),
+        },
+        None => StaticBuild::Latest {
+            index_url: format!("{TAILSCALE_PKGS}?mode=json"),
+            base_url: TAILSCALE_PKGS,
+            arches: arches(),
+        },
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TailscalePlan {
+    pub install: TailscaleInstall,
+    /// `tailscale up` arguments; the key is passed as `file:`, never by value.
+    pub up_args: Vec<String>,
+    /// True when the auth key is an OAuth client secret (the key file gets
+    /// `?ephemeral=false&preauthorized=true`).
+    pub oauth: bool,
+}
+
+pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> TailscalePlan {
+    let ts = &spec.tailscale;
+    let install = match os {
+        Os::Ubuntu2204 => apt("ubuntu", "jammy", ts),
+        Os::Ubuntu2404 => apt("ubuntu", "noble", ts),
+        Os::Debian12 => apt("debian", "bookworm", ts),
+        Os::Flatcar => TailscaleInstall::Static {
+            dir: TAILSCALE_STATIC_DIR,
+            link_dir: "/opt/bin",
+            build: static_build(ts.version.as_ref()),
+        },
+        Os::FedoraCoreos => TailscaleInstall::Static {
+            dir: TAILSCALE_STATIC_DIR,
+            link_dir: "/usr/local/bin",
+            build: static_build(ts.version.as_ref()),
+        },
+    };
+    let mut up_args = vec![
+        "up".to_string(),
+        format!("--auth-key=file:{AUTH_KEY_PATH}"),
+        format!("--hostname={name}"),
+    ];
+    if !ts.tags.is_empty() {
+        up_args.push(format!("--advertise-tags={}", ts.tags.join(",")));
+    }
+    up_args.push(format!("--ssh={}", ts.ssh));
+    up_args.push(format!("--accept-dns={}", ts.accept_dns));
+    if let Some(url) = &ts.login_server {
+        up_args.push(format!("--login-server={url}"));
+    }
+    up_args.push(format!(
+        "--timeout={}s",
+        Retries::default().tailscale_up_timeout_s
+    ));
+    TailscalePlan {
+        install,
+        up_args,
+        oauth,
+    }
+}
+
+fn apt(
+    distro: &'static str,
+    codename: &'static str,
+    ts: &crate::spec::Tailscale,
+) -> TailscaleInstall {
+    let repo = format!("{TAILSCALE_PKGS}{distro}/{codename}");
+    TailscaleInstall::Apt {
+        distro,
+        codename,
+        version: ts.version.clone(),
+        key_url: format!("{repo}.noarmor.gpg"),
+        keyring: TAILSCALE_KEYRING,
+        list_url: format!("{repo}.tailscale-keyring.list"),
+        list: TAILSCALE_APT_LIST,
+        package: match &ts.version {
+            Some(v) => format!("tailscale={v}"),
+            None => "tailscale".into(),
+        },
+    }
+}
