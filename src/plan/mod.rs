@@ -218,20 +218,12 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
 
             let backend = node_backend(spec, n);
             let node_fw = n.fields.firewall.clone().unwrap_or_default();
-            let public_tcp: Vec<PortRange> = spec
-                .firewall
-                .public_tcp
-                .iter()
-                .chain(&node_fw.public_tcp)
-                .copied()
-                .collect();
-            let public_udp: Vec<PortRange> = spec
-                .firewall
-                .public_udp
-                .iter()
-                .chain(&node_fw.public_udp)
-                .copied()
-                .collect();
+            // The cluster's public ports, then the node's own.
+            let both = |cluster: &[PortRange], node: &[PortRange]| -> Vec<PortRange> {
+                cluster.iter().chain(node).copied().collect()
+            };
+            let public_tcp = both(&spec.firewall.public_tcp, &node_fw.public_tcp);
+            let public_udp = both(&spec.firewall.public_udp, &node_fw.public_udp);
             let firewall = plan_firewall(&FirewallInput {
                 backend,
                 is_server: role.is_server(),
