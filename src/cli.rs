@@ -53,6 +53,8 @@ pub enum Command {
         /// Do not read secrets (validates everything else)
         #[arg(long)]
         redact: bool,
+        #[command(flatten)]
+        mint: Mint,
     },
     /// Print what every node will do: role, OS, K3s flags, open ports, sizes
     Plan {
@@ -64,6 +66,8 @@ pub enum Command {
         /// Do not read secrets; sizes are then computed with placeholders
         #[arg(long)]
         redact: bool,
+        #[command(flatten)]
+        mint: Mint,
     },
     /// Print a commented starter spec (one server, two agents), or write it to --out
     Init {
@@ -81,6 +85,21 @@ pub enum Command {
     },
     /// Print the JSON Schema of the spec (for editors: see the README)
     Schema,
+    /// Print the cluster's tailnet policy (HuJSON): tag owners, grants, SSH, tests
+    Policy {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+    },
+    /// Print system-upgrade-controller Plans that upgrade the nodes to k3s.version
+    Upgrade {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+    },
+    /// Print the commands that fetch the kubeconfig from the init server over the mesh
+    Kubeconfig {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+    },
 }
 
 /// The spec `meshboot init` writes. It is `fixtures/init.yaml`, so every test that runs
@@ -139,6 +158,23 @@ fn completions(shell: clap_complete::Shell) -> Output {
     }
 }
 
+/// `--mint-auth-key[=EXPIRY]`, shared by the commands that check or build a spec.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Mint {
+    /// Exchange an OAuth client secret (tskey-client-...) for short-lived auth keys through
+    /// the Tailscale API, and deliver only those: EXPIRY like 12h, 3d (default 24h, 1h to
+    /// 90d); check and plan only take it into account
+    #[arg(
+        long,
+        value_name = "EXPIRY",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "24h",
+        value_parser = crate::mint::parse_expiry
+    )]
+    pub mint_auth_key: Option<u64>,
+}
+
 #[derive(Args, Debug)]
 pub struct Common {
     /// Treat warnings as errors
@@ -150,6 +186,8 @@ pub struct Common {
     /// Ignition spec version of .ign outputs
     #[arg(long, value_enum, default_value_t = IgnitionArg::V3_3_0)]
     pub ignition_version: IgnitionArg,
+    #[command(flatten)]
+    pub mint: Mint,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -191,23 +229,35 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 redact: common.redact,
                 strict: common.strict,
                 ignition_version: common.ignition_version.into(),
+                mint_auth_key: common.mint.mint_auth_key,
             },
         ),
         Command::Check {
             spec,
             strict,
             redact,
+            mint,
         }
         | Command::Plan {
             spec,
             strict,
             redact,
+            mint,
         } => (
             spec,
             Options {
                 redact: *redact,
                 strict: *strict,
                 ignition_version: IgnitionVersion::default(),
+                mint_auth_key: mint.mint_auth_key,
+            },
+        ),
+        // Commands that read the spec but no secret: they print nothing of a node's own.
+        Command::Policy { spec } | Command::Upgrade { spec } | Command::Kubeconfig { spec } => (
+            spec,
+            Options {
+                redact: true,
+                ..Options::default()
             },
         ),
         // The commands without a spec answer here.
@@ -218,10 +268,23 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
     };
     let text = std::fs::read(spec_path)
         .map_err(|e| (Error::reading_spec(spec_path, &e), String::new()))?;
-    let checked =
+    let mut checked =
         crate::check_bytes(spec_path, &text, env, &opts).map_err(|f| (f, String::new()))?;
     out.stderr.push_str(&checked.warnings);
     let fail = |e: Error, out: &Output| (e, out.stderr.clone());
+    // Build and render mint the keys the nodes they write get (never with --redact).
+    if let (Some(expiry), false) = (opts.mint_auth_key, opts.redact) {
+        let names: Vec<&str> = match cmd {
+            Command::Build { .. } => checked.plan.nodes.iter().map(|n| n.name.as_str()).collect(),
+            Command::Render { node, .. } => vec![node.as_str()],
+            _ => Vec::new(),
+        };
+        if !names.is_empty() {
+            let names: Vec<String> = names.into_iter().map(String::from).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            crate::mint_keys(&mut checked, &names, expiry, env).map_err(|e| fail(e, &out))?;
+        }
+    }
 
     match cmd {
         Command::Check { .. } => {
@@ -260,6 +323,22 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 );
             }
             let _ = writeln!(out.stdout, "wrote {}", dir.join("SHA256SUMS"));
+        }
+        Command::Policy { .. } => {
+            let Some(policy) = crate::policy::policy(&checked.spec) else {
+                return Err(fail(
+                    checked.refuse("tailscale.tags", crate::problem::Problem::PolicyNeedsTags),
+                    &out,
+                ));
+            };
+            out.stdout = crate::policy::text(&checked.spec, &policy);
+        }
+        Command::Upgrade { .. } => {
+            out.stdout = crate::upgrade::text(&checked.spec, &checked.plan);
+        }
+        Command::Kubeconfig { .. } => {
+            out.stdout = crate::kubeconfig::commands(&checked.spec, &checked.plan)
+                .map_err(|(path, problem)| fail(checked.refuse(path, problem), &out))?;
         }
         // Answered before any spec was read.
         Command::Init { .. } | Command::Completions { .. } | Command::Schema => {}

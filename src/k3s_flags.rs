@@ -168,7 +168,7 @@ pub const TABLE: &[Row] = &[
         nodes: Nodes::Servers,
         only: None,
         source: Source::MeshAddress,
-        value: "its Tailscale address(es), appended to the node's name and the `--tls-san` names of `server_args`",
+        value: "its Tailscale address(es), appended to the node's name, its MagicDNS name `<node>.<tailscale.tailnet>` (with `tailscale.tailnet`) and the `--tls-san` names of `server_args`",
         file: File::Both,
         repeatable: true,
         why: "the API server's certificate is valid for the names and addresses used over the mesh",

@@ -89,6 +89,12 @@ pub enum Flaw {
     NoDashes,
     NotAFlag,
     FlagNameContains(char),
+    /// `*` where a named source belongs.
+    Wildcard,
+    /// Not a user, `group:`, `autogroup:` or `tag:` name.
+    NotASelector,
+    /// A DNS name with a single label.
+    OneLabel,
 }
 
 impl Display for Flaw {
@@ -143,6 +149,9 @@ impl Display for Flaw {
                 write!(f, "is not a K3s flag: its name ")?;
                 write_contains(f, *c)
             }
+            Flaw::Wildcard => write!(f, "is a wildcard, which selects every device"),
+            Flaw::NotASelector => write!(f, "is not a user, `group:`, `autogroup:` or `tag:` name"),
+            Flaw::OneLabel => write!(f, "is a single label, not a domain"),
         }
     }
 }
@@ -172,6 +181,9 @@ pub enum Subject {
     LoginServer,
     /// An item of `server_args` / `agent_args`.
     Flag,
+    /// An item of `tailscale.tag_owners` or `tailscale.admins`.
+    Selector,
+    Tailnet,
 }
 
 impl Subject {
@@ -184,6 +196,8 @@ impl Subject {
             Subject::LabelValue => "label value ",
             Subject::Taint => "taint ",
             Subject::Tag => "tag ",
+            Subject::Selector => "policy source ",
+            Subject::Tailnet => "tailnet ",
             Subject::LoginServer | Subject::Flag => "",
         }
     }
@@ -213,6 +227,12 @@ impl Subject {
             }
             Subject::Flag => {
                 "write each flag as one string, `--name=value` or `--name`, e.g. \"--kube-apiserver-arg=audit-log-maxage=30\""
+            }
+            Subject::Selector => {
+                "name who, as the tailnet policy does: a user (alice@example.com, alice@github), `group:ops`, `autogroup:admin` or `tag:ci`"
+            }
+            Subject::Tailnet => {
+                "write your tailnet's MagicDNS domain as the admin console's DNS page shows it, e.g. example-org.ts.net"
             }
         }
     }
@@ -575,6 +595,14 @@ pub enum Problem {
     // --- Resolving secrets (stage 2b) ---
     AgentTokenIsServerToken,
     OAuthWithoutTags,
+    /// An OAuth client secret with a control server other than Tailscale's.
+    OAuthWithLoginServer,
+    /// An OAuth client secret would go into every node's user data (a warning).
+    OAuthShipped,
+    /// Neither Tailscale SSH nor sshd on the mesh reaches the init server.
+    NoSshToInit,
+    /// Some node advertises no tag, so a tailnet policy cannot select it.
+    PolicyNeedsTags,
     EnvNotSet(String),
     SecretFileIoReason {
         path: String,
@@ -626,7 +654,8 @@ impl Problem {
             | Problem::AgentsHoldServerToken
             | Problem::NoK3sVersion
             | Problem::UnknownComponent { .. }
-            | Problem::NoFirewall => Severity::Warning,
+            | Problem::NoFirewall
+            | Problem::OAuthShipped => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -831,6 +860,10 @@ impl Problem {
 
             AgentTokenIsServerToken => "give agents a token of their own (e.g. `openssl rand -hex 32`), or leave `agent_token` out".into(),
             OAuthWithoutTags => "add `tags: [tag:k3s]` under `tailscale:` (the OAuth client must own those tags)".into(),
+            OAuthWithLoginServer => "Tailscale exchanges OAuth client secrets for keys only at its own API, so this can never join a Headscale or other control server: use a pre-auth key from your control server, or drop `tailscale.login_server`".into(),
+            OAuthShipped => "it never expires and stays readable from the metadata service for each server's life; build with --mint-auth-key to put a short-lived key minted from it into the nodes instead (see the README, \"Secrets\")".into(),
+            NoSshToInit => "set `tailscale.ssh: true` (Tailscale SSH) or `firewall.ssh: tailscale` (sshd on the mesh)".into(),
+            PolicyNeedsTags => "give the nodes tags, e.g. `tags: [tag:k3s]` (or `server_tags` and `agent_tags`), and an auth key allowed to apply them".into(),
             EnvNotSet(name) => format!("export {name}=... before running meshboot, or pass --redact to check the spec without secrets"),
             SecretFileIoReason { .. } => "a relative path is relative to the directory of the spec file; check that the file exists and that meshboot may read it".into(),
             EmptySecret(_) => "put the key or token in it".into(),
@@ -1109,6 +1142,22 @@ impl Display for Problem {
             OAuthWithoutTags => write!(
                 f,
                 "the auth key is a Tailscale OAuth client secret (it starts with `tskey-client-`), which needs tags"
+            ),
+            OAuthWithLoginServer => write!(
+                f,
+                "the auth key is a Tailscale OAuth client secret, which does not work with `tailscale.login_server`"
+            ),
+            OAuthShipped => write!(
+                f,
+                "the auth key is a Tailscale OAuth client secret (`tskey-client-`), a permanent credential, and would be written into every node's user data"
+            ),
+            PolicyNeedsTags => write!(
+                f,
+                "some nodes advertise no tag, and a tailnet policy selects the cluster's nodes by tag"
+            ),
+            NoSshToInit => write!(
+                f,
+                "there is no SSH over the mesh to fetch the kubeconfig from the init server"
             ),
             EnvNotSet(name) => write!(f, "environment variable `{name}` is not set"),
             SecretFileIoReason { path, reason } => {

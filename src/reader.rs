@@ -14,8 +14,8 @@ use crate::redact::{SECRET_FIELDS, holds_secret, looks_like_secret, secret_flag_
 use crate::source::{Node, NodeKind, join};
 use crate::spec::{
     Choice, Cluster, Firewall, Hcloud, K3s, MAX_COUNT, Networks, NodeFields, NodeFirewall,
-    NodeSpec, PortRange, SUPPORTED_VERSION, SecretRef, Spec, Tailscale, default_cluster_cidr,
-    default_service_cidr,
+    NodeSpec, PortRange, SUPPORTED_VERSION, SecretRef, Spec, Tailscale, default_admins,
+    default_cluster_cidr, default_service_cidr, default_tag_owners,
 };
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -689,6 +689,12 @@ section! {
         accept_dns: or_default,
         login_server: optional,
         version: optional,
+        tailnet: optional,
+        tag_owners: unset_or(default_tag_owners),
+        server_tags: or_default,
+        agent_tags: or_default,
+        netfilter_mode: or_default,
+        admins: unset_or(default_admins),
     }
 }
 

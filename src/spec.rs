@@ -154,6 +154,53 @@ pub struct Tailscale {
     /// Version of the static Tailscale build used on Flatcar / Fedora CoreOS; `None`
     /// resolves the newest stable release at boot.
     pub version: Option<String>,
+    /// The tailnet's MagicDNS domain, e.g. `example-org.ts.net`: each server's
+    /// `<name>.<tailnet>` goes into its API certificate (`tls-san`), and `meshboot
+    /// kubeconfig` points kubectl at the init server's MagicDNS name.
+    pub tailnet: Option<String>,
+    /// Who may assign the cluster's tags, in the policy `meshboot policy` prints
+    /// (`tagOwners`): users, `group:`, `autogroup:` or `tag:` names.
+    #[serde(default = "default_tag_owners")]
+    pub tag_owners: Vec<String>,
+    /// Tags only servers advertise (besides `tags`): the policy then lets only servers
+    /// reach etcd (2379-2380).
+    #[serde(default)]
+    pub server_tags: Vec<String>,
+    /// Tags only agents advertise (besides `tags`).
+    #[serde(default)]
+    pub agent_tags: Vec<String>,
+    /// `tailscale up --netfilter-mode`: `on` (tailscaled accepts all tailscale0 traffic
+    /// before the host firewall), `nodivert` or `off` (the host firewall sees it).
+    #[serde(default)]
+    pub netfilter_mode: NetfilterMode,
+    /// Who may reach the API (6443) and SSH on the nodes over the mesh, in the policy
+    /// `meshboot policy` prints: users, `group:`, `autogroup:` or `tag:` names.
+    #[serde(default = "default_admins")]
+    pub admins: Vec<String>,
+}
+
+/// Tailscale's own default owner of a tag: the tailnet's admins.
+pub fn default_tag_owners() -> Vec<String> {
+    vec!["autogroup:admin".to_string()]
+}
+
+/// The tailnet's admins reach the API and SSH unless the spec says otherwise.
+pub fn default_admins() -> Vec<String> {
+    vec!["autogroup:admin".to_string()]
+}
+
+choice! {
+    /// How much of netfilter tailscaled manages (tailscale's `--netfilter-mode`,
+    /// cmd/tailscale/cli/up.go: one of on, nodivert, off).
+    pub enum NetfilterMode ("netfilter mode") { On = "on", Nodivert = "nodivert", Off = "off", }
+    aliases { "no-divert" => "nodivert", "true" => "on", "false" => "off" }
+}
+
+impl Default for NetfilterMode {
+    /// tailscaled's default on Linux.
+    fn default() -> Self {
+        NetfilterMode::On
+    }
 }
 
 choice! {

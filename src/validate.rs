@@ -353,29 +353,110 @@ fn check_os_firewall(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic
     }
 }
 
+/// Why `tag` is not a Tailscale tag (`tag:` then lowercase letters, digits and `-`).
+fn tag_problem(tag: &str) -> Option<Flaw> {
+    match tag.strip_prefix("tag:") {
+        None => Some(Flaw::NoTagPrefix),
+        Some("") => Some(Flaw::NoTagName),
+        Some(t) if t.len() > 64 => Some(Flaw::TagTooLong(t.len())),
+        Some(t) => t
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+            .map(|c| {
+                if c.is_ascii_uppercase() {
+                    Flaw::Uppercase(c, "tags")
+                } else {
+                    Flaw::Contains(c)
+                }
+            }),
+    }
+}
+
+/// Why `s` is not a policy selector meshboot writes into a `src` or `tagOwners`: a user
+/// (`alice@example.com`, `alice@github`), `group:NAME`, `autogroup:NAME` or `tag:NAME`
+/// (tailscale.com/kb/1337/policy-syntax, "Tag owners" and "Autogroups"). `*` is refused:
+/// policy tests cannot use it as a source, and it would open the API to every device.
+fn selector_problem(s: &str) -> Option<Flaw> {
+    if s.is_empty() {
+        return Some(Flaw::Empty);
+    }
+    if s == "*" {
+        return Some(Flaw::Wildcard);
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '@' | ':' | '.' | '-' | '_' | '+')))
+    {
+        return Some(Flaw::Contains(c));
+    }
+    if s.len() > 256 {
+        return Some(Flaw::TooLong {
+            len: s.len(),
+            max: 256,
+        });
+    }
+    if s.starts_with("tag:") {
+        return tag_problem(s);
+    }
+    let named = ["group:", "autogroup:"].iter().any(|p| {
+        s.strip_prefix(p)
+            .is_some_and(|n| !n.is_empty() && !n.contains(':'))
+    });
+    let user = s
+        .split_once('@')
+        .is_some_and(|(u, domain)| !u.is_empty() && !domain.is_empty() && !s.contains(':'));
+    (!named && !user).then_some(Flaw::NotASelector)
+}
+
+/// Why `s` is not a tailnet's DNS name (`example-org.ts.net`): lowercase labels, at least two.
+fn tailnet_problem(s: &str) -> Option<Flaw> {
+    if s.is_empty() {
+        return Some(Flaw::Empty);
+    }
+    if s.len() > 253 {
+        return Some(Flaw::TooLong {
+            len: s.len(),
+            max: 253,
+        });
+    }
+    if let Some(flaw) = s.split('.').find_map(label_problem) {
+        return Some(flaw);
+    }
+    (!s.contains('.')).then_some(Flaw::OneLabel)
+}
+
 fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
     let ts = &spec.tailscale;
-    for (i, tag) in ts.tags.iter().enumerate() {
-        let flaw = match tag.strip_prefix("tag:") {
-            None => Some(Flaw::NoTagPrefix),
-            Some("") => Some(Flaw::NoTagName),
-            Some(t) if t.len() > 64 => Some(Flaw::TagTooLong(t.len())),
-            Some(t) => t
-                .chars()
-                .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-                .map(|c| {
-                    if c.is_ascii_uppercase() {
-                        Flaw::Uppercase(c, "tags")
-                    } else {
-                        Flaw::Contains(c)
-                    }
-                }),
-        };
+    for (field, tags) in [
+        ("tags", &ts.tags),
+        ("server_tags", &ts.server_tags),
+        ("agent_tags", &ts.agent_tags),
+    ] {
+        for (i, tag) in tags.iter().enumerate() {
+            d.extend(flawed(
+                format!("tailscale.{field}[{i}]"),
+                Subject::Tag,
+                tag,
+                tag_problem(tag),
+            ));
+        }
+    }
+    for (field, list) in [("tag_owners", &ts.tag_owners), ("admins", &ts.admins)] {
+        for (i, s) in list.iter().enumerate() {
+            d.extend(flawed(
+                format!("tailscale.{field}[{i}]"),
+                Subject::Selector,
+                s,
+                selector_problem(s),
+            ));
+        }
+    }
+    if let Some(t) = &ts.tailnet {
         d.extend(flawed(
-            format!("tailscale.tags[{i}]"),
-            Subject::Tag,
-            tag,
-            flaw,
+            "tailscale.tailnet",
+            Subject::Tailnet,
+            t,
+            tailnet_problem(t),
         ));
     }
     if let Some(url) = &ts.login_server {
@@ -729,6 +810,31 @@ mod tests {
         assert!(label_problem(&"a".repeat(64)).is_some());
         assert!(is_san("api.example.com") && is_san("10.0.0.1") && is_san("fd00::1"));
         assert!(!is_san("$(touch x)") && !is_san("a b"));
+    }
+
+    #[test]
+    fn selectors_and_tailnets() {
+        for ok in [
+            "autogroup:admin",
+            "group:ops",
+            "alice@example.com",
+            "bob@github",
+            "tag:k3s",
+        ] {
+            assert_eq!(selector_problem(ok), None, "{ok}");
+        }
+        assert_eq!(selector_problem("*"), Some(Flaw::Wildcard));
+        assert_eq!(selector_problem("admins"), Some(Flaw::NotASelector));
+        assert_eq!(selector_problem("group:"), Some(Flaw::NotASelector));
+        assert_eq!(selector_problem("a b"), Some(Flaw::Contains(' ')));
+        assert_eq!(
+            selector_problem("tag:K3s"),
+            Some(Flaw::Uppercase('K', "tags"))
+        );
+        assert_eq!(tailnet_problem("example-org.ts.net"), None);
+        assert_eq!(tailnet_problem("localhost"), Some(Flaw::OneLabel));
+        assert_eq!(tailnet_problem("a..b"), Some(Flaw::Empty));
+        assert!(tailnet_problem("Example.ts.net").is_some());
     }
 
     #[test]

@@ -106,6 +106,10 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
             set(Flag::Disable, ConfigValue::List(k.disable.clone()));
         }
         tls_san_names.push(n.name.clone());
+        // kubectl over the mesh reaches the server by its MagicDNS name.
+        if let Some(tailnet) = &spec.tailscale.tailnet {
+            tls_san_names.push(format!("{}.{tailnet}", n.name));
+        }
         if k.agent_token.is_some() {
             set(Flag::AgentTokenFile, s(AGENT_TOKEN_PATH));
         }

@@ -9,11 +9,12 @@
 mod boot;
 mod k3s;
 mod tailscale;
+pub mod updates;
 
 pub use boot::{BootConfig, Join};
 pub use k3s::{ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
 pub use tailscale::{
-    Arch, StaticBuild, TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball,
+    Arch, StaticBuild, TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball, node_tags,
 };
 
 use crate::firewall::{FirewallInput, FirewallPlan, plan_firewall};
@@ -120,6 +121,9 @@ pub enum FileKind {
     FirewallUnit,
     TailscaledUnit,
     BootstrapUnit,
+    /// The OS's update-reboot settings ([`updates`]): Flatcar's update.conf or a Zincati
+    /// config snippet.
+    OsUpdates,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,6 +192,9 @@ pub struct NodePlan {
     pub packages: Vec<String>,
     pub files: Vec<FilePlan>,
     pub retries: Retries,
+    /// When the OS may reboot for an update (Flatcar, Fedora CoreOS), one window per node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reboot_window: Option<updates::RebootWindow>,
 }
 
 // Resolution is shared with validation; these names stay reachable as `plan::...`.
@@ -204,9 +211,17 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
         .collect();
     let init = servers.first().copied().unwrap_or_default().to_string();
 
+    // Each node's index among the servers or the agents: its reboot window's slot.
+    let (mut servers_seen, mut agents_seen) = (0, 0);
     let plans = nodes
         .iter()
         .map(|n| {
+            let seen = match n.role {
+                Role::Server => &mut servers_seen,
+                Role::Agent => &mut agents_seen,
+            };
+            let role_index = *seen;
+            *seen += 1;
             let os = n.fields.os.unwrap_or(DEFAULT_OS);
             let envelope = Envelope::for_os(os);
             let role = match n.role {
@@ -238,7 +253,7 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                 allow_pod_metadata: spec.firewall.allow_pod_metadata,
             });
 
-            let tailscale = plan_tailscale(spec, &n.name, os, oauth);
+            let tailscale = plan_tailscale(spec, &n.name, n.role, os, oauth);
             let k3s = plan_k3s(spec, n, role, os);
 
             let mut packages = vec!["ca-certificates".to_string(), "curl".to_string()];
@@ -296,6 +311,10 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                     FileKind::TailscaledUnit,
                 ));
             }
+            let reboot_window = updates::reboot_window(os, role, role_index);
+            if let Some(w) = &reboot_window {
+                files.push(file(w.path, 0o644, FileKind::OsUpdates));
+            }
             files.sort_by(|a, b| a.path.cmp(&b.path));
 
             NodePlan {
@@ -311,6 +330,7 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                 packages,
                 files,
                 retries: Retries::default(),
+                reboot_window,
             }
         })
         .collect();

@@ -1,7 +1,7 @@
 //! The plan's Tailscale part: how a node installs Tailscale and the `tailscale up` it runs.
 
 use super::{AUTH_KEY_PATH, Retries};
-use crate::spec::{Os, Spec};
+use crate::spec::{Os, Role, Spec};
 use serde::Serialize;
 
 pub const TAILSCALE_STATIC_DIR: &str = "/opt/tailscale";
@@ -118,6 +118,9 @@ fn static_build(version: Option<&String>) -> StaticBuild {
 #[derive(Debug, Clone, Serialize)]
 pub struct TailscalePlan {
     pub install: TailscaleInstall,
+    /// The tags this node advertises: `tailscale.tags`, then its role's tags. A key minted
+    /// for the node (`--mint-auth-key`) carries exactly these.
+    pub tags: Vec<String>,
     /// `tailscale up` arguments; the key is passed as `file:`, never by value.
     pub up_args: Vec<String>,
     /// True when the auth key is an OAuth client secret (the key file gets
@@ -125,8 +128,30 @@ pub struct TailscalePlan {
     pub oauth: bool,
 }
 
-pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> TailscalePlan {
+/// The tags a node in `role` advertises: the cluster's, then the role's, each once.
+pub fn node_tags(ts: &crate::spec::Tailscale, role: Role) -> Vec<String> {
+    let role_tags = match role {
+        Role::Server => &ts.server_tags,
+        Role::Agent => &ts.agent_tags,
+    };
+    let mut tags: Vec<String> = Vec::new();
+    for t in ts.tags.iter().chain(role_tags) {
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+    tags
+}
+
+pub(super) fn plan_tailscale(
+    spec: &Spec,
+    name: &str,
+    role: Role,
+    os: Os,
+    oauth: bool,
+) -> TailscalePlan {
     let ts = &spec.tailscale;
+    let tags = node_tags(ts, role);
     let install = match os {
         Os::Ubuntu2204 => apt("ubuntu", "jammy", ts),
         Os::Ubuntu2404 => apt("ubuntu", "noble", ts),
@@ -147,11 +172,14 @@ pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> Ta
         format!("--auth-key=file:{AUTH_KEY_PATH}"),
         format!("--hostname={name}"),
     ];
-    if !ts.tags.is_empty() {
-        up_args.push(format!("--advertise-tags={}", ts.tags.join(",")));
+    if !tags.is_empty() {
+        up_args.push(format!("--advertise-tags={}", tags.join(",")));
     }
     up_args.push(format!("--ssh={}", ts.ssh));
     up_args.push(format!("--accept-dns={}", ts.accept_dns));
+    // Always said: `up` with flags is the complete set of settings, and the mode decides
+    // whether the host firewall sees tailscale0 traffic (README, "The host firewall").
+    up_args.push(format!("--netfilter-mode={}", ts.netfilter_mode.name()));
     if let Some(url) = &ts.login_server {
         up_args.push(format!("--login-server={url}"));
     }
@@ -161,6 +189,7 @@ pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> Ta
     ));
     TailscalePlan {
         install,
+        tags,
         up_args,
         oauth,
     }

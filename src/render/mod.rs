@@ -177,6 +177,18 @@ pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, Render
     )
 }
 
+/// The OS-update reboot settings of `node`: Flatcar's update.conf, or Zincati's TOML.
+fn os_updates(node: &NodePlan) -> Result<String, RenderError> {
+    let w = node
+        .reboot_window
+        .as_ref()
+        .ok_or_else(|| RenderError("an OS-update file without a reboot window".into()))?;
+    match w.path {
+        plan::updates::FLATCAR_UPDATE_CONF => Ok(plan::updates::flatcar_update_conf(w)),
+        _ => plan::updates::zincati_config(w).map_err(RenderError),
+    }
+}
+
 /// One file of a node, ready to deliver.
 #[derive(Debug, Clone)]
 pub struct RenderedFile {
@@ -202,6 +214,15 @@ pub fn node_files(
                 FileKind::Bootstrap => bootstrap_script(&cluster.cluster, node)?,
                 FileKind::K3sConfig => k3s_config(node)?,
                 FileKind::AuthKey => {
+                    if let Some(minted) = secrets.minted.get(&node.tailscale.tags) {
+                        return Ok(RenderedFile {
+                            path: f.path.clone(),
+                            mode: f.mode,
+                            contents: format!("{}\n", minted.expose()),
+                            unit: None,
+                            enable: false,
+                        });
+                    }
                     let mut key = secrets.auth_key.expose().to_string();
                     if node.tailscale.oauth && !key.contains('?') {
                         // OAuth client secrets default to ephemeral, unauthorised nodes.
@@ -226,6 +247,7 @@ pub fn node_files(
                 FileKind::FirewallUnit => render_template(FIREWALL_UNIT, context! { paths => paths() })?,
                 FileKind::TailscaledUnit => render_template(TAILSCALED_UNIT, context! { ts_dir => ts_dir })?,
                 FileKind::BootstrapUnit => render_template(BOOTSTRAP_UNIT, context! { paths => paths() })?,
+                FileKind::OsUpdates => os_updates(node)?,
             };
             Ok(RenderedFile {
                 path: f.path.clone(),

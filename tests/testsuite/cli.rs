@@ -134,7 +134,7 @@ fn render_of_an_unknown_node_is_a_usage_error_listing_the_nodes() {
 
 #[test]
 fn check_and_plan_succeed_without_printing_secrets() {
-    let c = meshboot(&["check", &fixture("headscale-oauth.yaml")]);
+    let c = meshboot(&["check", &fixture("headscale.yaml")]);
     assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
     assert!(
         stdout(&c).contains("ok, 3 nodes in cluster hs-lab"),
@@ -433,6 +433,9 @@ const SUBCOMMANDS: &[&str] = &[
     "init",
     "completions",
     "schema",
+    "policy",
+    "upgrade",
+    "kubeconfig",
 ];
 
 #[test]

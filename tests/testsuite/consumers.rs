@@ -750,3 +750,158 @@ fn ignition_files_stage_lays_down_what_cloud_init_would() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Netfilter modes against the real kernel: who filters tailscale0
+
+/// tailscaled's `--netfilter-mode=on`, stood in by the two rules that matter here, as
+/// tailscale/tailscale `util/linuxfw/iptables_runner.go` writes them: `AddHooks` puts
+/// `-j ts-input` first in INPUT, `addBase4` appends `-i tailscale0 -j ACCEPT` to ts-input.
+/// `nodivert` makes the chains but adds no hook, `off` makes nothing
+/// (`wgengine/router/osrouter/router_linux.go`, `setNetfilterModeLocked`): for the host
+/// firewall both are "no tailscaled rule in the way".
+const TAILSCALED_ON: &str = "iptables -N ts-input && iptables -I INPUT 1 -j ts-input && iptables -A ts-input -i tailscale0 -j ACCEPT";
+
+/// Loads a firewall (`setup`, a shell script run in the node's network namespace, with
+/// `firewall` bound read-only at /run/firewall), optionally tailscaled's `on` hook, then
+/// connects to each port from a peer on the far end of a veth named `tailscale0`. A port
+/// is let through when the kernel answers (connection refused: nothing listens), dropped
+/// when the connection times out. Returns (port, let through) per port.
+fn mesh_probe(setup: &str, firewall: &str, tailscaled_on: bool, ports: &[u16]) -> Vec<(u16, bool)> {
+    require("ip", "iproute2");
+    require("bwrap", "bubblewrap");
+    let w = tempfile::tempdir().unwrap();
+    let p = w.path();
+    for (from, to) in [
+        ("/etc/ufw", "etc-ufw"),
+        ("/etc/default/ufw", "default-ufw"),
+        ("/lib/ufw", "lib-ufw"),
+    ] {
+        let o = run(Command::new("cp").args(["-a", from]).arg(p.join(to)));
+        assert!(
+            o.status.success(),
+            "copying {from}: {}",
+            stdout_and_stderr(&o)
+        );
+    }
+    std::fs::write(p.join("firewall"), firewall).unwrap();
+    std::fs::write(p.join("setup.sh"), setup).unwrap();
+    let id = format!(
+        "{}{}",
+        std::process::id(),
+        p.file_name().unwrap().to_string_lossy()
+    );
+    let id: String = id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(10)
+        .collect();
+    let probes: Vec<String> = ports
+        .iter()
+        .map(|port| {
+            format!(
+                "if ip netns exec \"$B\" timeout 3 bash -c 'exec 3<>/dev/tcp/100.64.0.1/{port}' 2>/dev/null; then echo {port} open; \
+                 elif [ $? -eq 124 ]; then echo {port} dropped; else echo {port} open; fi"
+            )
+        })
+        .collect();
+    let bwrap = format!(
+        "bwrap --ro-bind / / --dev /dev --proc /proc --tmpfs /run --tmpfs /tmp \
+         --bind {d}/etc-ufw /etc/ufw --bind {d}/default-ufw /etc/default/ufw --bind {d}/lib-ufw /lib/ufw \
+         --ro-bind {d}/firewall /run/firewall --ro-bind {d}/setup.sh /run/setup.sh \
+         --die-with-parent /bin/sh -e /run/setup.sh",
+        d = p.display()
+    );
+    let script = format!(
+        "set -e\nA=mbnfa{id}; B=mbnfb{id}; T=mbt{id}\n\
+         ip netns add \"$A\"; ip netns add \"$B\"\n\
+         trap 'ip netns del \"$A\"; ip netns del \"$B\"' EXIT\n\
+         ip link add \"$T\" type veth peer name mbp{id}\n\
+         ip link set \"$T\" netns \"$A\"; ip link set mbp{id} netns \"$B\"\n\
+         ip -n \"$A\" link set \"$T\" name tailscale0\n\
+         ip -n \"$A\" addr add 100.64.0.1/24 dev tailscale0; ip -n \"$A\" link set tailscale0 up; ip -n \"$A\" link set lo up\n\
+         ip -n \"$B\" addr add 100.64.0.2/24 dev mbp{id}; ip -n \"$B\" link set mbp{id} up\n\
+         ip netns exec \"$A\" {bwrap} >/dev/null\n\
+         {on}\n\
+         set +e\n{probes}\n",
+        on = if tailscaled_on {
+            format!("ip netns exec \"$A\" sh -c '{TAILSCALED_ON}'")
+        } else {
+            String::new()
+        },
+        probes = probes.join("\n")
+    );
+    let o = run(Command::new("bash").arg("-c").arg(&script));
+    let out = stdout_and_stderr(&o);
+    assert!(o.status.success(), "the probe failed:\n{out}");
+    ports
+        .iter()
+        .map(|port| {
+            let open = out.lines().any(|l| l == format!("{port} open"));
+            let dropped = out.lines().any(|l| l == format!("{port} dropped"));
+            assert!(open != dropped, "{port}: no verdict:\n{out}");
+            (*port, open)
+        })
+        .collect()
+}
+
+/// The delivered file at `path` of `node` in `fixture`.
+fn delivered_file(fixture: &str, node: &str, path: &str) -> String {
+    let (_, artifacts) = compile(&support::fixtures_dir().join(fixture), &Options::default());
+    let a = artifacts.iter().find(|a| a.node == node).expect("node");
+    delivered_files(a)
+        .into_iter()
+        .find(|(p, _, _)| p == path)
+        .map(|(_, _, c)| c)
+        .expect("file")
+}
+
+#[test]
+fn nftables_limits_tailscale0_to_the_k3s_ports_in_every_netfilter_mode() {
+    require("nft", "nftables");
+    let ruleset = delivered_file(
+        "nftables.yaml",
+        "nft-server-1",
+        meshboot::plan::NFTABLES_PATH,
+    );
+    // nft-server-1 opens 2379-2380, 6443, 9100 and 10250/tcp on tailscale0 (expect.rs).
+    for on in [false, true] {
+        let got = mesh_probe(
+            "nft -f /run/firewall\n",
+            &ruleset,
+            on,
+            &[6443, 10250, 2380, 8080, 31000],
+        );
+        assert_eq!(
+            got,
+            [
+                (6443, true),
+                (10250, true),
+                (2380, true),
+                (8080, false),
+                (31000, false)
+            ],
+            "tailscaled on: {on}"
+        );
+    }
+}
+
+#[test]
+fn ufw_limits_tailscale0_unless_tailscaled_hooks_in_first() {
+    require("ufw", "ufw");
+    let script = delivered_file("mesh.yaml", "mesh-cp", meshboot::plan::BOOTSTRAP_PATH);
+    let ufw: Vec<String> = script
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("quiet ufw "))
+        .map(|rest| format!("ufw {rest}"))
+        .collect();
+    assert!(ufw.len() > 10, "{ufw:?}");
+    let setup = format!("{}\n", ufw.join("\n"));
+    // nodivert / off: ufw sees tailscale0 and lets in only the ports it lists.
+    let got = mesh_probe(&setup, "", false, &[6443, 9100, 8080]);
+    assert_eq!(got, [(6443, true), (9100, true), (8080, false)]);
+    // on: tailscaled's ts-input accepts everything on tailscale0 before ufw's rules, which
+    // is why the tailnet policy is the mesh firewall then.
+    let got = mesh_probe(&setup, "", true, &[6443, 8080]);
+    assert_eq!(got, [(6443, true), (8080, true)]);
+}

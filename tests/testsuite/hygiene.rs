@@ -34,7 +34,7 @@ fn accepted_specs() -> Vec<Utf8PathBuf> {
 
 #[test]
 fn with_an_agent_token_agents_never_hold_the_server_token() {
-    let spec = support::fixtures_dir().join("headscale-oauth.yaml");
+    let spec = support::fixtures_dir().join("headscale.yaml");
     let (checked, artifacts) = compile(&spec, &Options::default());
     let mut agents = 0;
     for (node, a) in checked.plan.nodes.iter().zip(&artifacts) {
@@ -167,10 +167,7 @@ fn secrets_live_only_in_their_0600_root_files() {
 
 #[test]
 fn an_oauth_secret_gets_its_parameters_in_its_file_only() {
-    let (_, artifacts) = compile(
-        &fixtures_dir().join("headscale-oauth.yaml"),
-        &Options::default(),
-    );
+    let (_, artifacts) = compile(&fixtures_dir().join("mesh.yaml"), &Options::default());
     for a in &artifacts {
         let files = delivered(a);
         let key = files

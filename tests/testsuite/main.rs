@@ -12,6 +12,8 @@ mod diagnostics;
 mod firstboot;
 mod hygiene;
 mod injection;
+mod mesh;
+mod mint;
 mod props;
 mod render;
 mod support;

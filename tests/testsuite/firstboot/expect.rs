@@ -308,6 +308,7 @@ const CLUSTER_UP: &[&str] = &[
     "--advertise-tags=tag:k3s",
     "--ssh=false",
     "--accept-dns=false",
+    "--netfilter-mode=on",
     "--timeout=60s",
 ];
 const CLUSTER_SERVER_ENV: &[(&str, &str)] = &[
@@ -408,6 +409,7 @@ const FLATCAR_UP: &[&str] = &[
     "--advertise-tags=tag:k3s,tag:ignite",
     "--ssh=true",
     "--accept-dns=false",
+    "--netfilter-mode=on",
     "--timeout=60s",
 ];
 const FLATCAR_TAILSCALE: TailscaleFrom = TailscaleFrom::Static {
@@ -487,7 +489,7 @@ token-file: /etc/meshboot/k3s-token
 }
 
 // ---------------------------------------------------------------------------------------
-// headscale-oauth.yaml: Ubuntu 22.04 behind ufw, an OAuth secret with tags, a Headscale
+// headscale.yaml: Ubuntu 22.04 behind ufw, an OAuth secret with tags, a Headscale
 // login server, and an agent token (servers get agent-token-file; agents' token-file holds
 // the agent token).
 
@@ -507,13 +509,14 @@ const HEADSCALE_UP: &[&str] = &[
     "--advertise-tags=tag:k3s-server,tag:lab",
     "--ssh=false",
     "--accept-dns=false",
+    "--netfilter-mode=on",
     "--login-server=https://headscale.example.com",
     "--timeout=60s",
 ];
 
 const fn headscale_agent(node: &'static str) -> Row {
     Row {
-        fixture: "headscale-oauth.yaml",
+        fixture: "headscale.yaml",
         node,
         role: Role::Agent { via: "hs-server" },
         os: "ubuntu-22.04",
@@ -547,6 +550,7 @@ const NFT_UP: &[&str] = &[
     "--advertise-tags=tag:k3s",
     "--ssh=false",
     "--accept-dns=true",
+    "--netfilter-mode=on",
     "--timeout=60s",
 ];
 
@@ -610,6 +614,7 @@ const LOGIN_SERVER_UP: &[&str] = &[
     "--advertise-tags=tag:k3s,tag:edge-1",
     "--ssh=false",
     "--accept-dns=false",
+    "--netfilter-mode=on",
     "--login-server=https://hs.example.com:8443/a;touch+meshboot-canary&&touch%20meshboot-canary!b?c=d&e[f]=g@h,i%27j#frag;k",
     "--timeout=60s",
 ];
@@ -762,9 +767,9 @@ token-file: /etc/meshboot/k3s-token
         tls_san: &[],
         dual_stack: false,
     },
-    // headscale-oauth.yaml
+    // headscale.yaml
     Row {
-        fixture: "headscale-oauth.yaml",
+        fixture: "headscale.yaml",
         node: "hs-server",
         role: Role::Init,
         os: "ubuntu-22.04",
@@ -794,6 +799,88 @@ token-file: /etc/meshboot/k3s-token
     },
     starter_agent("worker-1"),
     starter_agent("worker-2"),
+    // mesh.yaml: per-role tags, Tailscale SSH, nodivert, a tailnet (the server's MagicDNS
+    // name joins its tls-san), mesh port 9100.
+    Row {
+        fixture: "mesh.yaml",
+        node: "mesh-cp",
+        role: Role::Init,
+        os: "ubuntu-24.04",
+        firewall: Firewall::Ufw(&[
+            "default deny incoming",
+            "default allow outgoing",
+            "default deny routed",
+            "allow 41641/udp",
+            "allow in on tailscale0 to any port 22 proto tcp",
+            "allow in on tailscale0 to any port 2379:2380 proto tcp",
+            "allow in on tailscale0 to any port 6443 proto tcp",
+            "allow in on tailscale0 to any port 9100 proto tcp",
+            "allow in on tailscale0 to any port 10250 proto tcp",
+            "allow in on tailscale0 to any port 8472 proto udp",
+            "allow in on cni0",
+            "allow in on flannel.1",
+            "allow from 10.42.0.0/16",
+            "allow from 10.43.0.0/16",
+            "route deny from 10.42.0.0/16 to 169.254.169.254",
+            "route allow in on cni0",
+            "route allow in on flannel.1",
+            "route allow in on tailscale0",
+            "route allow from 10.42.0.0/16",
+        ]),
+        tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+        up: &[
+            "--advertise-tags=tag:k3s,tag:k3s-server",
+            "--ssh=true",
+            "--accept-dns=false",
+            "--netfilter-mode=nodivert",
+            "--timeout=60s",
+        ],
+        install_env: CLUSTER_SERVER_ENV,
+        k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
+        tls_san: &["mesh-cp.example-org.ts.net"],
+        dual_stack: false,
+    },
+    Row {
+        fixture: "mesh.yaml",
+        node: "mesh-worker",
+        role: Role::Agent { via: "mesh-cp" },
+        os: "ubuntu-24.04",
+        firewall: Firewall::Ufw(&[
+            "default deny incoming",
+            "default allow outgoing",
+            "default deny routed",
+            "allow 41641/udp",
+            "allow in on tailscale0 to any port 22 proto tcp",
+            "allow in on tailscale0 to any port 9100 proto tcp",
+            "allow in on tailscale0 to any port 10250 proto tcp",
+            "allow in on tailscale0 to any port 8472 proto udp",
+            "allow in on cni0",
+            "allow in on flannel.1",
+            "allow from 10.42.0.0/16",
+            "allow from 10.43.0.0/16",
+            "route deny from 10.42.0.0/16 to 169.254.169.254",
+            "route allow in on cni0",
+            "route allow in on flannel.1",
+            "route allow in on tailscale0",
+            "route allow from 10.42.0.0/16",
+        ]),
+        tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+        up: &[
+            "--advertise-tags=tag:k3s,tag:k3s-agent",
+            "--ssh=true",
+            "--accept-dns=false",
+            "--netfilter-mode=nodivert",
+            "--timeout=60s",
+        ],
+        install_env: &[
+            ("INSTALL_K3S_EXEC", "agent"),
+            SKIP_START,
+            ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+        ],
+        k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
+        tls_san: &[],
+        dual_stack: false,
+    },
     // nftables.yaml
     netfilter_server("nft-server-1", Role::Init),
     netfilter_server(

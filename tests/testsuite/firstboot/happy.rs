@@ -136,15 +136,10 @@ fn single_server_initialises_with_no_other_server_to_look_for() {
 }
 
 #[test]
-fn oauth_headscale_server_passes_its_login_server_and_keeps_the_secret_out_of_argv() {
-    let mut sb = Sandbox::new(node("headscale-oauth.yaml", "hs-server"));
-    let key = fs::read_to_string(sb.host(plan::AUTH_KEY_PATH)).expect("key");
-    assert!(
-        key.ends_with("?ephemeral=false&preauthorized=true\n"),
-        "{key}"
-    );
+fn headscale_server_passes_its_login_server_and_keeps_the_key_out_of_argv() {
+    let mut sb = Sandbox::new(node("headscale.yaml", "hs-server"));
     let run = sb.run();
-    let expect = Expect::of("headscale-oauth.yaml", "hs-server");
+    let expect = Expect::of("headscale.yaml", "hs-server");
     assert_bootstrapped(&sb, &run, &expect);
     let up = sb
         .calls()
@@ -157,6 +152,18 @@ fn oauth_headscale_server_passes_its_login_server_and_keeps_the_secret_out_of_ar
     ] {
         assert!(up.args.iter().any(|a| a == arg), "{arg} missing: {up}");
     }
+}
+
+#[test]
+fn an_oauth_secret_reaches_tailscale_up_through_its_file_with_its_parameters() {
+    let mut sb = Sandbox::new(node("mesh.yaml", "mesh-cp"));
+    let key = fs::read_to_string(sb.host(plan::AUTH_KEY_PATH)).expect("key");
+    assert!(
+        key.ends_with("?ephemeral=false&preauthorized=true\n"),
+        "{key}"
+    );
+    let run = sb.run();
+    assert_bootstrapped(&sb, &run, &Expect::of("mesh.yaml", "mesh-cp"));
 }
 
 /// The table covers every node of every fixture, and every node boots as its row says.

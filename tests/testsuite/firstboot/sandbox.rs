@@ -21,6 +21,8 @@ pub const NODE_DIRS: &[&str] = &[
     "/etc/rancher",
     "/etc/systemd/system",
     "/etc/apt/sources.list.d",
+    "/etc/flatcar",
+    "/etc/zincati",
     "/usr/share/keyrings",
     "/opt",
     "/var",
