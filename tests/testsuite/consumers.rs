@@ -408,11 +408,9 @@ const UFW: Consumer = Consumer {
     broken: "ufw allow 99999/tcp\n",
 };
 
-/// Runs the script in `file` with the real ufw in a sandbox: new network namespace,
-/// scratch copies of ufw's configuration, host read-only.
-fn ufw_sandbox(file: &Path) -> Output {
-    let w = tempfile::tempdir().unwrap();
-    let p = w.path();
+/// Scratch copies of ufw's configuration in `p` (etc-ufw, default-ufw, lib-ufw), for a
+/// sandbox to bind over the host's.
+fn copy_ufw_config(p: &Path) {
     for (from, to) in [
         ("/etc/ufw", "etc-ufw"),
         ("/etc/default/ufw", "default-ufw"),
@@ -425,6 +423,14 @@ fn ufw_sandbox(file: &Path) -> Output {
             stdout_and_stderr(&o)
         );
     }
+}
+
+/// Runs the script in `file` with the real ufw in a sandbox: new network namespace,
+/// scratch copies of ufw's configuration, host read-only.
+fn ufw_sandbox(file: &Path) -> Output {
+    let w = tempfile::tempdir().unwrap();
+    let p = w.path();
+    copy_ufw_config(p);
     run(Command::new("bwrap")
         .args([
             "--ro-bind",
@@ -772,18 +778,7 @@ fn mesh_probe(setup: &str, firewall: &str, tailscaled_on: bool, ports: &[u16]) -
     require("bwrap", "bubblewrap");
     let w = tempfile::tempdir().unwrap();
     let p = w.path();
-    for (from, to) in [
-        ("/etc/ufw", "etc-ufw"),
-        ("/etc/default/ufw", "default-ufw"),
-        ("/lib/ufw", "lib-ufw"),
-    ] {
-        let o = run(Command::new("cp").args(["-a", from]).arg(p.join(to)));
-        assert!(
-            o.status.success(),
-            "copying {from}: {}",
-            stdout_and_stderr(&o)
-        );
-    }
+    copy_ufw_config(p);
     std::fs::write(p.join("firewall"), firewall).unwrap();
     std::fs::write(p.join("setup.sh"), setup).unwrap();
     let id = format!(
