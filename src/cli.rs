@@ -191,6 +191,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 redact: common.redact,
                 strict: common.strict,
                 ignition_version: common.ignition_version.into(),
+                target: None,
             },
         ),
         Command::Check {
@@ -208,6 +209,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 redact: *redact,
                 strict: *strict,
                 ignition_version: IgnitionVersion::default(),
+                target: None,
             },
         ),
         // The commands without a spec answer here.

@@ -51,6 +51,8 @@ pub struct Options {
     pub redact: bool,
     pub strict: bool,
     pub ignition_version: IgnitionVersion,
+    /// A delivery command the spec is compiled for, which needs more of it.
+    pub target: Option<validate::Target>,
 }
 
 /// A spec that passed every check, with its warnings rendered for stderr.
@@ -87,6 +89,9 @@ pub fn check(
         return Err(fail(&diags));
     };
     diags.extend(validate::validate(&spec));
+    if let Some(target) = opts.target {
+        diags.extend(validate::for_target(&spec, target));
+    }
     let spec_dir = path
         .parent()
         .filter(|p| !p.as_str().is_empty())

@@ -89,6 +89,9 @@ pub enum Flaw {
     NoDashes,
     NotAFlag,
     FlagNameContains(char),
+    /// A label selector term that is not `k=v`, `k!=v`, `k`, `!k` or `k in (a,b)`.
+    SelectorTerm(String),
+    SpaceAtEnds,
 }
 
 impl Display for Flaw {
@@ -143,6 +146,12 @@ impl Display for Flaw {
                 write!(f, "is not a K3s flag: its name ")?;
                 write_contains(f, *c)
             }
+            Flaw::SelectorTerm(term) => write!(
+                f,
+                "has the selector term {}, which is not `key=value`, `key!=value`, `key`, `!key` or `key in (a,b)`",
+                quote_short(term)
+            ),
+            Flaw::SpaceAtEnds => write!(f, "starts or ends with a space"),
         }
     }
 }
@@ -172,6 +181,10 @@ pub enum Subject {
     LoginServer,
     /// An item of `server_args` / `agent_args`.
     Flag,
+    /// `hcloud.image`.
+    HcloudImage,
+    /// An item of `hcloud.ssh_keys`.
+    SshKey,
 }
 
 impl Subject {
@@ -184,6 +197,8 @@ impl Subject {
             Subject::LabelValue => "label value ",
             Subject::Taint => "taint ",
             Subject::Tag => "tag ",
+            Subject::HcloudImage => "image ",
+            Subject::SshKey => "SSH key name ",
             Subject::LoginServer | Subject::Flag => "",
         }
     }
@@ -213,6 +228,12 @@ impl Subject {
             }
             Subject::Flag => {
                 "write each flag as one string, `--name=value` or `--name`, e.g. \"--kube-apiserver-arg=audit-log-maxage=30\""
+            }
+            Subject::HcloudImage => {
+                "write an image ID (123456789), an image name (ubuntu-24.04), or a label selector of snapshots (meshboot.os=flatcar,meshboot.k3s=v1.33.5-k3s1); selector keys and values follow Hetzner's label rules: at most 63 of A-Z a-z 0-9 `-` `_` `.`, starting and ending with a letter or digit"
+            }
+            Subject::SshKey => {
+                "write the name or ID of an SSH key in the Hetzner project (`hcloud ssh-key list`); hcloud reads --ssh-key as a comma-separated list, so a name cannot hold `,` or `\"`"
             }
         }
     }
@@ -494,6 +515,19 @@ pub enum Problem {
         first: usize,
         first_entry: (String, Option<u32>),
     },
+    /// `hcloud.<key>` is needed by `command` and the node has none.
+    HcloudMissing {
+        key: &'static str,
+        command: &'static str,
+    },
+    /// A node of `os` has no `hcloud.image`, and Hetzner has no stock image of it.
+    NoStockImage {
+        os: &'static str,
+    },
+    /// `meshboot packer` bakes `what` and needs its version pinned.
+    UnpinnedBake {
+        what: &'static str,
+    },
     /// `key` is `type` or `location`.
     HcloudName {
         key: &'static str,
@@ -772,6 +806,15 @@ impl Problem {
                 format!("shorten the name to at most {shorten_to} characters")
             }
             NameTaken { .. } => "every node needs its own name: rename one of the entries".into(),
+            HcloudMissing { key, .. } => {
+                let example = if *key == "type" { "cx22" } else { "fsn1" };
+                format!("add `hcloud: {{ {key}: {example} }}` to this node, or to `defaults:` for every node")
+            }
+            NoStockImage { .. } => "build the image with `meshboot packer SPEC --out DIR` and `packer build DIR` (Hetzner's rescue mode installs it), then set `hcloud.image` to the label selector `meshboot packer` prints, or to the snapshot's ID".into(),
+            UnpinnedBake { what } => match *what {
+                "Tailscale" => "set `tailscale.version` (e.g. 1.90.6): a baked image holds one version, its labels say which, and a node boots from it only when that is the version the spec asks for".into(),
+                _ => "set `k3s.version` (e.g. v1.33.5+k3s1) instead of a channel: a baked image holds one release, its labels say which, and a node boots from it only when that is the release the spec asks for".into(),
+            },
             HcloudName { key, .. } => {
                 let example = if *key == "type" {
                     "cx22, cax21, ccx13"
@@ -990,6 +1033,20 @@ impl Display for Problem {
                 }
                 Ok(())
             }
+            HcloudMissing { key, command } => {
+                write!(
+                    f,
+                    "{command} needs this node's `hcloud.{key}`, and it has none"
+                )
+            }
+            NoStockImage { os } => write!(
+                f,
+                "Hetzner has no stock {os} image, and these nodes have no `hcloud.image`"
+            ),
+            UnpinnedBake { what } => write!(
+                f,
+                "meshboot packer bakes {what} into the image, and its version is not pinned"
+            ),
             HcloudName { key, value } => write!(
                 f,
                 "{} is not a Hetzner Cloud server {key}",
