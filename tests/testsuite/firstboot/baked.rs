@@ -20,7 +20,7 @@ use std::os::unix::fs::symlink;
 fn standin(name: &str, version: &str) -> String {
     let (_, text) = POOL.iter().find(|(n, _)| *n == name).expect("stand-in");
     text.replace(
-        "STANDIN_VERSION=unset",
+        "STANDIN_VERSION=0.0.0",
         &format!("STANDIN_VERSION={version}"),
     )
 }
