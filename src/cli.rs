@@ -65,6 +65,18 @@ pub enum Command {
         #[arg(long)]
         redact: bool,
     },
+    /// Print a script that creates the nodes in Hetzner Cloud with the hcloud CLI: cloud
+    /// firewalls, spread placement groups, one `hcloud server create` per node
+    Hcloud {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+        /// The directory `meshboot build` wrote the nodes' files to (the script reads them)
+        #[arg(long, short)]
+        out: Utf8PathBuf,
+        /// Treat warnings as errors
+        #[arg(long)]
+        strict: bool,
+    },
     /// Print a commented starter spec (one server, two agents), or write it to --out
     Init {
         /// Write the spec to FILE instead of stdout; an existing FILE is left alone
@@ -212,6 +224,16 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 target: None,
             },
         ),
+        Command::Hcloud { spec, strict, .. } => (
+            spec,
+            Options {
+                // The script needs no secret: it names the files build wrote.
+                redact: true,
+                strict: *strict,
+                ignition_version: IgnitionVersion::default(),
+                target: Some(crate::validate::Target::Hcloud),
+            },
+        ),
         // The commands without a spec answer here.
         Command::Init { out, force } => {
             return init(out.as_deref(), *force).map_err(|f| (f, String::new()));
@@ -262,6 +284,11 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 );
             }
             let _ = writeln!(out.stdout, "wrote {}", dir.join("SHA256SUMS"));
+        }
+        Command::Hcloud { out: dir, .. } => {
+            let plan =
+                crate::delivery::hcloud::plan_hcloud(&checked.spec, &checked.plan, dir.as_str());
+            out.stdout = crate::render::hcloud_script(&plan).map_err(|e| fail(e.into(), &out))?;
         }
         // Answered before any spec was read.
         Command::Init { .. } | Command::Completions { .. } | Command::Schema => {}

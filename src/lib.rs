@@ -19,6 +19,7 @@
 //! and [`render_all_nodes`] run the pipeline; [`cli`] drives it for each subcommand.
 
 pub mod cli;
+pub mod delivery;
 pub mod diagnostics;
 pub mod emit;
 pub mod error;

@@ -24,6 +24,7 @@ pub const NFTABLES: &str = "nftables.nft.j2";
 pub const FIREWALL_UNIT: &str = "meshboot-firewall.service.j2";
 pub const TAILSCALED_UNIT: &str = "tailscaled.service.j2";
 pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service.j2";
+pub const HCLOUD_SCRIPT: &str = "hcloud.sh.j2";
 
 const TEMPLATES: &[(&str, &str)] = &[
     (BOOTSTRAP, include_str!("../../templates/bootstrap.sh.j2")),
@@ -40,6 +41,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         BOOTSTRAP_UNIT,
         include_str!("../../templates/meshboot-bootstrap.service.j2"),
     ),
+    (HCLOUD_SCRIPT, include_str!("../../templates/hcloud.sh.j2")),
 ];
 
 /// A failure while rendering: always a meshboot bug, never the user's input.
@@ -174,6 +176,14 @@ pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, Render
             units => context! { firewall => plan::FIREWALL_UNIT },
             ufw_commands => ufw_commands(&node.firewall),
         },
+    )
+}
+
+/// The script `meshboot hcloud` prints.
+pub fn hcloud_script(plan: &crate::delivery::hcloud::HcloudPlan) -> Result<String, RenderError> {
+    render_template(
+        HCLOUD_SCRIPT,
+        context! { plan => Value::from(minijinja::value::Serde(plan)) },
     )
 }
 

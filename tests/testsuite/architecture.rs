@@ -320,8 +320,9 @@ const STAGES: &[&str] = &[
     "resolve",
     "validate",
     "secrets",
-    // Stages 3-5.
+    // Stages 3-5 (delivery: what Hetzner needs, planned beside the nodes' plans).
     "plan",
+    "delivery",
     "render",
     "emit",
     // The spec's schema, the pipeline as a whole, and the command line.

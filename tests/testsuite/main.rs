@@ -10,6 +10,7 @@ mod cli;
 mod consumers;
 mod diagnostics;
 mod firstboot;
+mod hcloud;
 mod hygiene;
 mod injection;
 mod props;

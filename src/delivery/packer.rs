@@ -1,0 +1,1 @@
+//! The plan of `meshboot packer` (see the module above).
