@@ -77,6 +77,18 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Write DIR/meshboot.pkr.hcl and DIR/bake.sh: a Packer build of one generic snapshot
+    /// per OS and architecture, with the spec's Tailscale and K3s pre-installed
+    Packer {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+        /// Output directory (created if missing)
+        #[arg(long, short)]
+        out: Utf8PathBuf,
+        /// Treat warnings as errors
+        #[arg(long)]
+        strict: bool,
+    },
     /// Print a commented starter spec (one server, two agents), or write it to --out
     Init {
         /// Write the spec to FILE instead of stdout; an existing FILE is left alone
@@ -224,14 +236,18 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 target: None,
             },
         ),
-        Command::Hcloud { spec, strict, .. } => (
+        Command::Hcloud { spec, strict, .. } | Command::Packer { spec, strict, .. } => (
             spec,
             Options {
-                // The script needs no secret: it names the files build wrote.
+                // Neither needs a secret: the script names the files build wrote, and an
+                // image holds none.
                 redact: true,
                 strict: *strict,
                 ignition_version: IgnitionVersion::default(),
-                target: Some(crate::validate::Target::Hcloud),
+                target: Some(match cmd {
+                    Command::Packer { .. } => crate::validate::Target::Packer,
+                    _ => crate::validate::Target::Hcloud,
+                }),
             },
         ),
         // The commands without a spec answer here.
@@ -289,6 +305,40 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             let plan =
                 crate::delivery::hcloud::plan_hcloud(&checked.spec, &checked.plan, dir.as_str());
             out.stdout = crate::render::hcloud_script(&plan).map_err(|e| fail(e.into(), &out))?;
+        }
+        Command::Packer { out: dir, .. } => {
+            let plan = crate::delivery::packer::plan_packer(&checked.spec, &checked.plan);
+            let (hcl, bake) =
+                crate::render::packer_files(&plan).map_err(|e| fail(e.into(), &out))?;
+            let write = |name: &str, text: &str, mode: u32| -> std::io::Result<()> {
+                std::fs::create_dir_all(dir)?;
+                let path = dir.join(name);
+                std::fs::write(&path, text)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                }
+                Ok(())
+            };
+            write("meshboot.pkr.hcl", &hcl, 0o644)
+                .and_then(|_| write("bake.sh", &bake, 0o755))
+                .map_err(|e| fail(Error::writing_to(dir, &e), &out))?;
+            let _ = writeln!(out.stdout, "wrote {}", dir.join("meshboot.pkr.hcl"));
+            let _ = writeln!(out.stdout, "wrote {}", dir.join("bake.sh"));
+            let _ = writeln!(
+                out.stdout,
+                "\nBuild with: packer init {dir} && packer build {dir}\nThen point the nodes at their snapshot (hcloud.image):"
+            );
+            for b in &plan.images {
+                let _ = writeln!(
+                    out.stdout,
+                    "  {} ({}): image: \"{}\"",
+                    b.name,
+                    b.nodes.join(", "),
+                    b.selector
+                );
+            }
         }
         // Answered before any spec was read.
         Command::Init { .. } | Command::Completions { .. } | Command::Schema => {}

@@ -13,7 +13,8 @@ mod tailscale;
 pub use boot::{BootConfig, Join};
 pub use k3s::{BAKED_K3S_INSTALLER, BakedK3s, ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
 pub use tailscale::{
-    Arch, Installed, StaticBuild, TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball,
+    Arch, Installed, StaticBuild, TAILSCALE_PKGS, TAILSCALE_STATIC_DIR, TailscaleInstall,
+    TailscalePlan, Tarball,
 };
 
 use crate::firewall::{FirewallInput, FirewallPlan, plan_firewall};

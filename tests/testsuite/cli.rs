@@ -431,6 +431,7 @@ const SUBCOMMANDS: &[&str] = &[
     "check",
     "plan",
     "hcloud",
+    "packer",
     "init",
     "completions",
     "schema",

@@ -13,6 +13,7 @@ mod firstboot;
 mod hcloud;
 mod hygiene;
 mod injection;
+mod packer;
 mod props;
 mod render;
 mod support;
