@@ -69,6 +69,30 @@ pub enum Command {
         #[command(flatten)]
         mint: Mint,
     },
+    /// Print a script that creates the nodes in Hetzner Cloud with the hcloud CLI: cloud
+    /// firewalls, spread placement groups, one `hcloud server create` per node
+    Hcloud {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+        /// The directory `meshboot build` wrote the nodes' files to (the script reads them)
+        #[arg(long, short)]
+        out: Utf8PathBuf,
+        /// Treat warnings as errors
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Write DIR/meshboot.pkr.hcl and DIR/bake.sh: a Packer build of one generic snapshot
+    /// per OS and architecture, with the spec's Tailscale and K3s pre-installed
+    Packer {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+        /// Output directory (created if missing)
+        #[arg(long, short)]
+        out: Utf8PathBuf,
+        /// Treat warnings as errors
+        #[arg(long)]
+        strict: bool,
+    },
     /// Print a commented starter spec (one server, two agents), or write it to --out
     Init {
         /// Write the spec to FILE instead of stdout; an existing FILE is left alone
@@ -230,6 +254,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 strict: common.strict,
                 ignition_version: common.ignition_version.into(),
                 mint_auth_key: common.mint.mint_auth_key,
+                target: None,
             },
         ),
         Command::Check {
@@ -250,6 +275,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 strict: *strict,
                 ignition_version: IgnitionVersion::default(),
                 mint_auth_key: mint.mint_auth_key,
+                target: None,
             },
         ),
         // Commands that read the spec but no secret: they print nothing of a node's own.
@@ -258,6 +284,21 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             Options {
                 redact: true,
                 ..Options::default()
+            },
+        ),
+        Command::Hcloud { spec, strict, .. } | Command::Packer { spec, strict, .. } => (
+            spec,
+            Options {
+                // Neither needs a secret: the script names the files build wrote, and an
+                // image holds none.
+                redact: true,
+                strict: *strict,
+                ignition_version: IgnitionVersion::default(),
+                mint_auth_key: None,
+                target: Some(match cmd {
+                    Command::Packer { .. } => crate::validate::Target::Packer,
+                    _ => crate::validate::Target::Hcloud,
+                }),
             },
         ),
         // The commands without a spec answer here.
@@ -339,6 +380,45 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
         Command::Kubeconfig { .. } => {
             out.stdout = crate::kubeconfig::commands(&checked.spec, &checked.plan)
                 .map_err(|(path, problem)| fail(checked.refuse(path, problem), &out))?;
+        }
+        Command::Hcloud { out: dir, .. } => {
+            let plan =
+                crate::delivery::hcloud::plan_hcloud(&checked.spec, &checked.plan, dir.as_str());
+            out.stdout = crate::render::hcloud_script(&plan).map_err(|e| fail(e.into(), &out))?;
+        }
+        Command::Packer { out: dir, .. } => {
+            let plan = crate::delivery::packer::plan_packer(&checked.spec, &checked.plan);
+            let (hcl, bake) =
+                crate::render::packer_files(&plan).map_err(|e| fail(e.into(), &out))?;
+            let write = |name: &str, text: &str, mode: u32| -> std::io::Result<()> {
+                std::fs::create_dir_all(dir)?;
+                let path = dir.join(name);
+                std::fs::write(&path, text)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                }
+                Ok(())
+            };
+            write("meshboot.pkr.hcl", &hcl, 0o644)
+                .and_then(|_| write("bake.sh", &bake, 0o755))
+                .map_err(|e| fail(Error::writing_to(dir, &e), &out))?;
+            let _ = writeln!(out.stdout, "wrote {}", dir.join("meshboot.pkr.hcl"));
+            let _ = writeln!(out.stdout, "wrote {}", dir.join("bake.sh"));
+            let _ = writeln!(
+                out.stdout,
+                "\nBuild with: packer init {dir} && packer build {dir}\nThen point the nodes at their snapshot (hcloud.image):"
+            );
+            for b in &plan.images {
+                let _ = writeln!(
+                    out.stdout,
+                    "  {} ({}): image: \"{}\"",
+                    b.name,
+                    b.nodes.join(", "),
+                    b.selector
+                );
+            }
         }
         // Answered before any spec was read.
         Command::Init { .. } | Command::Completions { .. } | Command::Schema => {}

@@ -19,6 +19,7 @@
 //! and [`render_all_nodes`] run the pipeline; [`cli`] drives it for each subcommand.
 
 pub mod cli;
+pub mod delivery;
 pub mod diagnostics;
 pub mod emit;
 pub mod error;
@@ -58,6 +59,8 @@ pub struct Options {
     /// `--mint-auth-key`: an OAuth client secret is exchanged at build time for keys that
     /// expire after this many seconds ([`mint`]); only those reach the nodes.
     pub mint_auth_key: Option<u64>,
+    /// A delivery command the spec is compiled for, which needs more of it.
+    pub target: Option<validate::Target>,
 }
 
 /// A spec that passed every check, with its warnings rendered for stderr.
@@ -109,6 +112,9 @@ pub fn check(
         return Err(fail(&diags));
     };
     diags.extend(validate::validate(&spec));
+    if let Some(target) = opts.target {
+        diags.extend(validate::for_target(&spec, target));
+    }
     let spec_dir = path
         .parent()
         .filter(|p| !p.as_str().is_empty())

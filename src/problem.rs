@@ -95,6 +95,9 @@ pub enum Flaw {
     NotASelector,
     /// A DNS name with a single label.
     OneLabel,
+    /// A label selector term that is not `k=v`, `k!=v`, `k`, `!k` or `k in (a,b)`.
+    SelectorTerm(String),
+    SpaceAtEnds,
 }
 
 impl Display for Flaw {
@@ -152,6 +155,12 @@ impl Display for Flaw {
             Flaw::Wildcard => write!(f, "is a wildcard, which selects every device"),
             Flaw::NotASelector => write!(f, "is not a user, `group:`, `autogroup:` or `tag:` name"),
             Flaw::OneLabel => write!(f, "is a single label, not a domain"),
+            Flaw::SelectorTerm(term) => write!(
+                f,
+                "has the selector term {}, which is not `key=value`, `key!=value`, `key`, `!key` or `key in (a,b)`",
+                quote_short(term)
+            ),
+            Flaw::SpaceAtEnds => write!(f, "starts or ends with a space"),
         }
     }
 }
@@ -184,6 +193,10 @@ pub enum Subject {
     /// An item of `tailscale.tag_owners` or `tailscale.admins`.
     Selector,
     Tailnet,
+    /// `hcloud.image`.
+    HcloudImage,
+    /// An item of `hcloud.ssh_keys`.
+    SshKey,
 }
 
 impl Subject {
@@ -198,6 +211,8 @@ impl Subject {
             Subject::Tag => "tag ",
             Subject::Selector => "policy source ",
             Subject::Tailnet => "tailnet ",
+            Subject::HcloudImage => "image ",
+            Subject::SshKey => "SSH key name ",
             Subject::LoginServer | Subject::Flag => "",
         }
     }
@@ -233,6 +248,12 @@ impl Subject {
             }
             Subject::Tailnet => {
                 "write your tailnet's MagicDNS domain as the admin console's DNS page shows it, e.g. example-org.ts.net"
+            }
+            Subject::HcloudImage => {
+                "write an image ID (123456789), an image name (ubuntu-24.04), or a label selector of snapshots (meshboot.os=flatcar,meshboot.k3s=v1.33.5-k3s1); selector keys and values follow Hetzner's label rules: at most 63 of A-Z a-z 0-9 `-` `_` `.`, starting and ending with a letter or digit"
+            }
+            Subject::SshKey => {
+                "write the name or ID of an SSH key in the Hetzner project (`hcloud ssh-key list`); hcloud reads --ssh-key as a comma-separated list, so a name cannot hold `,` or `\"`"
             }
         }
     }
@@ -513,6 +534,19 @@ pub enum Problem {
         entry: (String, Option<u32>),
         first: usize,
         first_entry: (String, Option<u32>),
+    },
+    /// `hcloud.<key>` is needed by `command` and the node has none.
+    HcloudMissing {
+        key: &'static str,
+        command: &'static str,
+    },
+    /// A node of `os` has no `hcloud.image`, and Hetzner has no stock image of it.
+    NoStockImage {
+        os: &'static str,
+    },
+    /// `meshboot packer` bakes `what` and needs its version pinned.
+    UnpinnedBake {
+        what: &'static str,
     },
     /// `key` is `type` or `location`.
     HcloudName {
@@ -801,6 +835,15 @@ impl Problem {
                 format!("shorten the name to at most {shorten_to} characters")
             }
             NameTaken { .. } => "every node needs its own name: rename one of the entries".into(),
+            HcloudMissing { key, .. } => {
+                let example = if *key == "type" { "cx22" } else { "fsn1" };
+                format!("add `hcloud: {{ {key}: {example} }}` to this node, or to `defaults:` for every node")
+            }
+            NoStockImage { .. } => "build the image with `meshboot packer SPEC --out DIR` and `packer build DIR` (Hetzner's rescue mode installs it), then set `hcloud.image` to the label selector `meshboot packer` prints, or to the snapshot's ID".into(),
+            UnpinnedBake { what } => match *what {
+                "Tailscale" => "set `tailscale.version` (e.g. 1.90.6): a baked image holds one version, its labels say which, and a node boots from it only when that is the version the spec asks for".into(),
+                _ => "set `k3s.version` (e.g. v1.33.5+k3s1) instead of a channel: a baked image holds one release, its labels say which, and a node boots from it only when that is the release the spec asks for".into(),
+            },
             HcloudName { key, .. } => {
                 let example = if *key == "type" {
                     "cx22, cax21, ccx13"
@@ -1023,6 +1066,20 @@ impl Display for Problem {
                 }
                 Ok(())
             }
+            HcloudMissing { key, command } => {
+                write!(
+                    f,
+                    "{command} needs this node's `hcloud.{key}`, and it has none"
+                )
+            }
+            NoStockImage { os } => write!(
+                f,
+                "Hetzner has no stock {os} image, and these nodes have no `hcloud.image`"
+            ),
+            UnpinnedBake { what } => write!(
+                f,
+                "meshboot packer bakes {what} into the image, and its version is not pinned"
+            ),
             HcloudName { key, value } => write!(
                 f,
                 "{} is not a Hetzner Cloud server {key}",

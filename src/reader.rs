@@ -731,6 +731,8 @@ section! {
     Hcloud, HCLOUD_KEYS {
         server_type = "type": optional,
         location: optional,
+        image: optional,
+        ssh_keys: optional,
     }
 }
 

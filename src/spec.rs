@@ -440,7 +440,21 @@ pub struct Hcloud {
     pub server_type: Option<String>,
     /// The location, e.g. fsn1.
     pub location: Option<String>,
+    /// The image to create the server from: an image ID (`123456789`, a snapshot's), an
+    /// image name (`ubuntu-24.04`), or a label selector of snapshots
+    /// (`meshboot.os=flatcar,meshboot.k3s=v1.33.5-k3s1`; the newest one is used). Without
+    /// it, Ubuntu and Debian nodes use Hetzner's stock image of their `os`; Flatcar and
+    /// Fedora CoreOS nodes need one (see `meshboot packer`).
+    #[schemars(with = "Option<ImageValue>")]
+    pub image: Option<String>,
+    /// Names (or IDs) of SSH keys in the Hetzner project to put on the server.
+    pub ssh_keys: Option<Vec<String>>,
 }
+
+/// An image as written: a number (an ID) or a string.
+struct ImageValue;
+
+schema!(ImageValue, "ImageValue", { "type": ["string", "integer"] });
 
 /// Per-node firewall additions.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]

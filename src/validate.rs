@@ -14,9 +14,10 @@ use crate::firewall::{K3S_INTERNAL_TCP, K3S_INTERNAL_UDP, overlaps};
 use crate::problem::{Flaw, Problem, Subject, VersionHint};
 use crate::redact::url_has_credentials;
 use crate::resolve::{
-    ExpandedNode, comma_list, declared_backend, expand, node_backend, node_os, parse_args,
+    ExpandedNode, ImageRef, comma_list, declared_backend, expand, image_ref, node_backend, node_os,
+    parse_args, selector_terms,
 };
-use crate::spec::{FirewallBackend, FlannelBackend, NodeFields, PortRange, Role, Spec};
+use crate::spec::{FirewallBackend, FlannelBackend, NodeFields, Os, PortRange, Role, Spec};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,6 +57,98 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
     check_k3s(spec, &mut d);
     check_firewall(spec, &mut d);
     d
+}
+
+/// What a spec is compiled for beyond its first-boot files: the delivery commands need
+/// more of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `meshboot hcloud`: every node needs a server type, a location and an image
+    /// Hetzner can create it from.
+    Hcloud,
+    /// `meshboot packer`: pinned versions to bake, and every node's server type (its
+    /// architecture picks the snapshot it boots from).
+    Packer,
+}
+
+/// The checks `target` adds to [`validate`], each reported once per place in the spec.
+pub fn for_target(spec: &Spec, target: Target) -> Vec<Diagnostic> {
+    let mut d = Vec::new();
+    let nodes = expand(spec);
+    let mut seen = BTreeSet::new();
+    let keys: &[&'static str] = match target {
+        Target::Hcloud => &["type", "location"],
+        Target::Packer => &["type"],
+    };
+    for n in &nodes {
+        let h = n.fields.hcloud.clone().unwrap_or_default();
+        for key in keys {
+            let missing = match *key {
+                "type" => h.server_type.is_none(),
+                _ => h.location.is_none(),
+            };
+            if missing && seen.insert((n.entry, *key)) {
+                d.push(Diagnostic::new(
+                    format!("nodes[{}].name", n.entry),
+                    Problem::HcloudMissing {
+                        key,
+                        command: target.command(),
+                    },
+                ));
+            }
+        }
+        let os = node_os(n);
+        if target == Target::Hcloud && h.image.is_none() && !os_has_stock_image(os) {
+            let path = os_path(spec, n);
+            if !d.iter().any(|x| x.path == path) {
+                d.push(Diagnostic::new(
+                    path,
+                    Problem::NoStockImage { os: os.name() },
+                ));
+            }
+        }
+    }
+    if target == Target::Packer {
+        if spec.tailscale.version.is_none() {
+            d.push(
+                Diagnostic::new("tailscale", Problem::UnpinnedBake { what: "Tailscale" }).on_key(),
+            );
+        }
+        if spec.k3s.version.is_none() {
+            let at = if spec.k3s.channel.is_some() {
+                Diagnostic::new("k3s.channel", Problem::UnpinnedBake { what: "K3s" })
+            } else {
+                Diagnostic::new("k3s", Problem::UnpinnedBake { what: "K3s" }).on_key()
+            };
+            d.push(at);
+        }
+    }
+    d
+}
+
+impl Target {
+    fn command(self) -> &'static str {
+        match self {
+            Target::Hcloud => "meshboot hcloud",
+            Target::Packer => "meshboot packer",
+        }
+    }
+}
+
+/// Hetzner has a stock image for Ubuntu and Debian (named as meshboot's `os`), none for
+/// Flatcar or Fedora CoreOS (flatcar.org "Running on Hetzner"; Fedora CoreOS docs,
+/// "Provisioning Fedora CoreOS on Hetzner": both install through rescue mode or upload).
+pub fn os_has_stock_image(os: Os) -> bool {
+    !matches!(os, Os::Flatcar | Os::FedoraCoreos)
+}
+
+/// Where a node's OS is written: its entry's `os`, or `defaults.os`.
+fn os_path(spec: &Spec, n: &ExpandedNode) -> String {
+    if spec.nodes[n.entry].fields.os.is_some() {
+        format!("nodes[{}].os", n.entry)
+    } else {
+        "defaults.os".into()
+    }
 }
 
 /// RFC 1123 label: lowercase letters, digits and `-`, 1-63 characters, alphanumeric at
@@ -173,6 +266,111 @@ fn taint_problem(t: &str) -> Option<Flaw> {
     label_value_problem(v).map(|p| Flaw::ValueThat(Box::new(p)))
 }
 
+/// Why `image` is not an image ID, an image name or a label selector of snapshots, read
+/// as Hetzner reads it ([`image_ref`]). Selector keys and values follow Hetzner's label
+/// rules (docs.hetzner.cloud, "Labels": a key is `[prefix/]name`, the name at most 63 of
+/// `[a-zA-Z0-9-_.]` starting and ending alphanumeric, the prefix a DNS subdomain; a value
+/// is empty or the same as a name), which are Kubernetes' rules.
+fn image_problem(image: &str) -> Option<Flaw> {
+    match image_ref(image) {
+        ImageRef::Id(id) if id.len() > 19 => Some(Flaw::TooLong {
+            len: id.len(),
+            max: 19,
+        }),
+        ImageRef::Id(_) => None,
+        ImageRef::Name(name) => {
+            if name.is_empty() {
+                return Some(Flaw::Empty);
+            }
+            if let Some(c) = name.chars().find(|c| {
+                !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'))
+            }) {
+                return Some(if c.is_ascii_uppercase() {
+                    Flaw::Uppercase(c, "image names")
+                } else {
+                    Flaw::Contains(c)
+                });
+            }
+            (name.len() > 64).then_some(Flaw::TooLong {
+                len: name.len(),
+                max: 64,
+            })
+        }
+        ImageRef::Selector(selector) => selector_terms(selector)
+            .into_iter()
+            .find_map(selector_term_problem),
+    }
+}
+
+/// Why one term of a label selector is not `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`
+/// or `k notin (a,b)` with a valid key and values.
+fn selector_term_problem(term: &str) -> Option<Flaw> {
+    let bad = || Some(Flaw::SelectorTerm(term.to_string()));
+    if term.is_empty() {
+        return bad();
+    }
+    let key_and = |key: &str, values: &[&str]| {
+        qualified_name_problem(key.trim())
+            .map(|f| Flaw::KeyThat(Box::new(f)))
+            .or_else(|| {
+                values
+                    .iter()
+                    .find_map(|v| label_value_problem(v.trim()))
+                    .map(|f| Flaw::ValueThat(Box::new(f)))
+            })
+    };
+    if let Some(key) = term.strip_prefix('!') {
+        return key_and(key, &[]);
+    }
+    for op in [" notin ", " in "] {
+        if let Some((key, set)) = term.split_once(op) {
+            let Some(inner) = set
+                .trim()
+                .strip_prefix('(')
+                .and_then(|s| s.strip_suffix(')'))
+            else {
+                return bad();
+            };
+            let values: Vec<&str> = inner.split(',').collect();
+            return key_and(key, &values);
+        }
+    }
+    if term.contains(['(', ')']) {
+        return bad();
+    }
+    let (key, value) = term
+        .split_once("!=")
+        .or_else(|| term.split_once("=="))
+        .or_else(|| term.split_once('='))
+        .unwrap_or((term, ""));
+    if value.contains(['=', '!']) {
+        return bad();
+    }
+    key_and(key, &[value])
+}
+
+/// Why `name` cannot be passed as one `--ssh-key` value. hcloud reads that flag as a
+/// comma-separated list (pflag `StringSlice`, parsed as CSV: hetznercloud/cli
+/// internal/cmd/server/create.go), so a name holding `,` or `"` would be split or refused.
+fn ssh_key_problem(name: &str) -> Option<Flaw> {
+    if name.is_empty() {
+        return Some(Flaw::Empty);
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || matches!(c, ',' | '"'))
+    {
+        return Some(Flaw::Contains(c));
+    }
+    if name.trim() != name {
+        return Some(Flaw::SpaceAtEnds);
+    }
+    (name.chars().count() > 128).then_some(Flaw::TooLong {
+        len: name.chars().count(),
+        max: 128,
+    })
+}
+
 /// Node names after `count` expansion (`nodes`, from [`expand`]): valid hostnames, and
 /// unique. Each problem is reported at the name of the entry that makes the node.
 fn check_names(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic>) {
@@ -247,6 +445,19 @@ fn check_fields(spec: &Spec, f: &NodeFields, base: &str, d: &mut Vec<Diagnostic>
         );
     }
     if let Some(h) = &f.hcloud {
+        if let Some(image) = &h.image {
+            let path = format!("{base}.hcloud.image");
+            d.extend(flawed(
+                path,
+                Subject::HcloudImage,
+                image,
+                image_problem(image),
+            ));
+        }
+        for (i, key) in h.ssh_keys.iter().flatten().enumerate() {
+            let path = format!("{base}.hcloud.ssh_keys[{i}]");
+            d.extend(flawed(path, Subject::SshKey, key, ssh_key_problem(key)));
+        }
         for (key, value) in [("type", &h.server_type), ("location", &h.location)] {
             if let Some(v) = value
                 && !(v.len() <= 32

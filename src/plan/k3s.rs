@@ -43,7 +43,28 @@ pub struct K3sPlan {
     pub config: BTreeMap<String, ConfigValue>,
     /// What the bootstrap adds in a config.yaml.d drop-in once the node is on the mesh.
     pub boot_config: BootConfig,
+    /// A pinned K3s release: the bootstrap takes a pre-installed K3s of that release (a
+    /// baked image's, see `meshboot packer`) instead of downloading it.
+    pub baked: Option<BakedK3s>,
 }
+
+/// Where a baked image holds K3s, and the release it must be to be used.
+#[derive(Debug, Clone, Serialize)]
+pub struct BakedK3s {
+    pub version: String,
+    /// The binary: `INSTALL_K3S_BIN_DIR/k3s` (the install script's default
+    /// /usr/local/bin). `k3s --version` prints `k3s version <release> (<commit>)` first
+    /// (k3s-io/k3s pkg/cli/cmds/root.go, `cli.VersionPrinter`).
+    pub bin: String,
+    /// The install script the image was baked with. Run with INSTALL_K3S_SKIP_DOWNLOAD=true
+    /// it writes the role's unit, env file and uninstall script around the binary that is
+    /// there, downloading nothing (get.k3s.io `download_and_verify`: "Skipping k3s download
+    /// and verify"); the bootstrap copies it to its usual place first.
+    pub installer: &'static str,
+}
+
+/// Where `meshboot packer`'s bake.sh leaves the K3s install script it ran.
+pub const BAKED_K3S_INSTALLER: &str = "/opt/meshboot/baked/k3s-install.sh";
 
 pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
     let k = &spec.k3s;
@@ -208,6 +229,15 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
         _ => {}
     }
     install_env.sort_by(|a, b| a.name.cmp(&b.name));
+    let bin_dir = install_env
+        .iter()
+        .find(|e| e.name == "INSTALL_K3S_BIN_DIR")
+        .map_or("/usr/local/bin", |e| e.value.as_str());
+    let baked = k.version.as_ref().map(|version| BakedK3s {
+        version: version.clone(),
+        bin: format!("{bin_dir}/k3s"),
+        installer: BAKED_K3S_INSTALLER,
+    });
 
     K3sPlan {
         exec: if role.is_server() { "server" } else { "agent" },
@@ -217,6 +247,7 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
         api_port: API_SERVER.start,
         config,
         boot_config,
+        baked,
     }
 }
 

@@ -12,9 +12,10 @@ mod tailscale;
 pub mod updates;
 
 pub use boot::{BootConfig, Join};
-pub use k3s::{ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
+pub use k3s::{BAKED_K3S_INSTALLER, BakedK3s, ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
 pub use tailscale::{
-    Arch, StaticBuild, TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball, node_tags,
+    Arch, Installed, StaticBuild, TAILSCALE_PKGS, TAILSCALE_STATIC_DIR, TailscaleInstall,
+    TailscalePlan, Tarball, node_tags,
 };
 
 use crate::firewall::{FirewallInput, FirewallPlan, plan_firewall};

@@ -31,6 +31,10 @@ pub enum TailscaleInstall {
         list: &'static str,
         /// What `apt-get install` gets: `tailscale`, or `tailscale=VERSION` when pinned.
         package: String,
+        /// Pinned: `apt-get install --allow-downgrades`, since the installed package (a
+        /// baked image's) may be newer than the pin, and apt-get -y refuses a downgrade
+        /// without it.
+        allow_downgrades: bool,
     },
     /// The static build under `dir`, linked into `link_dir`, with meshboot's own tailscaled
     /// unit (Flatcar, Fedora CoreOS).
@@ -115,12 +119,27 @@ fn static_build(version: Option<&String>) -> StaticBuild {
     }
 }
 
+/// When the bootstrap takes an installed Tailscale (a baked image's, or one already there)
+/// instead of installing it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Installed {
+    /// No version pinned: any `tailscale` on the PATH.
+    Any,
+    /// `tailscale.version` is pinned: only that version, as `tailscale version` prints it
+    /// on its first line (tailscale/tailscale version/print.go: `Short()` first). Any other
+    /// version is replaced by the pinned one.
+    Version { version: String },
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TailscalePlan {
     pub install: TailscaleInstall,
     /// The tags this node advertises: `tailscale.tags`, then its role's tags. A key minted
     /// for the node (`--mint-auth-key`) carries exactly these.
     pub tags: Vec<String>,
+    /// Which installed Tailscale is kept instead of installing it.
+    pub installed: Installed,
     /// `tailscale up` arguments; the key is passed as `file:`, never by value.
     pub up_args: Vec<String>,
     /// True when the auth key is an OAuth client secret (the key file gets
@@ -187,9 +206,16 @@ pub(super) fn plan_tailscale(
         "--timeout={}s",
         Retries::default().tailscale_up_timeout_s
     ));
+    let installed = match &ts.version {
+        Some(version) => Installed::Version {
+            version: version.clone(),
+        },
+        None => Installed::Any,
+    };
     TailscalePlan {
         install,
         tags,
+        installed,
         up_args,
         oauth,
     }
@@ -213,5 +239,6 @@ fn apt(
             Some(v) => format!("tailscale={v}"),
             None => "tailscale".into(),
         },
+        allow_downgrades: ts.version.is_some(),
     }
 }

@@ -24,6 +24,9 @@ pub const NFTABLES: &str = "nftables.nft.j2";
 pub const FIREWALL_UNIT: &str = "meshboot-firewall.service.j2";
 pub const TAILSCALED_UNIT: &str = "tailscaled.service.j2";
 pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service.j2";
+pub const HCLOUD_SCRIPT: &str = "hcloud.sh.j2";
+pub const PACKER_TEMPLATE: &str = "meshboot.pkr.hcl.j2";
+pub const BAKE_SCRIPT: &str = "bake.sh.j2";
 
 const TEMPLATES: &[(&str, &str)] = &[
     (BOOTSTRAP, include_str!("../../templates/bootstrap.sh.j2")),
@@ -40,6 +43,12 @@ const TEMPLATES: &[(&str, &str)] = &[
         BOOTSTRAP_UNIT,
         include_str!("../../templates/meshboot-bootstrap.service.j2"),
     ),
+    (HCLOUD_SCRIPT, include_str!("../../templates/hcloud.sh.j2")),
+    (
+        PACKER_TEMPLATE,
+        include_str!("../../templates/meshboot.pkr.hcl.j2"),
+    ),
+    (BAKE_SCRIPT, include_str!("../../templates/bake.sh.j2")),
 ];
 
 /// A failure while rendering: always a meshboot bug, never the user's input.
@@ -83,6 +92,51 @@ pub fn shell_quote(s: &str) -> String {
     }
 }
 
+/// Quotes `s` as an HCL string literal: `"` and `\` escaped, line breaks and other control
+/// characters as escapes, and `${` / `%{` doubled so that HCL reads them literally
+/// (HCL native syntax spec, "Template Literals": `$${` and `%%{` are the escapes of the
+/// interpolation and directive markers).
+pub fn hcl_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' | '%' if chars.peek() == Some(&'{') => {
+                out.push(c);
+                out.push(c);
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn hcl_filter(v: Value) -> Result<String, minijinja::Error> {
+    match v.as_str() {
+        Some(s) => Ok(hcl_quote(s)),
+        None => Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            "`hcl` applied to a value that is not a string",
+        )),
+    }
+}
+
+/// A value inside a `#` comment: on one line.
+fn hcl_comment_filter(v: Value) -> String {
+    v.to_string()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 fn sh_filter(v: Value) -> Result<String, minijinja::Error> {
     match v.as_str() {
         Some(s) => Ok(shell_quote(s)),
@@ -124,6 +178,8 @@ fn environment() -> &'static Environment<'static> {
             .unwrap_or_default();
         env.set_syntax(syntax);
         env.add_filter("sh", sh_filter);
+        env.add_filter("hcl", hcl_filter);
+        env.add_filter("hcl_comment", hcl_comment_filter);
         env.add_filter("port", port_filter);
         for (name, source) in TEMPLATES {
             // The templates are part of the binary; a broken one fails the template test.
@@ -187,6 +243,25 @@ fn os_updates(node: &NodePlan) -> Result<String, RenderError> {
         plan::updates::FLATCAR_UPDATE_CONF => Ok(plan::updates::flatcar_update_conf(w)),
         _ => plan::updates::zincati_config(w).map_err(RenderError),
     }
+}
+
+/// The script `meshboot hcloud` prints.
+pub fn hcloud_script(plan: &crate::delivery::hcloud::HcloudPlan) -> Result<String, RenderError> {
+    render_template(
+        HCLOUD_SCRIPT,
+        context! { plan => Value::from(minijinja::value::Serde(plan)) },
+    )
+}
+
+/// The two files `meshboot packer` writes: the Packer template and bake.sh.
+pub fn packer_files(
+    plan: &crate::delivery::packer::PackerPlan,
+) -> Result<(String, String), RenderError> {
+    let ctx = || context! { plan => Value::from(minijinja::value::Serde(plan)) };
+    Ok((
+        render_template(PACKER_TEMPLATE, ctx())?,
+        render_template(BAKE_SCRIPT, ctx())?,
+    ))
 }
 
 /// One file of a node, ready to deliver.

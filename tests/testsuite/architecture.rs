@@ -324,8 +324,10 @@ const STAGES: &[&str] = &[
     "mint",
     // Stages 3-5, and beside them the cluster-wide outputs built from the spec and plan:
     // the tailnet policy, the kubeconfig commands, the upgrade Plans.
+    // the tailnet policy, and (delivery) what Hetzner needs, planned beside the nodes'.
     "plan",
     "policy",
+    "delivery",
     "render",
     "kubeconfig",
     "upgrade",

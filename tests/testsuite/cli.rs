@@ -430,6 +430,8 @@ const SUBCOMMANDS: &[&str] = &[
     "render",
     "check",
     "plan",
+    "hcloud",
+    "packer",
     "init",
     "completions",
     "schema",

@@ -59,6 +59,7 @@
 //! and `gzip`; a missing tool fails the test naming the Debian package, it never skips.
 
 mod adversarial;
+mod baked;
 mod calls;
 mod checks;
 pub(crate) mod expect;

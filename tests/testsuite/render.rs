@@ -292,6 +292,10 @@ const NODES: &[NodeFacts] = &[
     facts("nftables.yaml", "nft-server-3", Boot::JoinServer, APT_NFT),
     facts("nftables.yaml", "nft-agent", Boot::Agent, APT_NFT),
     facts("single-server.yaml", "solo-1", Boot::InitAlone, UBUNTU_UFW),
+    facts("hetzner.yaml", "hz-server", Boot::InitAlone, UBUNTU_UFW),
+    facts("hetzner.yaml", "hz-edge", Boot::Agent, UBUNTU_UFW),
+    facts("hetzner.yaml", "hz-core", Boot::Agent, STATIC_PINNED),
+    facts("hetzner.yaml", "hz-debian", Boot::Agent, UBUNTU_UFW),
 ];
 
 /// Code that only some nodes can run: (what it is, a marker of it in the script, whether

@@ -683,6 +683,148 @@ const fn starter_agent(node: &'static str) -> Row {
 }
 
 // ---------------------------------------------------------------------------------------
+// hetzner.yaml: Tailscale 1.90.6 and K3s v1.33.5+k3s1 pinned, an agent token, ufw with
+// public SSH and 443 everywhere; hz-edge (Ubuntu 22.04) adds 80/tcp and 3478-3480/udp,
+// hz-core is an Arm Flatcar agent behind nftables, hz-debian a Debian 12 agent.
+
+const HZ_AGENT_ENV: &[(&str, &str)] = &[
+    ("INSTALL_K3S_EXEC", "agent"),
+    SKIP_START,
+    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+];
+
+/// ufw on an hetzner.yaml agent: public SSH and 443, then `extra` public rules, the mesh
+/// ports of an agent, and `forward` routed rules to the pods after the usual ones.
+const fn hz_agent(
+    node: &'static str,
+    os: &'static str,
+    repo: &'static str,
+    firewall: &'static [&'static str],
+) -> Row {
+    Row {
+        fixture: "hetzner.yaml",
+        node,
+        role: Role::Agent { via: "hz-server" },
+        os,
+        firewall: Firewall::Ufw(firewall),
+        tailscale: TailscaleFrom::Apt(repo),
+        up: CLUSTER_UP,
+        install_env: HZ_AGENT_ENV,
+        k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
+        tls_san: &[],
+        dual_stack: false,
+    }
+}
+
+const HZ_DEBIAN_UFW: &[&str] = &[
+    "default deny incoming",
+    "default allow outgoing",
+    "default deny routed",
+    "allow 22/tcp",
+    "allow 443/tcp",
+    "allow 41641/udp",
+    "allow in on tailscale0 to any port 10250 proto tcp",
+    "allow in on tailscale0 to any port 8472 proto udp",
+    "allow in on cni0",
+    "allow in on flannel.1",
+    "allow from 10.42.0.0/16",
+    "allow from 10.43.0.0/16",
+    "route deny from 10.42.0.0/16 to 169.254.169.254",
+    "route allow in on cni0",
+    "route allow in on flannel.1",
+    "route allow in on tailscale0",
+    "route allow from 10.42.0.0/16",
+    "route allow proto tcp from any to 10.42.0.0/16 port 443",
+];
+
+const HZ_EDGE_UFW: &[&str] = &[
+    "default deny incoming",
+    "default allow outgoing",
+    "default deny routed",
+    "allow 22/tcp",
+    "allow 80/tcp",
+    "allow 443/tcp",
+    "allow 3478:3480/udp",
+    "allow 41641/udp",
+    "allow in on tailscale0 to any port 10250 proto tcp",
+    "allow in on tailscale0 to any port 8472 proto udp",
+    "allow in on cni0",
+    "allow in on flannel.1",
+    "allow from 10.42.0.0/16",
+    "allow from 10.43.0.0/16",
+    "route deny from 10.42.0.0/16 to 169.254.169.254",
+    "route allow in on cni0",
+    "route allow in on flannel.1",
+    "route allow in on tailscale0",
+    "route allow from 10.42.0.0/16",
+    "route allow proto tcp from any to 10.42.0.0/16 port 80",
+    "route allow proto tcp from any to 10.42.0.0/16 port 443",
+    "route allow proto udp from any to 10.42.0.0/16 port 3478:3480",
+];
+
+const HZ_SERVER: Row = Row {
+    fixture: "hetzner.yaml",
+    node: "hz-server",
+    role: Role::Init,
+    os: "ubuntu-24.04",
+    firewall: Firewall::Ufw(&[
+        "default deny incoming",
+        "default allow outgoing",
+        "default deny routed",
+        "allow 22/tcp",
+        "allow 443/tcp",
+        "allow 41641/udp",
+        "allow in on tailscale0 to any port 2379:2380 proto tcp",
+        "allow in on tailscale0 to any port 6443 proto tcp",
+        "allow in on tailscale0 to any port 10250 proto tcp",
+        "allow in on tailscale0 to any port 8472 proto udp",
+        "allow in on cni0",
+        "allow in on flannel.1",
+        "allow from 10.42.0.0/16",
+        "allow from 10.43.0.0/16",
+        "route deny from 10.42.0.0/16 to 169.254.169.254",
+        "route allow in on cni0",
+        "route allow in on flannel.1",
+        "route allow in on tailscale0",
+        "route allow from 10.42.0.0/16",
+        "route allow proto tcp from any to 10.42.0.0/16 port 443",
+    ]),
+    tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+    up: CLUSTER_UP,
+    install_env: CLUSTER_SERVER_ENV,
+    k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
+    tls_san: &[],
+    dual_stack: false,
+};
+
+const HZ_CORE: Row = Row {
+    fixture: "hetzner.yaml",
+    node: "hz-core",
+    role: Role::Agent { via: "hz-server" },
+    os: "flatcar",
+    firewall: Firewall::Nftables(Ports {
+        public_tcp: &["22", "443"],
+        public_udp: &["41641"],
+        mesh_tcp: &["10250"],
+        mesh_udp: &["8472"],
+    }),
+    tailscale: TailscaleFrom::Static {
+        version: "1.90.6",
+        link: "/opt/bin/tailscale",
+    },
+    up: CLUSTER_UP,
+    install_env: &[
+        ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
+        ("INSTALL_K3S_EXEC", "agent"),
+        SKIP_START,
+        ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ],
+    k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
+    tls_san: &[],
+    dual_stack: false,
+};
+
+// ---------------------------------------------------------------------------------------
 // The table.
 
 pub static TABLE: &[Row] = &[
@@ -972,6 +1114,11 @@ token-file: /etc/meshboot/k3s-token
         tls_san: &[],
         dual_stack: false,
     },
+    // hetzner.yaml
+    HZ_SERVER,
+    hz_agent("hz-edge", "ubuntu-22.04", "ubuntu/jammy", HZ_EDGE_UFW),
+    HZ_CORE,
+    hz_agent("hz-debian", "debian-12", "debian/bookworm", HZ_DEBIAN_UFW),
     // adversarial/extra_args.yaml
     extra_args(
         "cp-1",
