@@ -225,11 +225,10 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
 
     match cmd {
         Command::Check { .. } => {
-            let n = checked.plan.nodes.len();
             let _ = writeln!(
                 out.stdout,
-                "{spec_path}: ok, {n} node{} in cluster {}",
-                if n == 1 { "" } else { "s" },
+                "{spec_path}: ok, {} in cluster {}",
+                count_nodes(&checked.plan),
                 checked.plan.cluster
             );
         }
@@ -291,6 +290,9 @@ pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
     } else {
         &["<tailscale ip>"]
     };
+    if boot.node_name {
+        flags.push(format!("--{}=<server name>", Flag::NodeName.name()));
+    }
     if boot.node_ip {
         flags.push(format!("--{}={}", Flag::NodeIp.name(), mesh_ips.join(",")));
     }
@@ -324,7 +326,25 @@ pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
     flags
 }
 
-/// The readable table `meshboot plan` prints.
+/// "3 nodes", or "2 nodes and 1 pool (0..10 servers)" when the spec has pools.
+fn count_nodes(plan: &ClusterPlan) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let pools: Vec<&crate::plan::PoolPlan> =
+        plan.nodes.iter().filter_map(|n| n.pool.as_ref()).collect();
+    let fixed = plural(plan.nodes.len() - pools.len(), "node");
+    if pools.is_empty() {
+        return fixed;
+    }
+    let min: u32 = pools.iter().map(|p| p.min).sum();
+    let max: u32 = pools.iter().map(|p| p.max).sum();
+    format!(
+        "{fixed} and {} ({min}..{max} servers)",
+        plural(pools.len(), "pool")
+    )
+}
+
+/// The readable table `meshboot plan` prints. A pool is one row, named `<pool>-*` with its
+/// size as its role.
 pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> String {
     let mut rows = vec![[
         "NODE".to_string(),
@@ -341,9 +361,16 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
         public.extend(ports(&n.firewall.public_udp, "udp"));
         let mut mesh = ports(&n.firewall.mesh_tcp, "tcp");
         mesh.extend(ports(&n.firewall.mesh_udp, "udp"));
+        let (name, role) = match &n.pool {
+            Some(p) => (
+                format!("{}-*", n.name),
+                format!("{} pool, {}..{}", serde_plain(&n.role), p.min, p.max),
+            ),
+            None => (n.name.clone(), serde_plain(&n.role)),
+        };
         rows.push([
-            n.name.clone(),
-            serde_plain(&n.role),
+            name,
+            role,
             n.os.name().to_string(),
             serde_plain(&n.envelope),
             serde_plain(&n.firewall.backend),
@@ -355,7 +382,7 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
     let widths: Vec<usize> = (0..8)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
-    let mut out = format!("cluster {}: {} nodes\n\n", plan.cluster, plan.nodes.len());
+    let mut out = format!("cluster {}: {}\n\n", plan.cluster, count_nodes(plan));
     for r in &rows {
         let line: Vec<String> = r
             .iter()
@@ -366,7 +393,11 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
     }
     out.push_str("\nK3s flags (/etc/rancher/k3s/config.yaml, then what the bootstrap adds in config.yaml.d at boot):\n");
     for n in &plan.nodes {
-        let _ = writeln!(out, "  {}: {}", n.name, k3s_flags(n).join(" "));
+        let name = match &n.pool {
+            Some(_) => format!("{}-*", n.name),
+            None => n.name.clone(),
+        };
+        let _ = writeln!(out, "  {name}: {}", k3s_flags(n).join(" "));
     }
     out.push('\n');
     out.push_str(&crate::k3s_flags::text());

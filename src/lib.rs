@@ -92,7 +92,10 @@ pub fn check(
         .filter(|p| !p.as_str().is_empty())
         .unwrap_or(Utf8Path::new("."));
     let secrets = match secrets::resolve(&spec, spec_dir, env, opts.redact) {
-        Ok(s) => Some(s),
+        Ok(s) => {
+            diags.extend(validate::check_oauth_in_pools(&spec, s.auth_key_is_oauth));
+            Some(s)
+        }
         Err(mut ds) => {
             diags.append(&mut ds);
             None

@@ -8,10 +8,12 @@
 
 mod boot;
 mod k3s;
+mod pool;
 mod tailscale;
 
 pub use boot::{BootConfig, Join};
 pub use k3s::{ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
+pub use pool::{HETZNER_HOSTNAME_URL, Label, NameSource, PoolPlan, Taint};
 pub use tailscale::{
     Arch, StaticBuild, TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball,
 };
@@ -175,14 +177,21 @@ impl Default for Retries {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodePlan {
+    /// The node's name; for a pool, the pool's (its nodes are named `<name>-<hex>`).
     pub name: String,
     pub role: NodeRole,
+    /// The node is a pool: its name is its server's, read and checked at boot.
+    pub pool: Option<PoolPlan>,
     pub os: Os,
     pub envelope: Envelope,
     pub hcloud: Hcloud,
     pub join: Join,
     pub tailscale: TailscalePlan,
     pub k3s: K3sPlan,
+    /// The node's labels and taints: K3s registers these, and the autoscaler is told the
+    /// same ones for a pool.
+    pub labels: Vec<Label>,
+    pub taints: Vec<Taint>,
     pub firewall: FirewallPlan,
     /// cloud-init `packages:` (installed before the bootstrap runs).
     pub packages: Vec<String>,
@@ -238,8 +247,31 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                 allow_pod_metadata: spec.firewall.allow_pod_metadata,
             });
 
-            let tailscale = plan_tailscale(spec, &n.name, os, oauth);
-            let k3s = plan_k3s(spec, n, role, os);
+            let pool = n.pool.map(|size| PoolPlan {
+                name: n.name.clone(),
+                min: size.min,
+                max: size.max,
+                name_source: NameSource::for_envelope(envelope),
+            });
+            let labels: Vec<Label> = n
+                .fields
+                .labels
+                .iter()
+                .flatten()
+                .map(|(key, value)| Label {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect();
+            let taints: Vec<Taint> = n
+                .fields
+                .taints
+                .iter()
+                .flatten()
+                .map(|t| Taint::parse(t))
+                .collect();
+            let tailscale = plan_tailscale(spec, os, oauth, pool.is_some());
+            let k3s = plan_k3s(spec, n, role, os, (&labels, &taints));
 
             let mut packages = vec!["ca-certificates".to_string(), "curl".to_string()];
             match backend {
@@ -301,12 +333,15 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
             NodePlan {
                 name: n.name.clone(),
                 role,
+                pool,
                 os,
                 envelope,
                 hcloud: n.fields.hcloud.clone().unwrap_or_default(),
                 join,
                 tailscale,
                 k3s,
+                labels,
+                taints,
                 firewall,
                 packages,
                 files,

@@ -203,9 +203,10 @@ pub fn node_files(
                 FileKind::K3sConfig => k3s_config(node)?,
                 FileKind::AuthKey => {
                     let mut key = secrets.auth_key.expose().to_string();
-                    if node.tailscale.oauth && !key.contains('?') {
-                        // OAuth client secrets default to ephemeral, unauthorised nodes.
-                        key.push_str("?ephemeral=false&preauthorized=true");
+                    if let Some(params) = node.tailscale.key_params
+                        && !key.contains('?')
+                    {
+                        key.push_str(params);
                     }
                     key + "\n"
                 }
