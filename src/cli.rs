@@ -65,6 +65,17 @@ pub enum Command {
         #[arg(long)]
         redact: bool,
     },
+    /// Print the Hetzner cluster-autoscaler's Secret (HCLOUD_CLUSTER_CONFIG) and --nodes args
+    Autoscaler {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+        /// Put the JSON in the Secret as cluster-config.json, for HCLOUD_CLUSTER_CONFIG_FILE
+        /// (no environment size limit), instead of HCLOUD_CLUSTER_CONFIG
+        #[arg(long)]
+        config_file: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print a commented starter spec (one server, two agents), or write it to --out
     Init {
         /// Write the spec to FILE instead of stdout; an existing FILE is left alone
@@ -185,12 +196,15 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             out.stdout = crate::schema::schema_json();
             return Ok(out);
         }
-        Command::Build { spec, common, .. } | Command::Render { spec, common, .. } => (
+        Command::Build { spec, common, .. }
+        | Command::Render { spec, common, .. }
+        | Command::Autoscaler { spec, common, .. } => (
             spec,
             Options {
                 redact: common.redact,
                 strict: common.strict,
                 ignition_version: common.ignition_version.into(),
+                autoscaler: matches!(cmd, Command::Autoscaler { .. }),
             },
         ),
         Command::Check {
@@ -208,6 +222,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 redact: *redact,
                 strict: *strict,
                 ignition_version: IgnitionVersion::default(),
+                autoscaler: false,
             },
         ),
         // The commands without a spec answer here.
@@ -259,6 +274,24 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 );
             }
             let _ = writeln!(out.stdout, "wrote {}", dir.join("SHA256SUMS"));
+        }
+        Command::Autoscaler { config_file, .. } => {
+            let artifacts = crate::render_all_nodes(&checked).map_err(|f| fail(f, &out))?;
+            let delivery = if *config_file {
+                crate::autoscaler::Delivery::File
+            } else {
+                crate::autoscaler::Delivery::Env
+            };
+            if checked.plan.nodes.iter().all(|n| n.pool.is_none()) {
+                return Err(fail(
+                    Error::InvalidSpec(format!(
+                        "error: {spec_path} has no pools: nothing for the autoscaler to scale\n  = help: give an agent entry `autoscale: {{ min: 0, max: 10 }}` (see the README, \"Pools\")\n"
+                    )),
+                    &out,
+                ));
+            }
+            out.stdout = crate::autoscaler::secret(&checked.plan, &artifacts, delivery)
+                .map_err(|e| fail(e, &out))?;
         }
         // Answered before any spec was read.
         Command::Init { .. } | Command::Completions { .. } | Command::Schema => {}

@@ -11,13 +11,15 @@
 //!    [`k3s_flags`], the one table of the K3s flags meshboot sets itself, which validate,
 //!    plan, `meshboot plan` and the README read).
 //! 4. [`render`] turns each plan into file contents and wraps them in cloud-init or Ignition.
-//! 5. [`emit`] checks the size budget and writes the files with `SHA256SUMS`.
+//! 5. [`emit`] checks the size budget and writes the files with `SHA256SUMS`;
+//!    [`autoscaler`] hands the pools' files to the Hetzner cluster-autoscaler.
 //!
 //! Around it: [`problem`] words every problem and [`diagnostics`] places it (spec path,
 //! file:line:col, caret); [`redact`] keeps secrets out of both; [`error`] is the one typed
 //! failure that `main` maps to an exit code; [`schema`] is the spec's JSON Schema. [`check`]
 //! and [`render_all_nodes`] run the pipeline; [`cli`] drives it for each subcommand.
 
+pub mod autoscaler;
 pub mod cli;
 pub mod diagnostics;
 pub mod emit;
@@ -51,6 +53,9 @@ pub struct Options {
     pub redact: bool,
     pub strict: bool,
     pub ignition_version: IgnitionVersion,
+    /// The spec is checked for `meshboot autoscaler` too: every pool needs a server type,
+    /// a location and an image ([`autoscaler::check_pools`]).
+    pub autoscaler: bool,
 }
 
 /// A spec that passed every check, with its warnings rendered for stderr.
@@ -87,6 +92,9 @@ pub fn check(
         return Err(fail(&diags));
     };
     diags.extend(validate::validate(&spec));
+    if opts.autoscaler {
+        diags.extend(autoscaler::check_pools(&spec));
+    }
     let spec_dir = path
         .parent()
         .filter(|p| !p.as_str().is_empty())

@@ -320,10 +320,11 @@ const STAGES: &[&str] = &[
     "resolve",
     "validate",
     "secrets",
-    // Stages 3-5.
+    // Stages 3-5, and delivery of the pools' files to the cluster-autoscaler.
     "plan",
     "render",
     "emit",
+    "autoscaler",
     // The spec's schema, the pipeline as a whole, and the command line.
     "schema",
     "lib",

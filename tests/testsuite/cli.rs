@@ -430,6 +430,7 @@ const SUBCOMMANDS: &[&str] = &[
     "render",
     "check",
     "plan",
+    "autoscaler",
     "init",
     "completions",
     "schema",
