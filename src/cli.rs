@@ -161,6 +161,10 @@ pub struct Common {
     /// Ignition spec version of .ign outputs
     #[arg(long, value_enum, default_value_t = IgnitionArg::V3_3_0)]
     pub ignition_version: IgnitionArg,
+    /// Gzip the large files inside each output (cloud-init encoding: gz+b64, Ignition
+    /// compression: gzip), to fit Hetzner's 32 KiB user-data limit
+    #[arg(long)]
+    pub compress: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -204,6 +208,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 redact: common.redact,
                 strict: common.strict,
                 ignition_version: common.ignition_version.into(),
+                compress: common.compress,
                 autoscaler: matches!(cmd, Command::Autoscaler { .. }),
             },
         ),
@@ -222,6 +227,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 redact: *redact,
                 strict: *strict,
                 ignition_version: IgnitionVersion::default(),
+                compress: false,
                 autoscaler: false,
             },
         ),
@@ -258,7 +264,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             };
             let a = crate::render::render_node(&checked.plan, n, &checked.secrets)
                 .map_err(|e| fail(e.into(), &out))?;
-            emit::check_size(std::slice::from_ref(&a)).map_err(|e| fail(e, &out))?;
+            crate::check_size(&checked, std::slice::from_ref(&a)).map_err(|e| fail(e, &out))?;
             out.stdout = a.contents;
         }
         Command::Build { out: dir, .. } => {

@@ -53,6 +53,8 @@ pub struct Options {
     pub redact: bool,
     pub strict: bool,
     pub ignition_version: IgnitionVersion,
+    /// Deliver large files gzipped (`--compress`).
+    pub compress: bool,
     /// The spec is checked for `meshboot autoscaler` too: every pool needs a server type,
     /// a location and an image ([`autoscaler::check_pools`]).
     pub autoscaler: bool,
@@ -122,7 +124,11 @@ pub fn check(
     let Some(secrets) = secrets else {
         return Err(fail(&diags));
     };
-    let plan = plan::plan(&spec, opts.ignition_version, secrets.auth_key_is_oauth);
+    let plan = plan::plan(
+        &spec,
+        (opts.ignition_version, opts.compress),
+        secrets.auth_key_is_oauth,
+    );
     let warnings = if has_warnings {
         render_all(&diags, file, &map)
     } else {
@@ -166,8 +172,28 @@ pub fn render_all_nodes(checked: &Checked) -> Result<Vec<Artifact>, Error> {
         .iter()
         .map(|node| render::render_node(&checked.plan, node, &checked.secrets))
         .collect::<Result<Vec<_>, _>>()?;
-    emit::check_size(&artifacts)?;
+    check_size(checked, &artifacts)?;
     Ok(artifacts)
+}
+
+/// [`emit::check_size`] for artifacts of `checked`: an uncompressed one over the limit is
+/// rendered compressed too, to say whether `--compress` would fit it.
+pub fn check_size(checked: &Checked, artifacts: &[Artifact]) -> Result<(), Error> {
+    let compressed_len = |a: &Artifact| {
+        let node = checked.plan.nodes.iter().find(|n| n.name == a.node)?;
+        let plan = &checked.plan;
+        render::render_node_as(
+            plan,
+            node,
+            &checked.secrets,
+            a.envelope,
+            plan.ignition_version,
+            true,
+        )
+        .ok()
+        .map(|c| c.contents.len())
+    };
+    emit::check_size(artifacts, &compressed_len)
 }
 
 #[cfg(test)]

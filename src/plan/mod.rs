@@ -69,6 +69,9 @@ impl IgnitionVersion {
 pub struct ClusterPlan {
     pub cluster: String,
     pub ignition_version: IgnitionVersion,
+    /// Deliver large files gzipped (`--compress`): cloud-init `encoding: gz+b64`, Ignition
+    /// `compression: gzip`.
+    pub compress: bool,
     pub nodes: Vec<NodePlan>,
 }
 
@@ -204,7 +207,11 @@ pub use crate::resolve::{
     DEFAULT_OS, ExpandedNode, comma_list, effective_backend, expand, node_backend, parse_args,
 };
 
-pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> ClusterPlan {
+pub fn plan(
+    spec: &Spec,
+    (ignition_version, compress): (IgnitionVersion, bool),
+    oauth: bool,
+) -> ClusterPlan {
     let nodes = expand(spec);
     let servers: Vec<&str> = nodes
         .iter()
@@ -353,6 +360,7 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
     ClusterPlan {
         cluster: spec.cluster.name.clone(),
         ignition_version,
+        compress,
         nodes: plans,
     }
 }

@@ -385,6 +385,7 @@ fn rendered_key_and_token(dir: &Path, spec: &str) -> Result<(String, String), St
         file_name: "solo-1.yaml".into(),
         envelope: meshboot::plan::Envelope::CloudInit,
         contents: String::from_utf8(o.stdout).expect("utf8"),
+        compressed: false,
     };
     let files = delivered(&a);
     let get = |p: &str| {

@@ -515,3 +515,77 @@ fn a_dead_branch_put_back_is_found() {
     let dead = dead_branches(pool, &format!("{script}printf 'cluster-init: true\\n'\n"));
     assert_eq!(dead, ["cluster-init (\"cluster-init\")"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// --compress
+
+/// What `--compress` does to each file of a node: its encoding and its size before and
+/// after, as a reviewable snapshot (the bytes themselves are gzip); and the output stays
+/// byte-identical from run to run (gzip without a time stamp or a name).
+#[test]
+fn compressed_artifacts_say_what_they_packed() {
+    let opts = Options {
+        compress: true,
+        ..Options::default()
+    };
+    for fixture in ["pools.yaml", "pools-flatcar.yaml"] {
+        let path = support::fixtures_dir().join(fixture);
+        let (_, plain) = compile(&path, &Options::default());
+        let (_, packed) = compile(&path, &opts);
+        let (_, again) = compile(&path, &opts);
+        let mut review = String::new();
+        for ((p, c), c2) in plain.iter().zip(&packed).zip(&again) {
+            assert_eq!(
+                c.contents, c2.contents,
+                "{}: not deterministic",
+                c.file_name
+            );
+            assert_eq!(delivered_files(p), delivered_files(c), "{}", c.file_name);
+            review.push_str(&format!(
+                "{}: {} bytes, {} with --compress\n",
+                c.file_name,
+                p.contents.len(),
+                c.contents.len()
+            ));
+            let entries: Vec<(String, String, usize)> = match c.envelope {
+                Envelope::CloudInit => {
+                    let doc: serde_yaml::Value = serde_yaml::from_str(&c.contents).unwrap();
+                    doc["write_files"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .map(|f| {
+                            (
+                                f["path"].as_str().unwrap().to_string(),
+                                f["encoding"].as_str().unwrap_or("plain").to_string(),
+                                f["content"].as_str().unwrap().len(),
+                            )
+                        })
+                        .collect()
+                }
+                Envelope::Ignition => {
+                    let doc: serde_json::Value = serde_json::from_str(&c.contents).unwrap();
+                    doc["storage"]["files"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| {
+                            (
+                                f["path"].as_str().unwrap().to_string(),
+                                f["contents"]["compression"]
+                                    .as_str()
+                                    .unwrap_or("plain")
+                                    .to_string(),
+                                f["contents"]["source"].as_str().unwrap().len(),
+                            )
+                        })
+                        .collect()
+                }
+            };
+            for (path, how, len) in entries {
+                review.push_str(&format!("  {path}: {how}, {len} bytes in the envelope\n"));
+            }
+        }
+        insta::assert_snapshot!(format!("compressed@{fixture}"), review);
+    }
+}

@@ -3,7 +3,7 @@
 use super::calls::Call;
 use super::checks::*;
 use super::expect::*;
-use super::sandbox::{Sandbox, artifacts_of, node, random_server_name};
+use super::sandbox::{Sandbox, artifacts_of, compressed_node, node, random_server_name};
 use super::world::{INIT_IP, OWN_IP, OWN_IP6};
 use crate::support::good_fixtures;
 use meshboot::plan;
@@ -321,5 +321,59 @@ fn a_bad_server_name_stops_the_pool_node_before_anything_is_installed() {
             "{}",
             sb.report()
         );
+    }
+}
+
+/// A node built with `--compress` boots exactly like the same node built without: the same
+/// calls with the same arguments and exit codes, the same log (without its time stamps),
+/// the same K3s config, for one node of each envelope and role.
+#[test]
+fn a_compressed_node_boots_exactly_like_an_uncompressed_one() {
+    for (fixture, name) in [
+        ("cluster.yaml", "cp-1"),
+        ("cluster.yaml", "worker-1"),
+        ("pools.yaml", "burst"),
+        ("pools-flatcar.yaml", "flock"),
+    ] {
+        let plain = node(fixture, name);
+        let server = plain.server.clone();
+        let packed = compressed_node(fixture, name).on_server(&server);
+        assert_ne!(plain.artifact.contents, packed.artifact.contents);
+        assert!(packed.artifact.contents.len() < plain.artifact.contents.len());
+        let boot = |n| {
+            let mut sb = Sandbox::new(n);
+            sb.peer("cp-1", INIT_IP);
+            sb.peer("core-1", INIT_IP);
+            let run = sb.run();
+            assert_bootstrapped(&sb, &run, &Expect::of(fixture, name));
+            let log: Vec<String> = sb
+                .log()
+                .lines()
+                .map(|l| {
+                    l.split_once(' ')
+                        .map(|(_, rest)| rest.to_string())
+                        .unwrap_or_default()
+                })
+                .collect();
+            // mktemp's directory is random in each run: /tmp/tmp.XXXXXXXXXX/...
+            let calls: Vec<Call> = sb
+                .calls()
+                .into_iter()
+                .map(|mut c| {
+                    for a in &mut c.args {
+                        if let Some(rest) = a.strip_prefix("/tmp/tmp.") {
+                            let tail = rest.split_once('/').map(|(_, t)| t).unwrap_or("");
+                            *a = format!("/tmp/<mktemp>/{tail}");
+                        }
+                    }
+                    c
+                })
+                .collect();
+            (calls, log, merged_k3s_config(&sb))
+        };
+        let (a, b) = (boot(plain), boot(packed));
+        assert_eq!(a.0, b.0, "{fixture} {name}: the calls differ");
+        assert_eq!(a.1, b.1, "{fixture} {name}: the logs differ");
+        assert_eq!(a.2, b.2, "{fixture} {name}: the K3s configs differ");
     }
 }

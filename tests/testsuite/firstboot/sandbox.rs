@@ -106,6 +106,23 @@ pub fn artifacts_of(fixture: &str) -> Vec<Artifact> {
     compile(&fixtures_dir().join(fixture), &Options::default()).1
 }
 
+/// [`node`], rendered with `--compress`.
+pub fn compressed_node(fixture: &str, name: &str) -> Node {
+    let opts = Options {
+        compress: true,
+        ..Options::default()
+    };
+    let artifact = compile(&fixtures_dir().join(fixture), &opts)
+        .1
+        .into_iter()
+        .find(|a| a.node == name)
+        .unwrap_or_else(|| panic!("{fixture} renders no node {name}"));
+    Node {
+        artifact,
+        ..node(fixture, name)
+    }
+}
+
 /// The command the envelope starts on first boot: the `ExecStart` of the bootstrap unit
 /// both envelopes deliver, after checking that the envelope enables it (cloud-init from
 /// `runcmd`, Ignition through `enabled: true`).
