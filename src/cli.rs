@@ -93,6 +93,17 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Print the Hetzner cluster-autoscaler's Secret (HCLOUD_CLUSTER_CONFIG) and --nodes args
+    Autoscaler {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+        /// Put the JSON in the Secret as cluster-config.json, for HCLOUD_CLUSTER_CONFIG_FILE
+        /// (no environment size limit), instead of HCLOUD_CLUSTER_CONFIG
+        #[arg(long)]
+        config_file: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print a commented starter spec (one server, two agents), or write it to --out
     Init {
         /// Write the spec to FILE instead of stdout; an existing FILE is left alone
@@ -212,6 +223,10 @@ pub struct Common {
     pub ignition_version: IgnitionArg,
     #[command(flatten)]
     pub mint: Mint,
+    /// Gzip the large files inside each output (cloud-init encoding: gz+b64, Ignition
+    /// compression: gzip), to fit Hetzner's 32 KiB user-data limit
+    #[arg(long)]
+    pub compress: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -247,7 +262,9 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             out.stdout = crate::schema::schema_json();
             return Ok(out);
         }
-        Command::Build { spec, common, .. } | Command::Render { spec, common, .. } => (
+        Command::Build { spec, common, .. }
+        | Command::Render { spec, common, .. }
+        | Command::Autoscaler { spec, common, .. } => (
             spec,
             Options {
                 redact: common.redact,
@@ -255,6 +272,8 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 ignition_version: common.ignition_version.into(),
                 mint_auth_key: common.mint.mint_auth_key,
                 target: None,
+                compress: common.compress,
+                autoscaler: matches!(cmd, Command::Autoscaler { .. }),
             },
         ),
         Command::Check {
@@ -276,6 +295,8 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 ignition_version: IgnitionVersion::default(),
                 mint_auth_key: mint.mint_auth_key,
                 target: None,
+                compress: false,
+                autoscaler: false,
             },
         ),
         // Commands that read the spec but no secret: they print nothing of a node's own.
@@ -295,6 +316,8 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 strict: *strict,
                 ignition_version: IgnitionVersion::default(),
                 mint_auth_key: None,
+                compress: false,
+                autoscaler: false,
                 target: Some(match cmd {
                     Command::Packer { .. } => crate::validate::Target::Packer,
                     _ => crate::validate::Target::Hcloud,
@@ -329,11 +352,10 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
 
     match cmd {
         Command::Check { .. } => {
-            let n = checked.plan.nodes.len();
             let _ = writeln!(
                 out.stdout,
-                "{spec_path}: ok, {n} node{} in cluster {}",
-                if n == 1 { "" } else { "s" },
+                "{spec_path}: ok, {} in cluster {}",
+                count_nodes(&checked.plan),
                 checked.plan.cluster
             );
         }
@@ -348,7 +370,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             };
             let a = crate::render::render_node(&checked.plan, n, &checked.secrets)
                 .map_err(|e| fail(e.into(), &out))?;
-            emit::check_size(std::slice::from_ref(&a)).map_err(|e| fail(e, &out))?;
+            crate::check_size(&checked, std::slice::from_ref(&a)).map_err(|e| fail(e, &out))?;
             out.stdout = a.contents;
         }
         Command::Build { out: dir, .. } => {
@@ -378,8 +400,11 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             out.stdout = crate::upgrade::text(&checked.spec, &checked.plan);
         }
         Command::Kubeconfig { .. } => {
-            out.stdout = crate::kubeconfig::commands(&checked.spec, &checked.plan)
-                .map_err(|(path, problem)| fail(checked.refuse(path, problem), &out))?;
+            out.stdout =
+                crate::kubeconfig::commands(&checked.spec, &checked.plan).map_err(|e| {
+                    let (path, problem) = *e;
+                    fail(checked.refuse(path, problem), &out)
+                })?;
         }
         Command::Hcloud { out: dir, .. } => {
             let plan =
@@ -420,6 +445,24 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 );
             }
         }
+        Command::Autoscaler { config_file, .. } => {
+            let artifacts = crate::render_all_nodes(&checked).map_err(|f| fail(f, &out))?;
+            let delivery = if *config_file {
+                crate::autoscaler::Delivery::File
+            } else {
+                crate::autoscaler::Delivery::Env
+            };
+            if checked.plan.nodes.iter().all(|n| n.pool.is_none()) {
+                return Err(fail(
+                    Error::InvalidSpec(format!(
+                        "error: {spec_path} has no pools: nothing for the autoscaler to scale\n  = help: give an agent entry `autoscale: {{ min: 0, max: 10 }}` (see the README, \"Pools\")\n"
+                    )),
+                    &out,
+                ));
+            }
+            out.stdout = crate::autoscaler::secret(&checked.plan, &artifacts, delivery)
+                .map_err(|e| fail(e, &out))?;
+        }
         // Answered before any spec was read.
         Command::Init { .. } | Command::Completions { .. } | Command::Schema => {}
     }
@@ -450,6 +493,9 @@ pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
     } else {
         &["<tailscale ip>"]
     };
+    if boot.node_name {
+        flags.push(format!("--{}=<server name>", Flag::NodeName.name()));
+    }
     if boot.node_ip {
         flags.push(format!("--{}={}", Flag::NodeIp.name(), mesh_ips.join(",")));
     }
@@ -483,7 +529,25 @@ pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
     flags
 }
 
-/// The readable table `meshboot plan` prints.
+/// "3 nodes", or "2 nodes and 1 pool (0..10 servers)" when the spec has pools.
+fn count_nodes(plan: &ClusterPlan) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let pools: Vec<&crate::plan::PoolPlan> =
+        plan.nodes.iter().filter_map(|n| n.pool.as_ref()).collect();
+    let fixed = plural(plan.nodes.len() - pools.len(), "node");
+    if pools.is_empty() {
+        return fixed;
+    }
+    let min: u32 = pools.iter().map(|p| p.min).sum();
+    let max: u32 = pools.iter().map(|p| p.max).sum();
+    format!(
+        "{fixed} and {} ({min}..{max} servers)",
+        plural(pools.len(), "pool")
+    )
+}
+
+/// The readable table `meshboot plan` prints. A pool is one row, named `<pool>-*` with its
+/// size as its role.
 pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> String {
     let mut rows = vec![[
         "NODE".to_string(),
@@ -500,9 +564,16 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
         public.extend(ports(&n.firewall.public_udp, "udp"));
         let mut mesh = ports(&n.firewall.mesh_tcp, "tcp");
         mesh.extend(ports(&n.firewall.mesh_udp, "udp"));
+        let (name, role) = match &n.pool {
+            Some(p) => (
+                format!("{}-*", n.name),
+                format!("{} pool, {}..{}", serde_plain(&n.role), p.min, p.max),
+            ),
+            None => (n.name.clone(), serde_plain(&n.role)),
+        };
         rows.push([
-            n.name.clone(),
-            serde_plain(&n.role),
+            name,
+            role,
             n.os.name().to_string(),
             serde_plain(&n.envelope),
             serde_plain(&n.firewall.backend),
@@ -514,7 +585,7 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
     let widths: Vec<usize> = (0..8)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
-    let mut out = format!("cluster {}: {} nodes\n\n", plan.cluster, plan.nodes.len());
+    let mut out = format!("cluster {}: {}\n\n", plan.cluster, count_nodes(plan));
     for r in &rows {
         let line: Vec<String> = r
             .iter()
@@ -525,7 +596,11 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
     }
     out.push_str("\nK3s flags (/etc/rancher/k3s/config.yaml, then what the bootstrap adds in config.yaml.d at boot):\n");
     for n in &plan.nodes {
-        let _ = writeln!(out, "  {}: {}", n.name, k3s_flags(n).join(" "));
+        let name = match &n.pool {
+            Some(_) => format!("{}-*", n.name),
+            None => n.name.clone(),
+        };
+        let _ = writeln!(out, "  {name}: {}", k3s_flags(n).join(" "));
     }
     out.push('\n');
     out.push_str(&crate::k3s_flags::text());

@@ -17,13 +17,13 @@ use crate::spec::{Os, Spec, SshPolicy};
 pub const K3S_KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
 
 /// The commands, or the spec path and problem that make them impossible.
-pub fn commands(spec: &Spec, plan: &ClusterPlan) -> Result<String, (&'static str, Problem)> {
+pub fn commands(spec: &Spec, plan: &ClusterPlan) -> Result<String, Box<(&'static str, Problem)>> {
     let Some(init) = plan.nodes.iter().find(|n| n.role == NodeRole::InitServer) else {
-        return Err(("nodes", Problem::NoServer));
+        return Err(Box::new(("nodes", Problem::NoServer)));
     };
     let ts = &spec.tailscale;
     if !ts.ssh && spec.firewall.ssh == SshPolicy::Off {
-        return Err(("firewall.ssh", Problem::NoSshToInit));
+        return Err(Box::new(("firewall.ssh", Problem::NoSshToInit)));
     }
     let cluster = &spec.cluster.name;
     let file = format!("{cluster}.kubeconfig");

@@ -11,13 +11,15 @@
 //!    [`k3s_flags`], the one table of the K3s flags meshboot sets itself, which validate,
 //!    plan, `meshboot plan` and the README read).
 //! 4. [`render`] turns each plan into file contents and wraps them in cloud-init or Ignition.
-//! 5. [`emit`] checks the size budget and writes the files with `SHA256SUMS`.
+//! 5. [`emit`] checks the size budget and writes the files with `SHA256SUMS`;
+//!    [`autoscaler`] hands the pools' files to the Hetzner cluster-autoscaler.
 //!
 //! Around it: [`problem`] words every problem and [`diagnostics`] places it (spec path,
 //! file:line:col, caret); [`redact`] keeps secrets out of both; [`error`] is the one typed
 //! failure that `main` maps to an exit code; [`schema`] is the spec's JSON Schema. [`check`]
 //! and [`render_all_nodes`] run the pipeline; [`cli`] drives it for each subcommand.
 
+pub mod autoscaler;
 pub mod cli;
 pub mod delivery;
 pub mod diagnostics;
@@ -61,6 +63,11 @@ pub struct Options {
     pub mint_auth_key: Option<u64>,
     /// A delivery command the spec is compiled for, which needs more of it.
     pub target: Option<validate::Target>,
+    /// Deliver large files gzipped (`--compress`).
+    pub compress: bool,
+    /// The spec is checked for `meshboot autoscaler` too: every pool needs a server type,
+    /// a location and an image ([`autoscaler::check_pools`]).
+    pub autoscaler: bool,
 }
 
 /// A spec that passed every check, with its warnings rendered for stderr.
@@ -115,6 +122,9 @@ pub fn check(
     if let Some(target) = opts.target {
         diags.extend(validate::for_target(&spec, target));
     }
+    if opts.autoscaler {
+        diags.extend(autoscaler::check_pools(&spec));
+    }
     let spec_dir = path
         .parent()
         .filter(|p| !p.as_str().is_empty())
@@ -127,6 +137,10 @@ pub fn check(
                     problem::Problem::OAuthShipped,
                 ));
             }
+            diags.extend(validate::check_oauth_in_pools(
+                &spec,
+                s.auth_key_is_oauth && opts.mint_auth_key.is_none(),
+            ));
             Some(s)
         }
         Err(mut ds) => {
@@ -149,7 +163,7 @@ pub fn check(
     };
     // A minted key is a plain pre-auth key: the OAuth suffix belongs to the secret only.
     let ships_oauth = secrets.auth_key_is_oauth && opts.mint_auth_key.is_none();
-    let plan = plan::plan(&spec, opts.ignition_version, ships_oauth);
+    let plan = plan::plan(&spec, (opts.ignition_version, opts.compress), ships_oauth);
     let warnings = if has_warnings {
         render_all(&diags, file, &map)
     } else {
@@ -232,8 +246,28 @@ pub fn render_all_nodes(checked: &Checked) -> Result<Vec<Artifact>, Error> {
         .iter()
         .map(|node| render::render_node(&checked.plan, node, &checked.secrets))
         .collect::<Result<Vec<_>, _>>()?;
-    emit::check_size(&artifacts)?;
+    check_size(checked, &artifacts)?;
     Ok(artifacts)
+}
+
+/// [`emit::check_size`] for artifacts of `checked`: an uncompressed one over the limit is
+/// rendered compressed too, to say whether `--compress` would fit it.
+pub fn check_size(checked: &Checked, artifacts: &[Artifact]) -> Result<(), Error> {
+    let compressed_len = |a: &Artifact| {
+        let node = checked.plan.nodes.iter().find(|n| n.name == a.node)?;
+        let plan = &checked.plan;
+        render::render_node_as(
+            plan,
+            node,
+            &checked.secrets,
+            a.envelope,
+            plan.ignition_version,
+            true,
+        )
+        .ok()
+        .map(|c| c.contents.len())
+    };
+    emit::check_size(artifacts, &compressed_len)
 }
 
 #[cfg(test)]

@@ -477,6 +477,10 @@ pub enum Problem {
         found: Found,
         max: u32,
     },
+    PoolSizeOutOfRange {
+        found: Found,
+        max: u32,
+    },
     LabelsNotMapping(Shape),
     LabelKeyNotValue(Shape),
     DuplicateLabel {
@@ -527,6 +531,44 @@ pub enum Problem {
         count: u32,
         len: usize,
         shorten_to: usize,
+    },
+    /// A pool's name leaves no room for the autoscaler's `-<hex>` suffix.
+    PoolNameTooLong {
+        len: usize,
+        max: usize,
+    },
+    /// `autoscale` on a server entry.
+    PoolIsServer,
+    /// `autoscale` and `count` on one entry.
+    PoolWithCount,
+    PoolMinOverMax {
+        min: u32,
+        max: u32,
+    },
+    /// A pool would receive the server token (no `k3s.agent_token`).
+    PoolGetsServerToken(String),
+    /// The auth key is an OAuth client secret and the spec has pools.
+    OAuthInPools(Vec<String>),
+    /// `--node-name` in `agent_args` (under `allow_owned_args`) with pools.
+    NodeNameArgWithPools,
+    /// `meshboot autoscaler`: a pool lacks `hcloud.<key>`, which `--nodes` needs.
+    PoolWithoutHcloud {
+        pool: String,
+        key: &'static str,
+    },
+    /// `meshboot autoscaler`: the pool's OS has no stock Hetzner image.
+    PoolWithoutImage {
+        pool: String,
+        os: &'static str,
+    },
+    /// `meshboot autoscaler`: two pools of one CPU architecture need different images, and
+    /// the autoscaler takes one image per architecture (`imagesForArch`).
+    PoolImagesDiffer {
+        arch: &'static str,
+        pool: String,
+        image: String,
+        other_pool: String,
+        other_image: String,
     },
     /// Entry `entry` (its name and count) makes `name`, which entry `first` made already.
     NameTaken {
@@ -689,7 +731,9 @@ impl Problem {
             | Problem::NoK3sVersion
             | Problem::UnknownComponent { .. }
             | Problem::NoFirewall
-            | Problem::OAuthShipped => Severity::Warning,
+            | Problem::OAuthShipped
+            | Problem::PoolGetsServerToken(_)
+            | Problem::OAuthInPools(_) => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -799,6 +843,7 @@ impl Problem {
             }
             NotAPort(_) | PortRangeBackwards(_) | PortOutOfRange(_) => PORT_HELP.into(),
             CountOutOfRange { .. } => "`count: 3` expands the entry into NAME-1, NAME-2, NAME-3; leave it out for a single node".into(),
+            PoolSizeOutOfRange { .. } => "write the pool's size as `autoscale: { min: 0, max: 10 }`: whole numbers, min at most max".into(),
             LabelsNotMapping(_) => "write labels as `{ key: value }`, e.g. `labels: { node.kubernetes.io/pool: general }`".into(),
             LabelKeyNotValue(_) => "write each label as `key: value`, with a single word as the key".into(),
             DuplicateLabel { key, first_line } => {
@@ -834,6 +879,23 @@ impl Problem {
             CountNameTooLong { shorten_to, .. } => {
                 format!("shorten the name to at most {shorten_to} characters")
             }
+            PoolNameTooLong { max, .. } => format!(
+                "shorten the pool's name to at most {max} characters: its servers are named NAME-<up to 16 hex digits>, and a node name is at most 63"
+            ),
+            PoolIsServer => "make the pool `role: agent`; servers are embedded etcd members, which an autoscaler must not add or delete: list them as fixed nodes".into(),
+            PoolWithCount => "a pool's size is `autoscale: { min, max }`: remove `count` (or remove `autoscale` for a fixed number of nodes)".into(),
+            PoolMinOverMax { .. } => "write `min` at most `max`, e.g. `autoscale: { min: 0, max: 10 }`".into(),
+            PoolGetsServerToken(_) => "add `agent_token: { env: K3S_AGENT_TOKEN }` under `k3s:`: pool nodes then hold only the agent token".into(),
+            OAuthInPools(_) => "scope the OAuth client to the pools' tags only (and the `auth_keys` scope), or use a reusable, ephemeral, tagged pre-auth key instead, which expires (rotate it with `meshboot autoscaler`; see the README)".into(),
+            NodeNameArgWithPools => "remove --node-name: a pool node registers under its server's name, which the autoscaler uses to find the server again".into(),
+            PoolWithoutHcloud { key, .. } => {
+                let example = if *key == "type" { "cpx41" } else { "nbg1" };
+                format!("set `hcloud: {{ {key}: {example} }}` on the pool (or under `defaults:`); the autoscaler creates its servers with it")
+            }
+            PoolWithoutImage { .. } => "the autoscaler passes the pool's file as user data to a new server of the image in `imagesForArch`; Flatcar and Fedora CoreOS are not Hetzner stock images, so such a pool needs a snapshot of an installed image (see the README, \"Pools on Flatcar and Fedora CoreOS\"); use an Ubuntu or Debian pool until then".into(),
+            PoolImagesDiffer { arch, .. } => format!(
+                "the autoscaler takes one image per CPU architecture (`imagesForArch.{arch}`) for every pool: give the pools of one architecture the same `os`, or put them on server types of different architectures"
+            ),
             NameTaken { .. } => "every node needs its own name: rename one of the entries".into(),
             HcloudMissing { key, .. } => {
                 let example = if *key == "type" { "cx22" } else { "fsn1" };
@@ -992,6 +1054,9 @@ impl Display for Problem {
             CountOutOfRange { found, max } => {
                 write!(f, "expected a count from 1 to {max}, found {found}")
             }
+            PoolSizeOutOfRange { found, max } => {
+                write!(f, "expected a pool size from 0 to {max}, found {found}")
+            }
             LabelKeyNotValue(shape) => {
                 write!(f, "a label key must be a single value, found {shape}")
             }
@@ -1044,6 +1109,49 @@ impl Display for Problem {
             CountNameTooLong { count, len, .. } => write!(
                 f,
                 "with `count: {count}` the last node is named NAME-{count}, {len} characters long (at most 63)"
+            ),
+            PoolNameTooLong { len, max } => write!(
+                f,
+                "a pool's name is at most {max} characters, this one is {len}: the autoscaler adds `-<hex>` to it"
+            ),
+            PoolIsServer => write!(f, "a pool of servers: only agents can be pools"),
+            PoolWithCount => write!(f, "`count` and `autoscale` on one node entry"),
+            PoolMinOverMax { min, max } => {
+                write!(f, "the pool's min ({min}) is larger than its max ({max})")
+            }
+            PoolGetsServerToken(pool) => write!(
+                f,
+                "pool `{pool}` gets the server token, in user data the autoscaler hands to every server it creates"
+            ),
+            OAuthInPools(pools) => write!(
+                f,
+                "the auth key is an OAuth client secret, which never expires: any process on a node of {} can read it from the user data and mint auth keys for the pool's tags",
+                pools
+                    .iter()
+                    .map(|p| format!("pool `{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            NodeNameArgWithPools => {
+                write!(f, "--node-name would name every node of a pool the same")
+            }
+            PoolWithoutHcloud { pool, key } => write!(
+                f,
+                "pool `{pool}` has no `hcloud.{key}`, which the autoscaler's --nodes=MIN:MAX:TYPE:LOCATION:POOL needs"
+            ),
+            PoolWithoutImage { pool, os } => write!(
+                f,
+                "pool `{pool}` runs {os}, which Hetzner has no stock image of"
+            ),
+            PoolImagesDiffer {
+                arch,
+                pool,
+                image,
+                other_pool,
+                other_image,
+            } => write!(
+                f,
+                "pools `{other_pool}` ({other_image}) and `{pool}` ({image}) both run on {arch} servers, with different images"
             ),
             NameTaken {
                 name,

@@ -7,7 +7,7 @@
 //! firewall a node really gets. [`parse_args`] reads the extra K3s flags. Nothing here
 //! reports a problem: validation judges what this resolves, the plan builds on it.
 
-use crate::spec::{FirewallBackend, Hcloud, NodeFields, NodeSpec, Os, Role, Spec};
+use crate::spec::{Autoscale, FirewallBackend, Hcloud, NodeFields, NodeSpec, Os, Role, Spec};
 
 /// The OS of a node that names none, in its entry or in `defaults`.
 pub const DEFAULT_OS: Os = Os::Ubuntu2404;
@@ -19,10 +19,13 @@ pub struct ExpandedNode {
     pub role: Role,
     /// The index in `nodes:` of the entry it came from.
     pub entry: usize,
+    /// The entry is a pool: one node plan (and file) for every server the autoscaler makes.
+    pub pool: Option<Autoscale>,
     pub fields: NodeFields,
 }
 
-/// The names of the nodes an entry makes: its name, or with `count: N` NAME-1 .. NAME-N.
+/// The names of the nodes an entry makes: its name, or with `count: N` NAME-1 .. NAME-N. A
+/// pool makes one, its name (the prefix of its servers' names).
 pub fn entry_names(entry: &NodeSpec) -> Vec<String> {
     match entry.count {
         None => vec![entry.name.clone()],
@@ -47,6 +50,7 @@ pub fn expand(spec: &Spec) -> Vec<ExpandedNode> {
             name,
             role: n.role,
             entry: i,
+            pool: n.autoscale,
             fields: fields.clone(),
         }));
     }

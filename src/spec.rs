@@ -20,6 +20,19 @@ pub const SUPPORTED_VERSION: u32 = 1;
 /// The largest `count` of one node entry.
 pub const MAX_COUNT: u32 = 1000;
 
+/// The largest `autoscale.max` of a pool (as many servers as the largest `count`).
+pub const MAX_POOL_SIZE: u32 = MAX_COUNT;
+
+/// The longest pool name: the Hetzner cluster-autoscaler names the servers of a pool
+/// `<pool>-<hex>`, `fmt.Sprintf("%s-%x", n.id, rand.Int63())` (kubernetes/autoscaler,
+/// cluster-autoscaler/cloudprovider/hetzner/hetzner_node_group.go, `newNodeName`): up to 16
+/// hex digits after a dash, and the whole name must stay a 63-character DNS label.
+pub const MAX_POOL_NAME: usize = 63 - POOL_SUFFIX_MAX;
+
+/// The longest suffix the autoscaler adds to a pool's name: `-` and up to 16 hex digits
+/// (`rand.Int63()` is below 2^63).
+pub const POOL_SUFFIX_MAX: usize = 1 + 16;
+
 /// An enum whose values are written as fixed names in the spec.
 pub trait Choice: Copy + 'static {
     /// What the value is, as messages call it: "role", "flannel backend".
@@ -491,16 +504,33 @@ struct LabelValue;
 
 schema!(LabelValue, "LabelValue", { "type": ["string", "number", "boolean"] });
 
+/// The size of a pool: the Hetzner cluster-autoscaler keeps between `min` and `max`
+/// servers of it (`--nodes=MIN:MAX:TYPE:LOCATION:POOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscale {
+    /// The fewest servers of the pool (0 lets the pool scale to nothing).
+    #[schemars(range(min = 0, max = MAX_POOL_SIZE))]
+    pub min: u32,
+    /// The most servers of the pool, at least `min`.
+    #[schemars(range(min = 0, max = MAX_POOL_SIZE))]
+    pub max: u32,
+}
+
 /// One entry of `nodes:`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
-    /// The node's name (its hostname and Tailscale machine name).
+    /// The node's name (its hostname and Tailscale machine name); for a pool, the prefix of
+    /// its servers' names (`NAME-<hex>`, at most 46 characters).
     pub name: String,
     pub role: Role,
     /// Expands the entry into NAME-1 .. NAME-N.
     #[schemars(range(min = 1, max = MAX_COUNT))]
     pub count: Option<u32>,
+    /// Makes the entry a pool of agents that the Hetzner cluster-autoscaler scales: one
+    /// first-boot file for any number of servers named NAME-<hex>. Not with `count`.
+    pub autoscale: Option<Autoscale>,
     #[serde(flatten)]
     pub fields: NodeFields,
 }

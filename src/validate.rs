@@ -11,13 +11,16 @@
 
 use crate::diagnostics::Diagnostic;
 use crate::firewall::{K3S_INTERNAL_TCP, K3S_INTERNAL_UDP, overlaps};
+use crate::k3s_flags::Flag;
 use crate::problem::{Flaw, Problem, Subject, VersionHint};
 use crate::redact::url_has_credentials;
 use crate::resolve::{
     ExpandedNode, ImageRef, comma_list, declared_backend, expand, image_ref, node_backend, node_os,
     parse_args, selector_terms,
 };
-use crate::spec::{FirewallBackend, FlannelBackend, NodeFields, Os, PortRange, Role, Spec};
+use crate::spec::{
+    FirewallBackend, FlannelBackend, MAX_POOL_NAME, NodeFields, Os, PortRange, Role, Spec,
+};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -52,6 +55,7 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
         check_fields(spec, &n.fields, &format!("nodes[{i}]"), &mut d);
     }
     check_servers(spec, &nodes, &mut d);
+    check_pools(spec, &mut d);
     check_os_firewall(spec, &nodes, &mut d);
     check_tailscale(spec, &mut d);
     check_k3s(spec, &mut d);
@@ -419,6 +423,81 @@ fn check_names(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic>) {
             ));
         }
     }
+}
+
+/// Pools: agents only, not with `count`, min at most max, a name that leaves room for the
+/// autoscaler's suffix, and neither the server token nor a name of their own from
+/// `agent_args`.
+fn check_pools(spec: &Spec, d: &mut Vec<Diagnostic>) {
+    let mut pools = false;
+    for (i, n) in spec.nodes.iter().enumerate() {
+        let Some(size) = n.autoscale else { continue };
+        pools = true;
+        let at = |key: &str| format!("nodes[{i}].{key}");
+        if n.role == Role::Server {
+            d.push(Diagnostic::new(at("autoscale"), Problem::PoolIsServer).on_key());
+        }
+        if n.count.is_some() {
+            d.push(Diagnostic::new(at("count"), Problem::PoolWithCount));
+        }
+        if size.min > size.max {
+            d.push(Diagnostic::new(
+                at("autoscale.min"),
+                Problem::PoolMinOverMax {
+                    min: size.min,
+                    max: size.max,
+                },
+            ));
+        }
+        // A name that is no DNS label at all is reported by check_names.
+        if n.name.len() > MAX_POOL_NAME && n.name.len() <= 63 {
+            d.push(Diagnostic::new(
+                at("name"),
+                Problem::PoolNameTooLong {
+                    len: n.name.len(),
+                    max: MAX_POOL_NAME,
+                },
+            ));
+        }
+        if n.role == Role::Agent && spec.k3s.agent_token.is_none() {
+            d.push(
+                Diagnostic::new(
+                    at("autoscale"),
+                    Problem::PoolGetsServerToken(n.name.clone()),
+                )
+                .on_key(),
+            );
+        }
+    }
+    // Without allow_owned_args, --node-name is refused like every flag meshboot owns.
+    if pools && spec.k3s.allow_owned_args {
+        for (i, (name, _)) in parse_args(&spec.k3s.agent_args).iter().enumerate() {
+            if name == Flag::NodeName.name() {
+                d.push(Diagnostic::new(
+                    format!("k3s.agent_args[{i}]"),
+                    Problem::NodeNameArgWithPools,
+                ));
+            }
+        }
+    }
+}
+
+/// What an OAuth client secret means for pools (known once the secret is read): it never
+/// expires, and every pool node holds it in its user data.
+pub fn check_oauth_in_pools(spec: &Spec, oauth: bool) -> Vec<Diagnostic> {
+    let pools: Vec<String> = spec
+        .nodes
+        .iter()
+        .filter(|n| n.autoscale.is_some())
+        .map(|n| n.name.clone())
+        .collect();
+    if !oauth || pools.is_empty() {
+        return Vec::new();
+    }
+    vec![Diagnostic::new(
+        "tailscale.auth_key",
+        Problem::OAuthInPools(pools),
+    )]
 }
 
 /// Checks the fields of `defaults` or of one node entry, at their own path.

@@ -1,7 +1,8 @@
 //! The plan's K3s part: the install script's environment and the node's config.yaml.
 
 use super::{
-    AGENT_TOKEN_PATH, BootConfig, ExpandedNode, NodeRole, TOKEN_PATH, comma_list, parse_args,
+    AGENT_TOKEN_PATH, BootConfig, ExpandedNode, Label, NodeRole, TOKEN_PATH, Taint, comma_list,
+    parse_args,
 };
 use crate::firewall::{API_SERVER, MESH_INTERFACE};
 use crate::k3s_flags::{File, Flag};
@@ -66,13 +67,24 @@ pub struct BakedK3s {
 /// Where `meshboot packer`'s bake.sh leaves the K3s install script it ran.
 pub const BAKED_K3S_INSTALLER: &str = "/opt/meshboot/baked/k3s-install.sh";
 
-pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
+/// The K3s part of node `n`'s plan; `labels` and `taints` are the node's, as the plan has
+/// them (for a pool, the autoscaler is told the same ones).
+pub(super) fn plan_k3s(
+    spec: &Spec,
+    n: &ExpandedNode,
+    role: NodeRole,
+    os: Os,
+    (labels, taints): (&[Label], &[Taint]),
+) -> K3sPlan {
     let k = &spec.k3s;
     // Every key meshboot sets is a row of the one table of flags (crate::k3s_flags).
     let mut config: BTreeMap<String, ConfigValue> = BTreeMap::new();
     let mut set = |flag: Flag, v: ConfigValue| config.insert(flag.name().to_string(), v);
     let s = |v: &str| ConfigValue::Str(v.to_string());
-    set(Flag::NodeName, s(&n.name));
+    // A pool node's name is its server's: the bootstrap writes it in the drop-in at boot.
+    if n.pool.is_none() {
+        set(Flag::NodeName, s(&n.name));
+    }
     set(Flag::TokenFile, s(TOKEN_PATH));
     if k.flannel_backend != FlannelBackend::None {
         set(Flag::FlannelIface, s(MESH_INTERFACE));
@@ -100,18 +112,17 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
             ConfigValue::List(vec![format!("nodeport-addresses={}", mesh.join(","))]),
         );
     }
-    if let Some(labels) = &n.fields.labels
-        && !labels.is_empty()
-    {
+    if !labels.is_empty() {
         set(
             Flag::NodeLabel,
-            ConfigValue::List(labels.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            ConfigValue::List(labels.iter().map(Label::to_string).collect()),
         );
     }
-    if let Some(taints) = &n.fields.taints
-        && !taints.is_empty()
-    {
-        set(Flag::NodeTaint, ConfigValue::List(taints.clone()));
+    if !taints.is_empty() {
+        set(
+            Flag::NodeTaint,
+            ConfigValue::List(taints.iter().map(Taint::to_string).collect()),
+        );
     }
     let mut tls_san_names = Vec::new();
     if role.is_server() {
@@ -135,7 +146,7 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
             set(Flag::AgentTokenFile, s(AGENT_TOKEN_PATH));
         }
     }
-    let mut boot_config = BootConfig::new(role, dual_stack);
+    let mut boot_config = BootConfig::new(role, dual_stack, n.pool.is_some());
     let extra = if role.is_server() {
         &k.server_args
     } else {
@@ -254,5 +265,7 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
 /// The single-valued keys meshboot writes into config.yaml: a user arg (under
 /// `allow_owned_args`) replaces them rather than turning them into a list.
 fn is_meshboot_key(key: &str) -> bool {
-    Flag::named(key).is_some_and(|f| f.row().file == File::Config && !f.row().repeatable)
+    Flag::named(key).is_some_and(|f| {
+        matches!(f.row().file, File::Config | File::ConfigOrDropInForPools) && !f.row().repeatable
+    })
 }

@@ -8,11 +8,13 @@
 
 mod boot;
 mod k3s;
+mod pool;
 mod tailscale;
 pub mod updates;
 
 pub use boot::{BootConfig, Join};
 pub use k3s::{BAKED_K3S_INSTALLER, BakedK3s, ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
+pub use pool::{HETZNER_HOSTNAME_URL, Label, NameSource, PoolPlan, Taint};
 pub use tailscale::{
     Arch, Installed, StaticBuild, TAILSCALE_PKGS, TAILSCALE_STATIC_DIR, TailscaleInstall,
     TailscalePlan, Tarball, node_tags,
@@ -69,6 +71,9 @@ impl IgnitionVersion {
 pub struct ClusterPlan {
     pub cluster: String,
     pub ignition_version: IgnitionVersion,
+    /// Deliver large files gzipped (`--compress`): cloud-init `encoding: gz+b64`, Ignition
+    /// `compression: gzip`.
+    pub compress: bool,
     pub nodes: Vec<NodePlan>,
 }
 
@@ -180,14 +185,21 @@ impl Default for Retries {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodePlan {
+    /// The node's name; for a pool, the pool's (its nodes are named `<name>-<hex>`).
     pub name: String,
     pub role: NodeRole,
+    /// The node is a pool: its name is its server's, read and checked at boot.
+    pub pool: Option<PoolPlan>,
     pub os: Os,
     pub envelope: Envelope,
     pub hcloud: Hcloud,
     pub join: Join,
     pub tailscale: TailscalePlan,
     pub k3s: K3sPlan,
+    /// The node's labels and taints: K3s registers these, and the autoscaler is told the
+    /// same ones for a pool.
+    pub labels: Vec<Label>,
+    pub taints: Vec<Taint>,
     pub firewall: FirewallPlan,
     /// cloud-init `packages:` (installed before the bootstrap runs).
     pub packages: Vec<String>,
@@ -203,7 +215,11 @@ pub use crate::resolve::{
     DEFAULT_OS, ExpandedNode, comma_list, effective_backend, expand, node_backend, parse_args,
 };
 
-pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> ClusterPlan {
+pub fn plan(
+    spec: &Spec,
+    (ignition_version, compress): (IgnitionVersion, bool),
+    oauth: bool,
+) -> ClusterPlan {
     let nodes = expand(spec);
     let servers: Vec<&str> = nodes
         .iter()
@@ -254,8 +270,31 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                 allow_pod_metadata: spec.firewall.allow_pod_metadata,
             });
 
-            let tailscale = plan_tailscale(spec, &n.name, n.role, os, oauth);
-            let k3s = plan_k3s(spec, n, role, os);
+            let pool = n.pool.map(|size| PoolPlan {
+                name: n.name.clone(),
+                min: size.min,
+                max: size.max,
+                name_source: NameSource::for_envelope(envelope),
+            });
+            let labels: Vec<Label> = n
+                .fields
+                .labels
+                .iter()
+                .flatten()
+                .map(|(key, value)| Label {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect();
+            let taints: Vec<Taint> = n
+                .fields
+                .taints
+                .iter()
+                .flatten()
+                .map(|t| Taint::parse(t))
+                .collect();
+            let tailscale = plan_tailscale(spec, n.role, os, oauth, pool.is_some());
+            let k3s = plan_k3s(spec, n, role, os, (&labels, &taints));
 
             let mut packages = vec!["ca-certificates".to_string(), "curl".to_string()];
             match backend {
@@ -321,12 +360,15 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
             NodePlan {
                 name: n.name.clone(),
                 role,
+                pool,
                 os,
                 envelope,
                 hcloud: n.fields.hcloud.clone().unwrap_or_default(),
                 join,
                 tailscale,
                 k3s,
+                labels,
+                taints,
                 firewall,
                 packages,
                 files,
@@ -339,6 +381,7 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
     ClusterPlan {
         cluster: spec.cluster.name.clone(),
         ignition_version,
+        compress,
         nodes: plans,
     }
 }

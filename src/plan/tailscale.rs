@@ -140,11 +140,20 @@ pub struct TailscalePlan {
     pub tags: Vec<String>,
     /// Which installed Tailscale is kept instead of installing it.
     pub installed: Installed,
-    /// `tailscale up` arguments; the key is passed as `file:`, never by value.
+    /// `tailscale up`'s key argument: the key is passed as `file:`, never by value.
+    pub auth_key_arg: String,
+    /// `tailscale up`'s arguments after the key and `--hostname=<the node's name>` (which
+    /// the bootstrap passes from `NODE_NAME`: a pool node learns its name at boot).
     pub up_args: Vec<String>,
-    /// True when the auth key is an OAuth client secret (the key file gets
-    /// `?ephemeral=false&preauthorized=true`).
-    pub oauth: bool,
+    /// Parameters appended to an OAuth client secret in the key file (`None` for a pre-auth
+    /// key, whose properties are its own). Such secrets default to ephemeral nodes that need
+    /// approval (Tailscale KB 1215, "Registering new nodes using OAuth credentials"): fixed
+    /// nodes get `?ephemeral=false&preauthorized=true`, pool nodes `?ephemeral=true&...`, so
+    /// that servers the autoscaler deletes leave the tailnet by themselves.
+    pub key_params: Option<&'static str>,
+    /// The node joins as an ephemeral node: meshboot enforces it for an OAuth secret (the
+    /// key parameters); for a pre-auth key, the key itself must be ephemeral (README).
+    pub ephemeral: bool,
 }
 
 /// The tags a node in `role` advertises: the cluster's, then the role's, each once.
@@ -162,12 +171,16 @@ pub fn node_tags(ts: &crate::spec::Tailscale, role: Role) -> Vec<String> {
     tags
 }
 
+/// The key file's parameters for an OAuth client secret on a fixed node and on a pool node.
+pub const OAUTH_FIXED: &str = "?ephemeral=false&preauthorized=true";
+pub const OAUTH_POOL: &str = "?ephemeral=true&preauthorized=true";
+
 pub(super) fn plan_tailscale(
     spec: &Spec,
-    name: &str,
     role: Role,
     os: Os,
     oauth: bool,
+    pool: bool,
 ) -> TailscalePlan {
     let ts = &spec.tailscale;
     let tags = node_tags(ts, role);
@@ -186,11 +199,7 @@ pub(super) fn plan_tailscale(
             build: static_build(ts.version.as_ref()),
         },
     };
-    let mut up_args = vec![
-        "up".to_string(),
-        format!("--auth-key=file:{AUTH_KEY_PATH}"),
-        format!("--hostname={name}"),
-    ];
+    let mut up_args = Vec::new();
     if !tags.is_empty() {
         up_args.push(format!("--advertise-tags={}", tags.join(",")));
     }
@@ -216,8 +225,10 @@ pub(super) fn plan_tailscale(
         install,
         tags,
         installed,
+        auth_key_arg: format!("--auth-key=file:{AUTH_KEY_PATH}"),
         up_args,
-        oauth,
+        key_params: oauth.then_some(if pool { OAUTH_POOL } else { OAUTH_FIXED }),
+        ephemeral: pool,
     }
 }
 

@@ -1,6 +1,8 @@
 //! The Ignition envelope: Ignition 3.x built from typed structs and serialized with serde_json.
 //!
-//! Files travel as `data:` URLs with their modes and root ownership; systemd units go under
+//! Files travel as `data:` URLs with their modes and root ownership (with `--compress`,
+//! gzipped where that is smaller, `compression: gzip`); units, which Ignition takes as
+//! plain text only, stay as they are; systemd units go under
 //! `systemd.units`, and the bootstrap unit is enabled so it runs once on first boot. Like
 //! butane and afterburn, the builder refuses duplicate paths and units.
 
@@ -46,6 +48,29 @@ pub struct Owner {
 #[derive(Serialize)]
 pub struct Resource {
     pub source: String,
+    /// `gzip` when `source` holds the gzipped contents (Ignition spec 3.3.0,
+    /// `storage.files[].contents.compression`: "the type of compression used on the
+    /// contents (null or gzip)").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<&'static str>,
+}
+
+/// A file's contents as a `data:` URL: plain, or with `compress`, gzipped when that is
+/// smaller.
+fn resource(bytes: &[u8], compress: bool) -> Resource {
+    if compress {
+        let packed = super::gzip(bytes);
+        if packed.len() < bytes.len() {
+            return Resource {
+                source: data_url(&packed),
+                compression: Some("gzip"),
+            };
+        }
+    }
+    Resource {
+        source: data_url(bytes),
+        compression: None,
+    }
 }
 
 #[derive(Serialize)]
@@ -69,7 +94,11 @@ pub fn data_url(bytes: &[u8]) -> String {
     )
 }
 
-pub fn document(files: &[RenderedFile], version: IgnitionVersion) -> Result<String, RenderError> {
+pub fn document(
+    files: &[RenderedFile],
+    version: IgnitionVersion,
+    compress: bool,
+) -> Result<String, RenderError> {
     let mut paths = BTreeSet::new();
     let mut config = Config {
         ignition: Ignition {
@@ -94,9 +123,7 @@ pub fn document(files: &[RenderedFile], version: IgnitionVersion) -> Result<Stri
                 overwrite: true,
                 user: Owner { name: "root" },
                 group: Owner { name: "root" },
-                contents: Resource {
-                    source: data_url(f.contents.as_bytes()),
-                },
+                contents: resource(f.contents.as_bytes(), compress),
             }),
         }
     }

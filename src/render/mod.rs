@@ -79,6 +79,20 @@ impl From<minijinja::Error> for RenderError {
     }
 }
 
+/// `bytes` gzipped, deterministically: no file name, modification time 0 and the OS byte
+/// "unknown" in the header (RFC 1952 2.3.1: MTIME 0 means no time stamp; OS 255 unknown),
+/// so the same input always compresses to the same bytes.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(Vec::new(), flate2::Compression::best());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
 /// Quotes `s` as one word for a POSIX shell. Words made only of safe characters stay bare
 /// so the script stays readable; anything else is single-quoted, with `'` written as `'\''`.
 pub fn shell_quote(s: &str) -> String {
@@ -299,9 +313,10 @@ pub fn node_files(
                         });
                     }
                     let mut key = secrets.auth_key.expose().to_string();
-                    if node.tailscale.oauth && !key.contains('?') {
-                        // OAuth client secrets default to ephemeral, unauthorised nodes.
-                        key.push_str("?ephemeral=false&preauthorized=true");
+                    if let Some(params) = node.tailscale.key_params
+                        && !key.contains('?')
+                    {
+                        key.push_str(params);
                     }
                     key + "\n"
                 }
@@ -342,6 +357,8 @@ pub struct Artifact {
     pub file_name: String,
     pub envelope: Envelope,
     pub contents: String,
+    /// Its large files are gzipped (`--compress`).
+    pub compressed: bool,
 }
 
 /// Renders `node` in its own envelope.
@@ -356,29 +373,33 @@ pub fn render_node(
         secrets,
         node.envelope,
         cluster.ignition_version,
+        cluster.compress,
     )
 }
 
-/// Renders `node` in a chosen envelope (tests compare both envelopes of one node).
+/// Renders `node` in a chosen envelope, compressed or not (tests compare both envelopes,
+/// and both forms, of one node; the size budget asks what compression would save).
 pub fn render_node_as(
     cluster: &ClusterPlan,
     node: &NodePlan,
     secrets: &Secrets,
     envelope: Envelope,
     ignition_version: IgnitionVersion,
+    compress: bool,
 ) -> Result<Artifact, RenderError> {
     let files = node_files(cluster, node, secrets)?;
     // The envelopes differ only in how they deliver the files and enable the bootstrap
     // unit: cloud-init enables and starts it from `runcmd`, Ignition through its preset.
     let contents = match envelope {
-        Envelope::CloudInit => cloud_init::document(node, &files)?,
-        Envelope::Ignition => ignition::document(&files, ignition_version)?,
+        Envelope::CloudInit => cloud_init::document(node, &files, compress)?,
+        Envelope::Ignition => ignition::document(&files, ignition_version, compress)?,
     };
     let artifact = Artifact {
         node: node.name.clone(),
         file_name: format!("{}.{}", node.name, envelope.extension()),
         envelope,
         contents,
+        compressed: compress,
     };
     check_rendered(&artifact, &files)?;
     Ok(artifact)

@@ -323,8 +323,8 @@ const STAGES: &[&str] = &[
     // Minting short-lived keys from an OAuth secret (stage 2c, beside the secrets).
     "mint",
     // Stages 3-5, and beside them the cluster-wide outputs built from the spec and plan:
-    // the tailnet policy, the kubeconfig commands, the upgrade Plans.
-    // the tailnet policy, and (delivery) what Hetzner needs, planned beside the nodes'.
+    // the tailnet policy, the kubeconfig commands, the upgrade Plans, and (delivery) what
+    // Hetzner and its cluster-autoscaler need, planned beside the nodes'.
     "plan",
     "policy",
     "delivery",
@@ -332,6 +332,7 @@ const STAGES: &[&str] = &[
     "kubeconfig",
     "upgrade",
     "emit",
+    "autoscaler",
     // The spec's schema, the pipeline as a whole, and the command line.
     "schema",
     "lib",

@@ -152,6 +152,36 @@ fn cloud_configs() -> Vec<Input> {
     envelopes(Envelope::CloudInit)
 }
 
+/// Every cloud-init artifact of every fixture rendered with `--compress`.
+fn compressed_cloud_configs() -> Vec<Input> {
+    let opts = Options {
+        compress: true,
+        ..Options::default()
+    };
+    let mut v = Vec::new();
+    for f in good_fixtures() {
+        let name = f.file_name().expect("file name").to_string();
+        let (_, artifacts) = compile(&f, &opts);
+        for a in artifacts
+            .iter()
+            .filter(|a| a.envelope == Envelope::CloudInit)
+        {
+            assert!(
+                a.contents.contains("encoding: gz+b64"),
+                "{}: nothing compressed",
+                a.file_name
+            );
+            v.push(input(
+                &name,
+                a,
+                format!("{} (--compress)", a.file_name),
+                a.contents.clone(),
+            ));
+        }
+    }
+    v
+}
+
 fn ignition_configs() -> Vec<Input> {
     envelopes(Envelope::Ignition)
 }
@@ -260,6 +290,14 @@ const CLOUD_INIT_SCHEMA: Consumer = Consumer {
     },
     at_least: 10,
     broken: "#cloud-config\nwrite_files:\n  - path: /x\n    permissions: 600\n",
+};
+
+/// `cloud-init schema` on the `--compress` output (`encoding: gz+b64`).
+const CLOUD_INIT_SCHEMA_COMPRESSED: Consumer = Consumer {
+    tool: "cloud-init schema (--compress)",
+    inputs: compressed_cloud_configs,
+    broken: "#cloud-config\nwrite_files:\n  - path: /x\n    encoding: gz+b64\n    content: 1\n    permissions: 600\n",
+    ..CLOUD_INIT_SCHEMA
 };
 
 /// `ignition-validate`, warning-free.
@@ -494,6 +532,64 @@ fn cloud_init_schema_rejects_a_broken_config() {
 }
 
 #[test]
+fn cloud_init_schema_accepts_every_compressed_cloud_config() {
+    judge(&CLOUD_INIT_SCHEMA_COMPRESSED);
+    assert_rejects_broken(&CLOUD_INIT_SCHEMA_COMPRESSED);
+}
+
+/// cloud-init's own `write_files` (cc_write_files.py from the Debian package, run by the
+/// system Python that cloud-init runs under) decodes every `--compress` cloud-config into a
+/// scratch root: each file's bytes and mode are those of the uncompressed build.
+#[test]
+fn cloud_init_write_files_decodes_compressed_files_to_the_uncompressed_bytes() {
+    const PYTHON: &str = "/usr/bin/python3";
+    require(PYTHON, "python3");
+    require("cloud-init", "cloud-init");
+    // write_files(name, files, owner) writes each path with its encoding and permissions
+    // (cloud-init 22.4, cloudinit/config/cc_write_files.py); the paths are moved under root.
+    const WRITE: &str = "import sys, yaml\nfrom cloudinit.config import cc_write_files\nroot = sys.argv[2]\nfiles = yaml.safe_load(open(sys.argv[1]))['write_files']\nfor f in files:\n    f['path'] = root + f['path']\ncc_write_files.write_files('write_files', files, 'root:root')\n";
+    let compressed = Options {
+        compress: true,
+        ..Options::default()
+    };
+    let mut checked_files = 0;
+    for f in good_fixtures() {
+        let (_, plain) = compile(&f, &Options::default());
+        let (_, packed) = compile(&f, &compressed);
+        for (p, c) in plain
+            .iter()
+            .zip(&packed)
+            .filter(|(p, _)| p.envelope == Envelope::CloudInit)
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("user-data");
+            std::fs::write(&config, &c.contents).unwrap();
+            let root = dir.path().join("root");
+            let o = run(Command::new(PYTHON)
+                .args(["-c", WRITE])
+                .arg(&config)
+                .arg(&root));
+            assert!(
+                o.status.success(),
+                "{}: {}",
+                c.file_name,
+                stdout_and_stderr(&o)
+            );
+            for (path, mode, contents) in delivered_files(p) {
+                let written = root.join(path.trim_start_matches('/'));
+                let bytes = std::fs::read(&written)
+                    .unwrap_or_else(|e| panic!("{} {path}: {e}", c.file_name));
+                assert_eq!(bytes, contents.as_bytes(), "{} {path}", c.file_name);
+                let m = std::fs::metadata(&written).unwrap().permissions().mode() & 0o7777;
+                assert_eq!(m, mode, "{} {path}", c.file_name);
+                checked_files += 1;
+            }
+        }
+    }
+    assert!(checked_files >= 100, "{checked_files}");
+}
+
+#[test]
 fn ignition_validate_accepts_every_ignition_config() {
     judge(&IGNITION_VALIDATE);
 }
@@ -685,74 +781,86 @@ fn ignition_files_stage_lays_down_what_cloud_init_would() {
         for node in &checked.plan.nodes {
             // Render the same node in both envelopes: what Ignition really lays down must
             // be what cloud-init's write_files would, plus the units Ignition enables.
-            let render = |envelope| {
+            // Compressed (`--compress`: gzip data URLs), the real Ignition lays down the
+            // same tree as uncompressed cloud-init would.
+            let render = |envelope, compress| {
                 render_node_as(
                     &checked.plan,
                     node,
                     &checked.secrets,
                     envelope,
                     IgnitionVersion::V3_3,
+                    compress,
                 )
                 .unwrap()
             };
-            let ign = render(Envelope::Ignition);
-            let ci = render(Envelope::CloudInit);
-            let root = ignition_files_stage(&ign.contents);
+            let ci = render(Envelope::CloudInit, false);
+            for compress in [false, true] {
+                let ign = render(Envelope::Ignition, compress);
+                if compress {
+                    assert!(
+                        ign.contents.contains("\"compression\": \"gzip\""),
+                        "{fixture} {}: nothing compressed",
+                        node.name
+                    );
+                }
+                let root = ignition_files_stage(&ign.contents);
 
-            let cloud_init_files = delivered_files(&ci);
-            let got = laid_down(root.path(), &cloud_init_files);
-            for (path, mode, contents) in &cloud_init_files {
-                let (m, uid, gid, c) = &got[path];
+                let cloud_init_files = delivered_files(&ci);
+                let got = laid_down(root.path(), &cloud_init_files);
+                for (path, mode, contents) in &cloud_init_files {
+                    let (m, uid, gid, c) = &got[path];
+                    assert_eq!(
+                        (m, uid, gid),
+                        (mode, &0, &0),
+                        "{fixture} {}: {path} mode/owner",
+                        node.name
+                    );
+                    assert_eq!(c, contents, "{fixture} {}: {path} contents", node.name);
+                }
+                // Both envelopes deliver exactly the same files.
+                let ign_paths: Vec<String> = delivered_files(&ign)
+                    .into_iter()
+                    .map(|(p, _, _)| p)
+                    .collect();
+                let ci_paths: Vec<String> =
+                    cloud_init_files.iter().map(|(p, _, _)| p.clone()).collect();
+                assert_eq!(ign_paths, ci_paths, "{fixture} {}", node.name);
+                let unit = root
+                    .path()
+                    .join("etc/systemd/system/meshboot-bootstrap.service");
                 assert_eq!(
-                    (m, uid, gid),
-                    (mode, &0, &0),
-                    "{fixture} {}: {path} mode/owner",
+                    std::fs::metadata(&unit).unwrap().permissions().mode() & 0o777,
+                    0o644
+                );
+
+                // Enabled units: the bootstrap's, and on nftables nodes the firewall's (the
+                // table's firewall, not the plan's); the config enables exactly those, and
+                // Ignition records them in its preset file.
+                let row = Row::of(fixture.file_name().expect("file name"), &node.name);
+                let mut want = vec![BOOTSTRAP_UNIT.to_string()];
+                if matches!(row.firewall, Firewall::Nftables(_)) {
+                    want.push(FIREWALL_UNIT.to_string());
+                }
+                want.sort();
+                assert_eq!(
+                    enabled_units(&ign.contents),
+                    want,
+                    "{fixture} {}: units the config enables",
                     node.name
                 );
-                assert_eq!(c, contents, "{fixture} {}: {path} contents", node.name);
+                let preset = std::fs::read_to_string(
+                    root.path()
+                        .join("etc/systemd/system-preset/20-ignition.preset"),
+                )
+                .expect("Ignition wrote no preset file");
+                let mut enabled: Vec<&str> = preset
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("enable "))
+                    .collect();
+                enabled.sort();
+                assert_eq!(enabled, want, "{fixture} {}: enabled units", node.name);
             }
-            // Both envelopes deliver exactly the same files.
-            let ign_paths: Vec<String> = delivered_files(&ign)
-                .into_iter()
-                .map(|(p, _, _)| p)
-                .collect();
-            let ci_paths: Vec<String> =
-                cloud_init_files.iter().map(|(p, _, _)| p.clone()).collect();
-            assert_eq!(ign_paths, ci_paths, "{fixture} {}", node.name);
-            let unit = root
-                .path()
-                .join("etc/systemd/system/meshboot-bootstrap.service");
-            assert_eq!(
-                std::fs::metadata(&unit).unwrap().permissions().mode() & 0o777,
-                0o644
-            );
-
-            // Enabled units: the bootstrap's, and on nftables nodes the firewall's (the
-            // table's firewall, not the plan's); the config enables exactly those, and
-            // Ignition records them in its preset file.
-            let row = Row::of(fixture.file_name().expect("file name"), &node.name);
-            let mut want = vec![BOOTSTRAP_UNIT.to_string()];
-            if matches!(row.firewall, Firewall::Nftables(_)) {
-                want.push(FIREWALL_UNIT.to_string());
-            }
-            want.sort();
-            assert_eq!(
-                enabled_units(&ign.contents),
-                want,
-                "{fixture} {}: units the config enables",
-                node.name
-            );
-            let preset = std::fs::read_to_string(
-                root.path()
-                    .join("etc/systemd/system-preset/20-ignition.preset"),
-            )
-            .expect("Ignition wrote no preset file");
-            let mut enabled: Vec<&str> = preset
-                .lines()
-                .filter_map(|l| l.strip_prefix("enable "))
-                .collect();
-            enabled.sort();
-            assert_eq!(enabled, want, "{fixture} {}: enabled units", node.name);
         }
     }
 }

@@ -182,6 +182,33 @@ fn an_oauth_secret_gets_its_parameters_in_its_file_only() {
     }
 }
 
+/// Pool nodes join as ephemeral nodes, fixed nodes do not: with an OAuth client secret,
+/// meshboot sets it in the key file (Tailscale KB 1215: `?ephemeral=...&preauthorized=...`).
+#[test]
+fn with_an_oauth_secret_pool_nodes_are_ephemeral_and_fixed_nodes_are_not() {
+    let (_, artifacts) = compile(
+        &fixtures_dir().join("pools-flatcar.yaml"),
+        &Options::default(),
+    );
+    let key_of = |node: &str| {
+        let a = artifacts.iter().find(|a| a.node == node).expect("node");
+        delivered(a)
+            .into_iter()
+            .find(|f| f.path == AUTH_KEY_PATH)
+            .expect("key file")
+    };
+    let pool = key_of("flock");
+    assert_eq!(
+        pool.contents,
+        format!("{FAKE_OAUTH_SECRET}?ephemeral=true&preauthorized=true\n")
+    );
+    assert_eq!(pool.mode, 0o600);
+    assert_eq!(
+        key_of("core-1").contents,
+        format!("{FAKE_OAUTH_SECRET}?ephemeral=false&preauthorized=true\n")
+    );
+}
+
 #[test]
 fn check_plan_and_redacted_output_never_print_a_secret() {
     let env = fake_env_vars();
@@ -355,6 +382,7 @@ fn rendered_key_and_token(dir: &Path, spec: &str) -> Result<(String, String), St
         file_name: "solo-1.yaml".into(),
         envelope: meshboot::plan::Envelope::CloudInit,
         contents: String::from_utf8(o.stdout).expect("utf8"),
+        compressed: false,
     };
     let files = delivered(&a);
     let get = |p: &str| {

@@ -6,6 +6,7 @@
 //! Run one area with `cargo test --test testsuite firstboot::` (a module path filter).
 
 mod architecture;
+mod autoscaler;
 mod cli;
 mod consumers;
 mod diagnostics;

@@ -113,6 +113,20 @@ pub struct Row {
     pub tls_san: &'static [&'static str],
     /// node-ip and tls-san carry the node's IPv6 address too.
     pub dual_stack: bool,
+    /// A pool (`autoscale`): the node takes its server's name, `<node>-<hex>`, at boot, from
+    /// where its OS has it.
+    pub pool: Option<NamedBy>,
+}
+
+/// Where a pool node finds its server's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedBy {
+    /// The kernel's hostname, which cloud-init sets from Hetzner's metadata before runcmd
+    /// (cloud-init's Hetzner datasource: `local-hostname` is the metadata's `hostname`).
+    Hostname,
+    /// Hetzner's metadata service, `http://169.254.169.254/hetzner/v1/metadata/hostname`
+    /// (docs.hetzner.cloud "Server Metadata"; what afterburn's hetzner provider reads).
+    Metadata,
 }
 
 impl Row {
@@ -134,7 +148,10 @@ impl Row {
             .unwrap_or_else(|e| {
                 panic!("{} {}: the row's K3s config: {e}", self.fixture, self.node)
             });
-        config.insert("node-name".into(), self.node.into());
+        // A pool node's name is known at boot only: the drop-in holds it.
+        if self.pool.is_none() {
+            config.insert("node-name".into(), self.node.into());
+        }
         if spec_args {
             let key = if self.role.is_server() {
                 "server_args"
@@ -358,6 +375,7 @@ const fn cluster_server(node: &'static str, role: Role) -> Row {
         k3s: K3sConfig::Literal(CLUSTER_SERVER_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -378,6 +396,7 @@ const fn cluster_worker(node: &'static str) -> Row {
         k3s: K3sConfig::Literal(CLUSTER_WORKER_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -457,6 +476,7 @@ const fn flatcar_server(node: &'static str, role: Role) -> Row {
         k3s: K3sConfig::Literal(FLATCAR_SERVER_K3S),
         tls_san: &["api.ignite.example"],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -485,6 +505,7 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -538,6 +559,7 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -585,6 +607,7 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -643,6 +666,7 @@ const fn extra_args(
         }),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -679,6 +703,7 @@ const fn starter_agent(node: &'static str) -> Row {
         k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -688,6 +713,16 @@ const fn starter_agent(node: &'static str) -> Row {
 // hz-core is an Arm Flatcar agent behind nftables, hz-debian a Debian 12 agent.
 
 const HZ_AGENT_ENV: &[(&str, &str)] = &[
+    ("INSTALL_K3S_EXEC", "agent"),
+    SKIP_START,
+    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+];
+
+// pools.yaml: an Ubuntu 24.04 server and a fixed agent behind ufw, an agent token, and two
+// pools: `burst` (Ubuntu, ufw, a label and a taint) and `arm` (Debian 12, nftables).
+// pools-flatcar.yaml: a Flatcar server and pool `flock` (Ignition), an OAuth secret.
+
+const POOL_AGENT_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_EXEC", "agent"),
     SKIP_START,
     ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
@@ -713,6 +748,7 @@ const fn hz_agent(
         k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -795,6 +831,7 @@ const HZ_SERVER: Row = Row {
     k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
     tls_san: &[],
     dual_stack: false,
+    pool: None,
 };
 
 const HZ_CORE: Row = Row {
@@ -822,12 +859,124 @@ const HZ_CORE: Row = Row {
     k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
     tls_san: &[],
     dual_stack: false,
+    pool: None,
 };
+
+const fn pools_agent(node: &'static str, pool: Option<NamedBy>, k3s: &'static str) -> Row {
+    Row {
+        fixture: "pools.yaml",
+        node,
+        role: Role::Agent { via: "cp-1" },
+        os: "ubuntu-24.04",
+        firewall: Firewall::Ufw(UFW_AGENT),
+        tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+        up: CLUSTER_UP,
+        install_env: POOL_AGENT_ENV,
+        k3s: K3sConfig::Literal(k3s),
+        tls_san: &[],
+        dual_stack: false,
+        pool,
+    }
+}
+
+const FLOCK_SERVER_ENV: &[(&str, &str)] = &[
+    ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
+    ("INSTALL_K3S_EXEC", "server"),
+    SKIP_START,
+    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+];
 
 // ---------------------------------------------------------------------------------------
 // The table.
 
 pub static TABLE: &[Row] = &[
+    // pools.yaml
+    Row {
+        fixture: "pools.yaml",
+        node: "cp-1",
+        role: Role::Init,
+        os: "ubuntu-24.04",
+        firewall: Firewall::Ufw(UFW_SERVER),
+        tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+        up: CLUSTER_UP,
+        install_env: CLUSTER_SERVER_ENV,
+        k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
+        tls_san: &[],
+        dual_stack: false,
+        pool: None,
+    },
+    pools_agent("steady", None, PLAIN_AGENT_K3S),
+    pools_agent(
+        "burst",
+        Some(NamedBy::Hostname),
+        "
+flannel-iface: tailscale0
+kube-proxy-arg: [nodeport-addresses=100.64.0.0/10]
+node-label: [node.kubernetes.io/pool=burst]
+node-taint: ['burst=true:NoSchedule']
+token-file: /etc/meshboot/k3s-token
+",
+    ),
+    Row {
+        fixture: "pools.yaml",
+        node: "arm",
+        role: Role::Agent { via: "cp-1" },
+        os: "debian-12",
+        firewall: Firewall::Nftables(NFT_AGENT),
+        tailscale: TailscaleFrom::Apt("debian/bookworm"),
+        up: CLUSTER_UP,
+        install_env: POOL_AGENT_ENV,
+        k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
+        tls_san: &[],
+        dual_stack: false,
+        pool: Some(NamedBy::Hostname),
+    },
+    // pools-flatcar.yaml
+    Row {
+        fixture: "pools-flatcar.yaml",
+        node: "core-1",
+        role: Role::Init,
+        os: "flatcar",
+        firewall: Firewall::Nftables(NFT_SERVER),
+        tailscale: FLATCAR_TAILSCALE,
+        up: CLUSTER_UP,
+        install_env: FLOCK_SERVER_ENV,
+        k3s: K3sConfig::Literal(
+            "
+agent-token-file: /etc/meshboot/k3s-agent-token
+cluster-cidr: 10.42.0.0/16
+flannel-backend: vxlan
+flannel-iface: tailscale0
+kube-proxy-arg: [nodeport-addresses=100.64.0.0/10]
+service-cidr: 10.43.0.0/16
+token-file: /etc/meshboot/k3s-token
+",
+        ),
+        tls_san: &[],
+        dual_stack: false,
+        pool: None,
+    },
+    Row {
+        fixture: "pools-flatcar.yaml",
+        node: "flock",
+        role: Role::Agent { via: "core-1" },
+        os: "flatcar",
+        firewall: Firewall::Nftables(NFT_AGENT),
+        tailscale: FLATCAR_TAILSCALE,
+        up: CLUSTER_UP,
+        install_env: CLUSTER_WORKER_ENV,
+        k3s: K3sConfig::Literal(
+            "
+flannel-iface: tailscale0
+kube-proxy-arg: [nodeport-addresses=100.64.0.0/10]
+node-label: [pool=flock]
+token-file: /etc/meshboot/k3s-token
+",
+        ),
+        tls_san: &[],
+        dual_stack: false,
+        pool: Some(NamedBy::Metadata),
+    },
     // cluster.yaml
     cluster_server("cp-1", Role::Init),
     cluster_server("cp-2", Role::Server { via: "cp-1" }),
@@ -851,6 +1000,7 @@ pub static TABLE: &[Row] = &[
         k3s: K3sConfig::Literal(DUAL_SERVER_K3S),
         tls_san: &[],
         dual_stack: true,
+        pool: None,
     },
     Row {
         fixture: "dual-stack.yaml",
@@ -871,6 +1021,7 @@ pub static TABLE: &[Row] = &[
         k3s: K3sConfig::Literal(DUAL_AGENT_K3S),
         tls_san: &[],
         dual_stack: true,
+        pool: None,
     },
     // flatcar.yaml
     flatcar_server("core-1", Role::Init),
@@ -908,6 +1059,7 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
     // headscale.yaml
     Row {
@@ -922,6 +1074,7 @@ token-file: /etc/meshboot/k3s-token
         k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
     headscale_agent("hs-agent-1"),
     headscale_agent("hs-agent-2"),
@@ -938,6 +1091,7 @@ token-file: /etc/meshboot/k3s-token
         k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
     starter_agent("worker-1"),
     starter_agent("worker-2"),
@@ -981,6 +1135,7 @@ token-file: /etc/meshboot/k3s-token
         k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
         tls_san: &["mesh-cp.example-org.ts.net"],
         dual_stack: false,
+        pool: None,
     },
     Row {
         fixture: "mesh.yaml",
@@ -1022,6 +1177,7 @@ token-file: /etc/meshboot/k3s-token
         k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
     // nftables.yaml
     netfilter_server("nft-server-1", Role::Init),
@@ -1067,6 +1223,7 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
     // single-server.yaml: public SSH and 80/443 (forwarded to pods too).
     Row {
@@ -1113,6 +1270,7 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
     // hetzner.yaml
     HZ_SERVER,
@@ -1184,6 +1342,7 @@ token-file: /etc/meshboot/k3s-token
         k3s: K3sConfig::Literal(ADV_SERVER_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
     Row {
         fixture: "adversarial/login_server.yaml",
@@ -1197,6 +1356,7 @@ token-file: /etc/meshboot/k3s-token
         k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
 ];
 

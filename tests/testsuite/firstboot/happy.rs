@@ -3,7 +3,7 @@
 use super::calls::Call;
 use super::checks::*;
 use super::expect::*;
-use super::sandbox::{Sandbox, artifacts_of, node};
+use super::sandbox::{Sandbox, artifacts_of, compressed_node, node, random_server_name};
 use super::world::{INIT_IP, OWN_IP, OWN_IP6};
 use crate::support::good_fixtures;
 use meshboot::plan;
@@ -212,4 +212,175 @@ fn dual_stack_cluster_gets_a_dual_stack_node_ip() {
         "node-ip {node_ip} for cluster-cidr {cluster_cidr}"
     );
     assert_eq!(node_ip, format!("{OWN_IP},{OWN_IP6}"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Pools: one file, any number of servers, each named by the autoscaler
+
+/// A pool node boots under its server's random `<pool>-<hex>` name: tailscale's
+/// `--hostname` and K3s's `node-name` are that name, read from where its OS has it (the
+/// hostname cloud-init set, or the metadata service), and the drop-in carries it.
+#[test]
+fn pool_nodes_take_their_servers_random_names() {
+    for (fixture, pool) in [("pools.yaml", "burst"), ("pools-flatcar.yaml", "flock")] {
+        let expect = Expect::of(fixture, pool);
+        let mut sb = Sandbox::new(node(fixture, pool));
+        let server = sb.server().to_string();
+        assert!(
+            server.starts_with(&format!("{pool}-")) && server != format!("{pool}-"),
+            "{server}"
+        );
+        sb.peer(&expect.join.as_ref().expect("an agent").0, INIT_IP);
+        let run = sb.run();
+        assert_bootstrapped(&sb, &run, &expect);
+        let calls = sb.calls();
+        let up = calls
+            .iter()
+            .find(|c| c.is_tailscale_up())
+            .expect("tailscale up");
+        assert!(
+            up.args.contains(&format!("--hostname={server}")),
+            "{up}\n{}",
+            sb.report()
+        );
+        assert_eq!(
+            merged_k3s_config(&sb)["node-name"].as_str(),
+            Some(server.as_str())
+        );
+        let asked_metadata = calls.iter().any(|c| {
+            c.url() == Some(plan::HETZNER_HOSTNAME_URL)
+                || c.args.iter().any(|a| a == plan::HETZNER_HOSTNAME_URL)
+        });
+        assert_eq!(
+            asked_metadata,
+            expect.row.pool == Some(NamedBy::Metadata),
+            "{}",
+            sb.report()
+        );
+        assert!(
+            sb.log()
+                .contains(&format!("is named {server}, after its server")),
+            "{}",
+            sb.report()
+        );
+        assert_rerun_is_a_noop(&mut sb);
+    }
+}
+
+/// Two servers of one pool boot from the same file under their own names.
+#[test]
+fn one_pool_file_boots_two_differently_named_servers() {
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let n = node("pools.yaml", "arm");
+        let server = random_server_name("arm");
+        let mut sb = Sandbox::new(n.on_server(&server));
+        sb.peer("cp-1", INIT_IP);
+        let run = sb.run();
+        assert_bootstrapped(&sb, &run, &Expect::of("pools.yaml", "arm"));
+        names.push(
+            merged_k3s_config(&sb)["node-name"]
+                .as_str()
+                .map(String::from),
+        );
+    }
+    assert_ne!(names[0], names[1]);
+}
+
+/// A server whose name is not `<pool>-...` as a DNS label stops at the node-name step,
+/// right after the firewall, with nothing installed: no Tailscale, no K3s.
+#[test]
+fn a_bad_server_name_stops_the_pool_node_before_anything_is_installed() {
+    for (fixture, pool, bad) in [
+        ("pools.yaml", "burst", "other-1a2b"),
+        ("pools.yaml", "burst", "burst-"),
+        ("pools.yaml", "arm", "arm-Upper"),
+        ("pools-flatcar.yaml", "flock", "flock-1;touch${IFS}x"),
+        ("pools-flatcar.yaml", "flock", "flock"),
+    ] {
+        let mut sb = Sandbox::new(node(fixture, pool).on_server(bad));
+        sb.peer("cp-1", INIT_IP);
+        sb.peer("core-1", INIT_IP);
+        let run = sb.run();
+        assert_failed_at(&sb, &run, "node-name");
+        let calls = sb.calls();
+        assert_firewall_first(&sb, &calls, Row::of(fixture, pool).firewall);
+        for c in &calls {
+            assert!(
+                matches!(
+                    c.tool.as_str(),
+                    "ufw" | "nft" | "systemctl" | "curl" | "sleep"
+                ) && c.url().is_none_or(|u| u == plan::HETZNER_HOSTNAME_URL)
+                    && !c.args.iter().any(|a| a == "tailscaled"),
+                "{bad}: {c} ran after a bad name\n{}",
+                sb.report()
+            );
+        }
+        for path in [
+            "/opt/tailscale",
+            "/opt/bin/tailscale",
+            plan::K3S_BOOT_CONFIG_PATH,
+        ] {
+            assert!(!sb.exists(path), "{bad}: {path}\n{}", sb.report());
+        }
+        assert!(
+            sb.log().contains("is not ") && sb.log().contains(&format!("one of pool {pool}")),
+            "{}",
+            sb.report()
+        );
+    }
+}
+
+/// A node built with `--compress` boots exactly like the same node built without: the same
+/// calls with the same arguments and exit codes, the same log (without its time stamps),
+/// the same K3s config, for one node of each envelope and role.
+#[test]
+fn a_compressed_node_boots_exactly_like_an_uncompressed_one() {
+    for (fixture, name) in [
+        ("cluster.yaml", "cp-1"),
+        ("cluster.yaml", "worker-1"),
+        ("pools.yaml", "burst"),
+        ("pools-flatcar.yaml", "flock"),
+    ] {
+        let plain = node(fixture, name);
+        let server = plain.server.clone();
+        let packed = compressed_node(fixture, name).on_server(&server);
+        assert_ne!(plain.artifact.contents, packed.artifact.contents);
+        assert!(packed.artifact.contents.len() < plain.artifact.contents.len());
+        let boot = |n| {
+            let mut sb = Sandbox::new(n);
+            sb.peer("cp-1", INIT_IP);
+            sb.peer("core-1", INIT_IP);
+            let run = sb.run();
+            assert_bootstrapped(&sb, &run, &Expect::of(fixture, name));
+            let log: Vec<String> = sb
+                .log()
+                .lines()
+                .map(|l| {
+                    l.split_once(' ')
+                        .map(|(_, rest)| rest.to_string())
+                        .unwrap_or_default()
+                })
+                .collect();
+            // mktemp's directory is random in each run: /tmp/tmp.XXXXXXXXXX/...
+            let calls: Vec<Call> = sb
+                .calls()
+                .into_iter()
+                .map(|mut c| {
+                    for a in &mut c.args {
+                        if let Some(rest) = a.strip_prefix("/tmp/tmp.") {
+                            let tail = rest.split_once('/').map(|(_, t)| t).unwrap_or("");
+                            *a = format!("/tmp/<mktemp>/{tail}");
+                        }
+                    }
+                    c
+                })
+                .collect();
+            (calls, log, merged_k3s_config(&sb))
+        };
+        let (a, b) = (boot(plain), boot(packed));
+        assert_eq!(a.0, b.0, "{fixture} {name}: the calls differ");
+        assert_eq!(a.1, b.1, "{fixture} {name}: the logs differ");
+        assert_eq!(a.2, b.2, "{fixture} {name}: the K3s configs differ");
+    }
 }

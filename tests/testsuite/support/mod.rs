@@ -165,11 +165,22 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
             serde_yaml::from_str(&a.contents).expect("cloud-config parses");
         for f in doc["write_files"].as_sequence().expect("write_files") {
             let s = |k: &str| f[k].as_str().unwrap_or_else(|| panic!("{k}")).to_string();
+            let contents = match f["encoding"].as_str() {
+                None => s("content"),
+                // What `--compress` writes; cloud-init's own decoding of it is checked in
+                // the consumers tests.
+                Some("gz+b64") => gunzip(
+                    &base64::engine::general_purpose::STANDARD
+                        .decode(s("content"))
+                        .expect("base64"),
+                ),
+                Some(other) => panic!("{}: encoding {other}", a.file_name),
+            };
             out.push(Delivered {
                 path: s("path"),
                 mode: u32::from_str_radix(&s("permissions"), 8).expect("octal"),
                 owner: s("owner"),
-                contents: s("content"),
+                contents,
             });
         }
     } else {
@@ -180,6 +191,11 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .expect("base64");
+            let contents = match f["contents"]["compression"].as_str() {
+                None => String::from_utf8(bytes).expect("utf8"),
+                Some("gzip") => gunzip(&bytes),
+                Some(other) => panic!("{}: compression {other}", a.file_name),
+            };
             out.push(Delivered {
                 path: f["path"].as_str().expect("path").to_string(),
                 mode: f["mode"].as_u64().expect("mode") as u32,
@@ -188,7 +204,7 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
                     f["user"]["name"].as_str().expect("user"),
                     f["group"]["name"].as_str().expect("group")
                 ),
-                contents: String::from_utf8(bytes).expect("utf8"),
+                contents,
             });
         }
         for u in doc["systemd"]["units"].as_array().expect("units") {
@@ -201,6 +217,16 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
         }
     }
     out.sort();
+    out
+}
+
+/// The text gzip `bytes` hold.
+pub fn gunzip(bytes: &[u8]) -> String {
+    use std::io::Read as _;
+    let mut out = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut out)
+        .expect("gzip of UTF-8 text");
     out
 }
 
