@@ -360,8 +360,10 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             );
         }
         Command::Plan { .. } => {
-            let artifacts = crate::render_all_nodes(&checked).map_err(|f| fail(f, &out))?;
-            out.stdout = plan_table(&checked.plan, &artifacts);
+            let sizes = crate::render_each(&checked, |a| Ok(emit::Summary::of(&a, false)))
+                .map_err(|f| fail(f, &out))?;
+            crate::check_size(&checked, &sizes).map_err(|f| fail(f, &out))?;
+            out.stdout = plan_table(&checked.plan, &sizes);
         }
         Command::Render { node, .. } => {
             let Some(n) = checked.plan.nodes.iter().find(|n| &n.name == node) else {
@@ -370,19 +372,19 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             };
             let a = crate::render::render_node(&checked.plan, n, &checked.secrets)
                 .map_err(|e| fail(e.into(), &out))?;
-            crate::check_size(&checked, std::slice::from_ref(&a)).map_err(|e| fail(e, &out))?;
+            crate::check_size(&checked, &[emit::Summary::of(&a, false)])
+                .map_err(|e| fail(e, &out))?;
             out.stdout = a.contents;
         }
         Command::Build { out: dir, .. } => {
-            let artifacts = crate::render_all_nodes(&checked).map_err(|f| fail(f, &out))?;
-            emit::write_all(dir, &artifacts).map_err(|e| fail(Error::writing_to(dir, &e), &out))?;
-            for a in &artifacts {
+            let written = build(&checked, dir).map_err(|f| fail(f, &out))?;
+            for a in &written {
                 let _ = writeln!(
                     out.stdout,
                     "wrote {}  {:>9}  ({})",
                     dir.join(&a.file_name),
-                    human_size(a.contents.len()),
-                    share_of_limit(a.contents.len())
+                    human_size(a.len),
+                    share_of_limit(a.len)
                 );
             }
             let _ = writeln!(out.stdout, "wrote {}", dir.join("SHA256SUMS"));
@@ -469,6 +471,33 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
     Ok(out)
 }
 
+/// `meshboot build`: every node rendered and written as it is made ([`crate::render_each`],
+/// [`emit::Staging`]), then, when every file is within the size limit, put in place with
+/// `SHA256SUMS`; otherwise nothing is left of the build.
+fn build(checked: &crate::Checked, dir: &Utf8Path) -> Result<Vec<emit::Summary>, Error> {
+    let staging = emit::Staging::open(dir).map_err(|e| Error::writing_to(dir, &e))?;
+    let written = crate::render_each(checked, |a| {
+        let summary = emit::Summary::of(&a, true);
+        if summary.len <= emit::USER_DATA_LIMIT {
+            staging
+                .stage(&a.file_name, a.contents.as_bytes())
+                .map_err(|e| Error::writing_to(dir, &e))?;
+        }
+        Ok(summary)
+    });
+    let written = match written.and_then(|w| crate::check_size(checked, &w).map(|()| w)) {
+        Ok(w) => w,
+        Err(e) => {
+            staging.abort();
+            return Err(e);
+        }
+    };
+    staging
+        .commit(&emit::sha256sums(&written))
+        .map_err(|e| Error::writing_to(dir, &e))?;
+    Ok(written)
+}
+
 fn ports(list: &[crate::spec::PortRange], proto: &str) -> Vec<String> {
     list.iter().map(|p| format!("{p}/{proto}")).collect()
 }
@@ -548,7 +577,7 @@ fn count_nodes(plan: &ClusterPlan) -> String {
 
 /// The readable table `meshboot plan` prints. A pool is one row, named `<pool>-*` with its
 /// size as its role.
-pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> String {
+pub fn plan_table(plan: &ClusterPlan, artifacts: &[emit::Summary]) -> String {
     let mut rows = vec![[
         "NODE".to_string(),
         "ROLE".into(),
@@ -579,7 +608,7 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
             serde_plain(&n.firewall.backend),
             public.join(","),
             mesh.join(","),
-            human_size(a.contents.len()),
+            human_size(a.len),
         ]);
     }
     let widths: Vec<usize> = (0..8)

@@ -240,27 +240,86 @@ pub fn mint_keys(
 
 /// Renders every node of a checked spec and enforces the user-data size limit.
 pub fn render_all_nodes(checked: &Checked) -> Result<Vec<Artifact>, Error> {
-    let artifacts = checked
-        .plan
-        .nodes
+    let artifacts = render_each(checked, Ok)?;
+    let summaries: Vec<emit::Summary> = artifacts
         .iter()
-        .map(|node| render::render_node(&checked.plan, node, &checked.secrets))
-        .collect::<Result<Vec<_>, _>>()?;
-    check_size(checked, &artifacts)?;
+        .map(|a| emit::Summary::of(a, false))
+        .collect();
+    check_size(checked, &summaries)?;
     Ok(artifacts)
+}
+
+/// Renders every node of `checked` and hands each artifact to `each` as soon as it is
+/// made; returns what `each` returned, in node order. The nodes are split between the
+/// machine's cores, each with its own [`render::Renderer`]; nothing keeps an artifact
+/// after `each` returns, so memory does not grow with the number of nodes. The first
+/// error stops every worker.
+pub fn render_each<T: Send>(
+    checked: &Checked,
+    each: impl Fn(Artifact) -> Result<T, Error> + Sync,
+) -> Result<Vec<T>, Error> {
+    let nodes = &checked.plan.nodes;
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(nodes.len().div_ceil(64))
+        .max(1);
+    let chunk = nodes.len().div_ceil(workers).max(1);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let work = |part: &[plan::NodePlan]| -> Result<Vec<T>, Error> {
+        let mut renderer = render::Renderer::new(&checked.plan, &checked.secrets);
+        let mut out = Vec::with_capacity(part.len());
+        for node in part {
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let made = renderer.render(node).map_err(Error::from).and_then(&each);
+            match made {
+                Ok(t) => out.push(t),
+                Err(e) => {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    };
+    if workers == 1 {
+        return work(nodes);
+    }
+    let parts: Vec<Result<Vec<T>, Error>> = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .chunks(chunk)
+            .map(|part| s.spawn(|| work(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Internal(
+                        "error: internal error: a rendering thread crashed; this is a bug, please report it\n".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(nodes.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
 }
 
 /// [`emit::check_size`] for artifacts of `checked`: an uncompressed one over the limit is
 /// rendered compressed too, to say whether `--compress` would fit it.
-pub fn check_size(checked: &Checked, artifacts: &[Artifact]) -> Result<(), Error> {
-    let compressed_len = |a: &Artifact| {
+pub fn check_size(checked: &Checked, artifacts: &[emit::Summary]) -> Result<(), Error> {
+    let compressed_len = |a: &emit::Summary| {
         let node = checked.plan.nodes.iter().find(|n| n.name == a.node)?;
         let plan = &checked.plan;
         render::render_node_as(
             plan,
             node,
             &checked.secrets,
-            a.envelope,
+            node.envelope,
             plan.ignition_version,
             true,
         )

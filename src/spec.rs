@@ -445,7 +445,7 @@ choice! {
 }
 
 /// Hetzner Cloud facts of a node.
-#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hcloud {
     /// The server type, e.g. cx22.

@@ -67,7 +67,7 @@ impl IgnitionVersion {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterPlan {
     pub cluster: String,
     pub ignition_version: IgnitionVersion,
@@ -132,7 +132,7 @@ pub enum FileKind {
     OsUpdates,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FilePlan {
     pub path: String,
     /// Octal mode, e.g. 0o600.
@@ -158,7 +158,7 @@ impl FilePlan {
 }
 
 /// Retry bounds of the bootstrap's waits. Every wait is finite.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Retries {
     pub tailscale_up_attempts: u32,
     pub tailscale_up_timeout_s: u32,
@@ -183,7 +183,7 @@ impl Default for Retries {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodePlan {
     /// The node's name; for a pool, the pool's (its nodes are named `<name>-<hex>`).
     pub name: String,
@@ -208,6 +208,37 @@ pub struct NodePlan {
     /// When the OS may reboot for an update (Flatcar, Fedora CoreOS), one window per node.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reboot_window: Option<updates::RebootWindow>,
+}
+
+impl NodePlan {
+    /// This plan as it would be for a node named `to`: the name, a pool's name, and every
+    /// K3s config value that is the name or a DNS name under it (`tls-san`'s
+    /// `<name>.<tailnet>`) follow it. Nodes of one `count` entry differ in little else, so
+    /// [`crate::render::Renderer`] renders their shared parts once, under a placeholder
+    /// name, and puts each node's name in.
+    pub fn renamed(&self, to: &str) -> NodePlan {
+        let from = self.name.as_str();
+        let swap = |s: &mut String| {
+            if s == from {
+                *s = to.to_string();
+            } else if let Some(rest) = s.strip_prefix(from).filter(|r| r.starts_with('.')) {
+                *s = format!("{to}{rest}");
+            }
+        };
+        let mut n = self.clone();
+        n.name = to.to_string();
+        if let Some(pool) = &mut n.pool {
+            swap(&mut pool.name);
+        }
+        for v in n.k3s.config.values_mut() {
+            match v {
+                ConfigValue::Str(s) => swap(s),
+                ConfigValue::List(l) => l.iter_mut().for_each(swap),
+                ConfigValue::Bool(_) => {}
+            }
+        }
+        n
+    }
 }
 
 // Resolution is shared with validation; these names stay reachable as `plan::...`.

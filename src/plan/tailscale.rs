@@ -15,7 +15,7 @@ pub const TAILSCALE_APT_LIST: &str = "/etc/apt/sources.list.d/tailscale.list";
 
 /// How a node gets Tailscale, with every URL and path resolved: the bootstrap holds only
 /// its own method's code.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum TailscaleInstall {
     /// Tailscale's apt repository (Ubuntu, Debian).
@@ -46,7 +46,7 @@ pub enum TailscaleInstall {
 }
 
 /// Which static build a node fetches.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StaticBuild {
     /// `tailscale.version` is set: that version's tarball, per CPU architecture.
@@ -65,7 +65,7 @@ pub enum StaticBuild {
 }
 
 /// A CPU architecture Tailscale builds for, as `uname -m` reports it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Arch {
     /// `uname -m` values of this architecture.
     pub machines: Vec<&'static str>,
@@ -74,7 +74,7 @@ pub struct Arch {
 }
 
 /// A pinned tarball for one architecture.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tarball {
     pub machines: Vec<&'static str>,
     pub url: String,
@@ -121,7 +121,7 @@ fn static_build(version: Option<&String>) -> StaticBuild {
 
 /// When the bootstrap takes an installed Tailscale (a baked image's, or one already there)
 /// instead of installing it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Installed {
     /// No version pinned: any `tailscale` on the PATH.
@@ -132,7 +132,7 @@ pub enum Installed {
     Version { version: String },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TailscalePlan {
     pub install: TailscaleInstall,
     /// The tags this node advertises: `tailscale.tags`, then its role's tags. A key minted

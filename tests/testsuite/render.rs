@@ -105,6 +105,67 @@ fn output_is_byte_identical_for_the_same_input() {
     }
 }
 
+/// `build`, `plan` and `autoscaler` render the nodes of one shape once
+/// (`meshboot::render::Renderer`): every node of every fixture, in every form (Ignition
+/// 3.3 and 3.4, compressed or not), is byte for byte what a full rendering of that node
+/// alone gives. Besides the fixtures: the accepted adversarial specs, and [`MANY_NODES`].
+#[test]
+fn shared_rendering_is_byte_identical_to_rendering_each_node_alone() {
+    let forms = [
+        Options::default(),
+        Options {
+            compress: true,
+            ..Options::default()
+        },
+        Options {
+            ignition_version: meshboot::plan::IgnitionVersion::V3_4,
+            ..Options::default()
+        },
+    ];
+    let mut specs: Vec<camino::Utf8PathBuf> = good_fixtures();
+    specs.extend(support::yaml_files(
+        &support::fixtures_dir().join("adversarial"),
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let many = camino::Utf8PathBuf::from_path_buf(dir.path().join("many.yaml")).expect("utf8");
+    std::fs::write(&many, MANY_NODES).expect("spec");
+    specs.push(many);
+    for spec in &specs {
+        for opts in &forms {
+            let (checked, shared) = compile(spec, opts);
+            assert_eq!(shared.len(), checked.plan.nodes.len());
+            for (node, a) in checked.plan.nodes.iter().zip(&shared) {
+                let alone =
+                    meshboot::render::render_node(&checked.plan, node, &checked.secrets).unwrap();
+                assert_eq!(a.file_name, alone.file_name);
+                assert!(
+                    a.contents == alone.contents,
+                    "{spec} {} ({opts:?}): the shared rendering differs from the node's own",
+                    a.file_name
+                );
+            }
+        }
+    }
+}
+
+/// Forty nodes in `count` entries of every OS, behind both firewalls, a MagicDNS name in
+/// each server's tls-san, and a name serde_yaml quotes when it stands alone (`1e3`, a
+/// float), as a pool's name and as the prefix of a `count` entry's names.
+const MANY_NODES: &str = r#"version: 1
+cluster: { name: many }
+tailscale: { auth_key: { env: TS_AUTHKEY }, tags: [tag:k3s], tailnet: example-org.ts.net }
+k3s: { version: v1.33.5+k3s1, token: { env: K3S_TOKEN }, agent_token: { env: K3S_AGENT_TOKEN } }
+firewall: { backend: ufw, ssh: tailscale }
+nodes:
+  - { name: cp, role: server, count: 3 }
+  - { name: u, role: agent, count: 10, os: ubuntu-24.04, labels: { pool: u } }
+  - { name: f, role: agent, count: 14, os: flatcar, firewall: { public_tcp: [80] } }
+  - { name: d, role: agent, count: 5, os: debian-12, firewall: { backend: nftables } }
+  - { name: c, role: agent, count: 4, os: fedora-coreos }
+  - { name: 1e3, role: agent, count: 2 }
+  - { name: 1e3, role: agent, autoscale: { min: 0, max: 3 } }
+"#;
+
 #[test]
 fn fixtures_cover_every_role_envelope_and_backend() {
     let mut seen = BTreeSet::new();
