@@ -1,8 +1,9 @@
 //! The Ignition envelope: Ignition 3.x built from typed structs and serialized with serde_json.
 //!
-//! Files travel as `data:` URLs with their modes and root ownership (with `--compress`,
-//! gzipped where that is smaller, `compression: gzip`); units, which Ignition takes as
-//! plain text only, stay as they are; systemd units go under
+//! Files travel as `data:` URLs, each in the shortest encoding as Butane picks it
+//! ([`resource`]: percent-escaped or base64, and with `--compress` gzipped, `compression:
+//! gzip`), with their modes and root ownership; units, which Ignition takes as plain text
+//! only, stay as they are; systemd units go under
 //! `systemd.units`, and the bootstrap unit is enabled so it runs once on first boot. Like
 //! butane and afterburn, the builder refuses duplicate paths and units.
 
@@ -55,22 +56,50 @@ pub struct Resource {
     pub compression: Option<&'static str>,
 }
 
-/// A file's contents as a `data:` URL: plain, or with `compress`, gzipped when that is
-/// smaller.
+/// A file's contents as a `data:` URL, the shortest of the encodings Butane tries
+/// (coreos/butane `base/util/url.go`, `MakeDataURL`): percent-escaped (`data:,...`, as
+/// vincent-petithory/dataurl's `Escape` writes it, the package Ignition decodes data URLs
+/// with: RFC 2396's unreserved bytes as they are, every other byte as `%XX`), base64
+/// (`data:;base64,...`), and, with `compress`, base64 of the gzip (`compression: gzip`),
+/// taken when it is shorter even with the word `gzip` counted, as Butane counts it. Ties
+/// go to the earlier encoding, as in Butane. Text with many spaces and line breaks is
+/// usually shorter in base64.
 fn resource(bytes: &[u8], compress: bool) -> Resource {
+    let escaped = format!("data:,{}", escape(bytes));
+    let base64 = data_url(bytes);
+    let mut best = if base64.len() < escaped.len() {
+        base64
+    } else {
+        escaped
+    };
     if compress {
-        let packed = super::gzip(bytes);
-        if packed.len() < bytes.len() {
+        let gzipped = data_url(&super::gzip(bytes));
+        if gzipped.len() + "gzip".len() < best.len() {
             return Resource {
-                source: data_url(&packed),
+                source: gzipped,
                 compression: Some("gzip"),
             };
         }
     }
+    best.shrink_to_fit();
     Resource {
-        source: data_url(bytes),
+        source: best,
         compression: None,
     }
+}
+
+/// RFC 2396 escaping as dataurl's `Escape` does it (vincent-petithory/dataurl `rfc2396.go`):
+/// `a-z A-Z 0-9 - _ . ! ~ * ' ( )` stay, every other byte becomes `%XX` (upper-case hex).
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3 / 2);
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -127,7 +156,8 @@ pub fn document(
             }),
         }
     }
-    let mut out = serde_json::to_string_pretty(&config).map_err(|e| RenderError(e.to_string()))?;
+    // Compact, as Butane writes it (`butane --pretty` indents): user data is counted in bytes.
+    let mut out = serde_json::to_string(&config).map_err(|e| RenderError(e.to_string()))?;
     out.push('\n');
     Ok(out)
 }

@@ -198,13 +198,13 @@ fn ignition_3_4_configs() -> Vec<Input> {
         .into_iter()
         .map(|a| {
             assert!(
-                a.contents.contains("\"version\": \"3.4.0\""),
+                a.contents.contains("\"version\":\"3.4.0\""),
                 "{}",
                 a.file_name
             );
             let contents = a.contents.replacen(
-                "\"version\": \"3.4.0\"",
-                "\"version\": \"3.4.0-experimental\"",
+                "\"version\":\"3.4.0\"",
+                "\"version\":\"3.4.0-experimental\"",
                 1,
             );
             input(
@@ -799,7 +799,7 @@ fn ignition_files_stage_lays_down_what_cloud_init_would() {
                 let ign = render(Envelope::Ignition, compress);
                 if compress {
                     assert!(
-                        ign.contents.contains("\"compression\": \"gzip\""),
+                        ign.contents.contains("\"compression\":\"gzip\""),
                         "{fixture} {}: nothing compressed",
                         node.name
                     );

@@ -187,10 +187,7 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
         let doc: serde_json::Value = serde_json::from_str(&a.contents).expect("ignition parses");
         for f in doc["storage"]["files"].as_array().expect("files") {
             let src = f["contents"]["source"].as_str().expect("source");
-            let b64 = src.strip_prefix("data:;base64,").expect("base64 data url");
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .expect("base64");
+            let bytes = data_url_bytes(src);
             let contents = match f["contents"]["compression"].as_str() {
                 None => String::from_utf8(bytes).expect("utf8"),
                 Some("gzip") => gunzip(&bytes),
@@ -217,6 +214,29 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
         }
     }
     out.sort();
+    out
+}
+
+/// The bytes of a `data:` URL as Ignition reads them: `data:;base64,` then base64, or
+/// `data:,` then RFC 2396 escapes (`%XX`; every other byte as it is).
+pub fn data_url_bytes(src: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    if let Some(b64) = src.strip_prefix("data:;base64,") {
+        return base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64");
+    }
+    let escaped = src.strip_prefix("data:,").expect("a data: URL");
+    let mut out = Vec::new();
+    let mut bytes = escaped.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+            out.push(u8::from_str_radix(&hex, 16).expect("%XX"));
+        } else {
+            out.push(b);
+        }
+    }
     out
 }
 
