@@ -65,12 +65,17 @@ pub struct Resource {
 /// go to the earlier encoding, as in Butane. Text with many spaces and line breaks is
 /// usually shorter in base64.
 fn resource(bytes: &[u8], compress: bool) -> Resource {
-    let escaped = format!("data:,{}", escape(bytes));
-    let base64 = data_url(bytes);
-    let mut best = if base64.len() < escaped.len() {
-        base64
+    // Only the shorter of the two plain encodings is made: their lengths are known first.
+    let escaped_len = "data:,".len()
+        + bytes
+            .iter()
+            .map(|&b| if unreserved(b) { 1 } else { 3 })
+            .sum::<usize>();
+    let base64_len = "data:;base64,".len() + bytes.len().div_ceil(3) * 4;
+    let best = if base64_len < escaped_len {
+        data_url(bytes)
     } else {
-        escaped
+        format!("data:,{}", escape(bytes))
     };
     if compress {
         let gzipped = data_url(&super::gzip(bytes));
@@ -81,22 +86,29 @@ fn resource(bytes: &[u8], compress: bool) -> Resource {
             };
         }
     }
-    best.shrink_to_fit();
     Resource {
         source: best,
         compression: None,
     }
 }
 
+/// RFC 2396's unreserved bytes, which dataurl's `Escape` leaves as they are.
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b)
+}
+
 /// RFC 2396 escaping as dataurl's `Escape` does it (vincent-petithory/dataurl `rfc2396.go`):
 /// `a-z A-Z 0-9 - _ . ! ~ * ' ( )` stay, every other byte becomes `%XX` (upper-case hex).
 pub fn escape(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(bytes.len() * 3 / 2);
     for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+        if unreserved(b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         }
     }
     out
