@@ -166,6 +166,54 @@ nodes:
   - { name: 1e3, role: agent, autoscale: { min: 0, max: 3 } }
 "#;
 
+/// The sizes of typical nodes (every node of the SPEC.md example, the starter spec, the
+/// Flatcar fixture and the smallest cluster) stay within their budgets, so that what
+/// was taken out of them does not come back unnoticed. Sizes are not time: asserting
+/// them is exact. Hetzner's limit is 32 KiB; the issue's budgets (cloud-init 8 KiB,
+/// Ignition 10 KiB, both 5 KiB compressed) are not met yet, and these are the sizes
+/// reached (README, "Performance").
+#[test]
+fn size_budgets_of_typical_nodes() {
+    const KIB: usize = 1024;
+    // (envelope, uncompressed budget, compressed budget)
+    let budget = |e: Envelope| match e {
+        Envelope::CloudInit => (10 * KIB + KIB / 2, 5 * KIB + KIB / 2),
+        Envelope::Ignition => (15 * KIB + KIB / 2, 8 * KIB),
+    };
+    let compressed = Options {
+        compress: true,
+        ..Options::default()
+    };
+    let mut seen = BTreeSet::new();
+    for fixture in [
+        "cluster.yaml",
+        "init.yaml",
+        "flatcar.yaml",
+        "single-server.yaml",
+    ] {
+        let path = support::fixtures_dir().join(fixture);
+        let (_, plain) = compile(&path, &Options::default());
+        let (_, packed) = compile(&path, &compressed);
+        for (p, c) in plain.iter().zip(&packed) {
+            let (max, max_compressed) = budget(p.envelope);
+            assert!(
+                p.contents.len() <= max,
+                "{fixture} {}: {} bytes, over its budget of {max}",
+                p.file_name,
+                p.contents.len()
+            );
+            assert!(
+                c.contents.len() <= max_compressed,
+                "{fixture} {} --compress: {} bytes, over its budget of {max_compressed}",
+                c.file_name,
+                c.contents.len()
+            );
+            seen.insert(format!("{:?}", p.envelope));
+        }
+    }
+    assert_eq!(seen.len(), 2, "both envelopes are measured: {seen:?}");
+}
+
 #[test]
 fn fixtures_cover_every_role_envelope_and_backend() {
     let mut seen = BTreeSet::new();
