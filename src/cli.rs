@@ -70,7 +70,8 @@ pub enum Command {
         mint: Mint,
     },
     /// Print a script that creates the nodes in Hetzner Cloud with the hcloud CLI: cloud
-    /// firewalls, spread placement groups, one `hcloud server create` per node
+    /// firewalls, spread placement groups, one `hcloud server create` per fixed node (pools are
+    /// the cluster-autoscaler's)
     Hcloud {
         /// The cluster spec (YAML)
         spec: Utf8PathBuf,

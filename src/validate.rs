@@ -67,11 +67,11 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
 /// more of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// `meshboot hcloud`: every node needs a server type, a location and an image
-    /// Hetzner can create it from.
+    /// `meshboot hcloud`: every fixed node needs a server type, a location and an image
+    /// Hetzner can create it from (pools are the autoscaler's).
     Hcloud,
-    /// `meshboot packer`: pinned versions to bake, and every node's server type (its
-    /// architecture picks the snapshot it boots from).
+    /// `meshboot packer`: pinned versions to bake, and every node's and pool's server type
+    /// (its architecture picks the snapshot it boots from).
     Packer,
 }
 
@@ -84,7 +84,12 @@ pub fn for_target(spec: &Spec, target: Target) -> Vec<Diagnostic> {
         Target::Hcloud => &["type", "location"],
         Target::Packer => &["type"],
     };
-    for n in &nodes {
+    // Pools are the cluster-autoscaler's to create (`meshboot autoscaler` checks them), but
+    // Packer must know their architecture to bake their image.
+    for n in nodes
+        .iter()
+        .filter(|n| target == Target::Packer || n.pool.is_none())
+    {
         let h = n.fields.hcloud.clone().unwrap_or_default();
         for key in keys {
             let missing = match *key {
