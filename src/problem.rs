@@ -556,13 +556,14 @@ pub enum Problem {
         pool: String,
         key: &'static str,
     },
-    /// `meshboot autoscaler`: the pool's OS has no stock Hetzner image.
+    /// `meshboot autoscaler`: the pool's OS has no stock Hetzner image and it names no
+    /// `hcloud.image`.
     PoolWithoutImage {
         pool: String,
         os: &'static str,
     },
-    /// `meshboot autoscaler`: two pools of one CPU architecture need different images, and
-    /// the autoscaler takes one image per architecture (`imagesForArch`).
+    /// `meshboot autoscaler`: two pools of one CPU architecture need different images; an
+    /// autoscaler older than per-pool `imagesForArch` takes one image per architecture.
     PoolImagesDiffer {
         arch: &'static str,
         pool: String,
@@ -733,7 +734,8 @@ impl Problem {
             | Problem::NoFirewall
             | Problem::OAuthShipped
             | Problem::PoolGetsServerToken(_)
-            | Problem::OAuthInPools(_) => Severity::Warning,
+            | Problem::OAuthInPools(_)
+            | Problem::PoolImagesDiffer { .. } => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -892,9 +894,9 @@ impl Problem {
                 let example = if *key == "type" { "cpx41" } else { "nbg1" };
                 format!("set `hcloud: {{ {key}: {example} }}` on the pool (or under `defaults:`); the autoscaler creates its servers with it")
             }
-            PoolWithoutImage { .. } => "the autoscaler passes the pool's file as user data to a new server of the image in `imagesForArch`; Flatcar and Fedora CoreOS are not Hetzner stock images, so such a pool needs a snapshot of an installed image (see the README, \"Pools on Flatcar and Fedora CoreOS\"); use an Ubuntu or Debian pool until then".into(),
+            PoolWithoutImage { os, .. } => format!("build a snapshot with `meshboot packer SPEC --out DIR` and `packer build DIR` (it bakes one per OS and architecture the pools use), then set the pool's `hcloud.image` (or `defaults.hcloud.image`) to the label selector `meshboot packer` prints for {os}, or to the snapshot's ID; the autoscaler boots new servers of the pool from it"),
             PoolImagesDiffer { arch, .. } => format!(
-                "the autoscaler takes one image per CPU architecture (`imagesForArch.{arch}`) for every pool: give the pools of one architecture the same `os`, or put them on server types of different architectures"
+                "meshboot gives each pool its own `nodeConfigs.<pool>.imagesForArch`, which a cluster-autoscaler newer than 1.33 reads (kubernetes/autoscaler#8297); an older one reads only the global `imagesForArch.{arch}` (the first pool's) and boots both pools from it: run a newer autoscaler, or give the pools of one architecture the same image"
             ),
             NameTaken { .. } => "every node needs its own name: rename one of the entries".into(),
             HcloudMissing { key, .. } => {
@@ -1141,7 +1143,7 @@ impl Display for Problem {
             ),
             PoolWithoutImage { pool, os } => write!(
                 f,
-                "pool `{pool}` runs {os}, which Hetzner has no stock image of"
+                "pool `{pool}` runs {os}, which Hetzner has no stock image of, and names no `hcloud.image`"
             ),
             PoolImagesDiffer {
                 arch,
@@ -1151,7 +1153,9 @@ impl Display for Problem {
                 other_image,
             } => write!(
                 f,
-                "pools `{other_pool}` ({other_image}) and `{pool}` ({image}) both run on {arch} servers, with different images"
+                "pools `{other_pool}` ({}) and `{pool}` ({}) both run on {arch} servers, from different images",
+                quote_short(other_image),
+                quote_short(image)
             ),
             NameTaken {
                 name,
