@@ -131,15 +131,27 @@ pub fn check(
         .unwrap_or(Utf8Path::new("."));
     let secrets = match secrets::resolve(&spec, spec_dir, env, opts.redact) {
         Ok(s) => {
-            if s.auth_key_is_oauth && opts.mint_auth_key.is_none() {
+            let shipped = shipped_oauth(&s, opts);
+            if shipped.auth_key {
                 diags.push(Diagnostic::new(
                     "tailscale.auth_key",
                     problem::Problem::OAuthShipped,
                 ));
             }
-            diags.extend(validate::check_oauth_in_pools(
+            diags.extend(validate::check_pool_keys(
                 &spec,
-                s.auth_key_is_oauth && opts.mint_auth_key.is_none(),
+                &validate::PoolKeys {
+                    oauth_shipped: if spec.tailscale.pool_auth_key.is_some() {
+                        shipped.pool_auth_key
+                    } else {
+                        shipped.auth_key
+                    },
+                    // A plain pre-auth key (what --redact cannot tell: it reads no secret)
+                    // that the pools share with the fixed nodes.
+                    shared_plain: !opts.redact
+                        && !s.auth_key_is_oauth
+                        && s.pool_auth_key.as_ref().is_none_or(|p| *p == s.auth_key),
+                },
             ));
             Some(s)
         }
@@ -161,9 +173,11 @@ pub fn check(
     let Some(secrets) = secrets else {
         return Err(fail(&diags));
     };
-    // A minted key is a plain pre-auth key: the OAuth suffix belongs to the secret only.
-    let ships_oauth = secrets.auth_key_is_oauth && opts.mint_auth_key.is_none();
-    let plan = plan::plan(&spec, (opts.ignition_version, opts.compress), ships_oauth);
+    let plan = plan::plan(
+        &spec,
+        (opts.ignition_version, opts.compress),
+        shipped_oauth(&secrets, opts),
+    );
     let warnings = if has_warnings {
         render_all(&diags, file, &map)
     } else {
@@ -177,6 +191,16 @@ pub fn check(
         file: file.to_string(),
         map,
     })
+}
+
+/// Which OAuth client secrets reach the nodes as they are. `--mint-auth-key` exchanges
+/// `tailscale.auth_key` for minted keys, which are plain pre-auth keys (the OAuth key
+/// parameters belong to the secret only); a pool's own `pool_auth_key` is shipped as given.
+fn shipped_oauth(s: &Secrets, opts: &Options) -> plan::ShippedOauth {
+    plan::ShippedOauth {
+        auth_key: s.auth_key_is_oauth && opts.mint_auth_key.is_none(),
+        pool_auth_key: s.pool_auth_key_is_oauth,
+    }
 }
 
 /// [`check`] for the raw bytes of a spec file: text that is not UTF-8 is an invalid spec

@@ -549,6 +549,8 @@ pub enum Problem {
     PoolGetsServerToken(String),
     /// The auth key is an OAuth client secret and the spec has pools.
     OAuthInPools(Vec<String>),
+    /// Pools join with the plain pre-auth key of the fixed nodes.
+    PoolsShareFixedKey(Vec<String>),
     /// `--node-name` in `agent_args` (under `allow_owned_args`) with pools.
     NodeNameArgWithPools,
     /// `meshboot autoscaler`: a pool lacks `hcloud.<key>`, which `--nodes` needs.
@@ -735,6 +737,7 @@ impl Problem {
             | Problem::OAuthShipped
             | Problem::PoolGetsServerToken(_)
             | Problem::OAuthInPools(_)
+            | Problem::PoolsShareFixedKey(_)
             | Problem::PoolImagesDiffer { .. } => Severity::Warning,
             _ => Severity::Error,
         }
@@ -889,6 +892,7 @@ impl Problem {
             PoolMinOverMax { .. } => "write `min` at most `max`, e.g. `autoscale: { min: 0, max: 10 }`".into(),
             PoolGetsServerToken(_) => "add `agent_token: { env: K3S_AGENT_TOKEN }` under `k3s:`: pool nodes then hold only the agent token".into(),
             OAuthInPools(_) => "scope the OAuth client to the pools' tags only (and the `auth_keys` scope), or use a reusable, ephemeral, tagged pre-auth key instead, which expires (rotate it with `meshboot autoscaler`; see the README)".into(),
+            PoolsShareFixedKey(_) => "give the pools a key of their own: `pool_auth_key: { env: TS_POOL_AUTHKEY }` under `tailscale:`, a reusable, ephemeral, tagged pre-auth key, and keep `auth_key` a key that is not ephemeral; or use an OAuth client secret as `auth_key` with --mint-auth-key, which mints each kind of node its own key (see the README, \"Keys for pools\")".into(),
             NodeNameArgWithPools => "remove --node-name: a pool node registers under its server's name, which the autoscaler uses to find the server again".into(),
             PoolWithoutHcloud { key, .. } => {
                 let example = if *key == "type" { "cpx41" } else { "nbg1" };
@@ -1128,6 +1132,15 @@ impl Display for Problem {
             OAuthInPools(pools) => write!(
                 f,
                 "the auth key is an OAuth client secret, which never expires: any process on a node of {} can read it from the user data and mint auth keys for the pool's tags",
+                pools
+                    .iter()
+                    .map(|p| format!("pool `{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            PoolsShareFixedKey(pools) => write!(
+                f,
+                "{} join with the fixed nodes' pre-auth key: if it is ephemeral, the fixed nodes are too (the tailnet removes them while they are offline); if not, servers the autoscaler deletes stay in the tailnet as offline machines",
                 pools
                     .iter()
                     .map(|p| format!("pool `{p}`"))

@@ -16,8 +16,8 @@ pub use boot::{BootConfig, Join};
 pub use k3s::{BAKED_K3S_INSTALLER, BakedK3s, ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
 pub use pool::{HETZNER_HOSTNAME_URL, Label, NameSource, PoolPlan, Taint};
 pub use tailscale::{
-    Arch, Installed, StaticBuild, TAILSCALE_PKGS, TAILSCALE_STATIC_DIR, TailscaleInstall,
-    TailscalePlan, Tarball, node_tags,
+    Arch, Installed, KeySource, ShippedOauth, StaticBuild, TAILSCALE_PKGS, TAILSCALE_STATIC_DIR,
+    TailscaleInstall, TailscalePlan, Tarball, node_tags,
 };
 
 use crate::firewall::{FirewallInput, FirewallPlan, plan_firewall};
@@ -218,7 +218,7 @@ pub use crate::resolve::{
 pub fn plan(
     spec: &Spec,
     (ignition_version, compress): (IgnitionVersion, bool),
-    oauth: bool,
+    oauth: ShippedOauth,
 ) -> ClusterPlan {
     let nodes = expand(spec);
     let servers: Vec<&str> = nodes

@@ -145,6 +145,11 @@ pub struct TailscalePlan {
     /// `tailscale up`'s arguments after the key and `--hostname=<the node's name>` (which
     /// the bootstrap passes from `NODE_NAME`: a pool node learns its name at boot).
     pub up_args: Vec<String>,
+    /// Which of the spec's keys the node's key file holds: `tailscale.auth_key`, or for a
+    /// pool node `tailscale.pool_auth_key` when the spec has one (a key minted with
+    /// `--mint-auth-key` replaces `auth_key`).
+    #[serde(skip_serializing_if = "KeySource::is_auth_key")]
+    pub key: KeySource,
     /// Parameters appended to an OAuth client secret in the key file (`None` for a pre-auth
     /// key, whose properties are its own). Such secrets default to ephemeral nodes that need
     /// approval (Tailscale KB 1215, "Registering new nodes using OAuth credentials"): fixed
@@ -154,6 +159,28 @@ pub struct TailscalePlan {
     /// The node joins as an ephemeral node: meshboot enforces it for an OAuth secret (the
     /// key parameters); for a pre-auth key, the key itself must be ephemeral (README).
     pub ephemeral: bool,
+}
+
+/// One of the spec's Tailscale keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySource {
+    AuthKey,
+    PoolAuthKey,
+}
+
+impl KeySource {
+    pub fn is_auth_key(&self) -> bool {
+        *self == KeySource::AuthKey
+    }
+}
+
+/// Which keys are OAuth client secrets that reach the nodes as they are (not exchanged for
+/// minted keys): their key files then carry [`OAUTH_FIXED`] or [`OAUTH_POOL`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShippedOauth {
+    pub auth_key: bool,
+    pub pool_auth_key: bool,
 }
 
 /// The tags a node in `role` advertises: the cluster's, then the role's, each once.
@@ -179,7 +206,7 @@ pub(super) fn plan_tailscale(
     spec: &Spec,
     role: Role,
     os: Os,
-    oauth: bool,
+    oauth: ShippedOauth,
     pool: bool,
 ) -> TailscalePlan {
     let ts = &spec.tailscale;
@@ -221,13 +248,19 @@ pub(super) fn plan_tailscale(
         },
         None => Installed::Any,
     };
+    let (key, shipped_oauth) = if pool && ts.pool_auth_key.is_some() {
+        (KeySource::PoolAuthKey, oauth.pool_auth_key)
+    } else {
+        (KeySource::AuthKey, oauth.auth_key)
+    };
     TailscalePlan {
         install,
         tags,
         installed,
         auth_key_arg: format!("--auth-key=file:{AUTH_KEY_PATH}"),
         up_args,
-        key_params: oauth.then_some(if pool { OAUTH_POOL } else { OAUTH_FIXED }),
+        key,
+        key_params: shipped_oauth.then_some(if pool { OAUTH_POOL } else { OAUTH_FIXED }),
         ephemeral: pool,
     }
 }

@@ -312,7 +312,13 @@ pub fn node_files(
                             enable: false,
                         });
                     }
-                    let mut key = secrets.auth_key.expose().to_string();
+                    let key = match node.tailscale.key {
+                        plan::KeySource::AuthKey => &secrets.auth_key,
+                        plan::KeySource::PoolAuthKey => secrets.pool_auth_key.as_ref().ok_or_else(|| {
+                            RenderError("a pool key file without tailscale.pool_auth_key".into())
+                        })?,
+                    };
+                    let mut key = key.expose().to_string();
                     if let Some(params) = node.tailscale.key_params
                         && !key.contains('?')
                     {

@@ -194,7 +194,11 @@ fn the_secret_holds_each_pools_built_file_byte_for_byte() {
     let burst = config["nodeConfigs"]["burst"]["cloudInit"]
         .as_str()
         .unwrap();
-    assert!(burst.contains(crate::support::FAKE_AUTH_KEY));
+    // The pools join with their own key (tailscale.pool_auth_key), not the fixed nodes'.
+    assert_eq!(
+        key_file("burst", burst),
+        format!("{}\n", crate::support::FAKE_POOL_AUTH_KEY)
+    );
 }
 
 #[test]
@@ -214,11 +218,17 @@ fn config_file_holds_the_same_json_unencoded() {
 
 #[test]
 fn redact_prints_placeholders_and_snapshots_the_output() {
-    for (name, pool, snapshot) in [
-        ("pools.yaml", "burst", "autoscaler-pools-redacted"),
+    for (name, pool, key, snapshot) in [
+        (
+            "pools.yaml",
+            "burst",
+            "tailscale.pool_auth_key",
+            "autoscaler-pools-redacted",
+        ),
         (
             "pools-flatcar.yaml",
             "flock",
+            "tailscale.auth_key",
             "autoscaler-pools-flatcar-redacted",
         ),
     ] {
@@ -227,8 +237,11 @@ fn redact_prints_placeholders_and_snapshots_the_output() {
         let text = stdout(&o);
         let config = cluster_config(&text);
         let file = config["nodeConfigs"][pool]["cloudInit"].as_str().unwrap();
-        let key = key_file(pool, file);
-        assert!(key.starts_with("REDACTED(tailscale.auth_key)"), "{key}");
+        let file_key = key_file(pool, file);
+        assert!(
+            file_key.starts_with(&format!("REDACTED({key})")),
+            "{file_key}"
+        );
         assert_no_secret("autoscaler --redact", &text, &[]);
         // The snapshot: the output with the base64 value replaced by its decoded JSON, each
         // cloudInit by its size (the pool files have snapshots of their own).
@@ -360,7 +373,7 @@ fn what_the_autoscaler_cannot_use_is_an_error_naming_the_field() {
         e.contains("error: nodes[2].autoscale: pool `burst` has no `hcloud.location`, which the autoscaler's --nodes=MIN:MAX:TYPE:LOCATION:POOL needs"),
         "{e}"
     );
-    assert!(e.contains("spec.yaml:25:5"), "{e}");
+    assert!(e.contains("spec.yaml:27:5"), "{e}");
     assert!(
         e.contains(
             "pools `burst` (\"ubuntu-24.04\") and `arm` (\"ubuntu-22.04\") both run on amd64 servers"
