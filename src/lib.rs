@@ -225,10 +225,13 @@ pub fn check_bytes(
     }
 }
 
-/// `--mint-auth-key`: exchanges the OAuth client secret for one key per tag set of the
-/// nodes named in `nodes` (each reusable, pre-authorised, not ephemeral, expiring after
-/// `expiry_s`), so that those nodes get a minted key instead of the secret. The API is
-/// Tailscale's, or the address in [`mint::API_ENV`].
+/// `--mint-auth-key`: exchanges the OAuth client secret for the keys of the nodes named in
+/// `nodes` that join with `tailscale.auth_key`, one per tag set and kind, each reusable and
+/// pre-authorised: fixed nodes' not ephemeral, expiring after `expiry_s`; pool nodes'
+/// ephemeral (servers the autoscaler deletes leave the tailnet), expiring after the longest
+/// life Tailscale allows ([`mint::MAX_EXPIRY_S`]), since a pool's key must outlive every
+/// scale-up until it is rotated. The API is Tailscale's, or the address in
+/// [`mint::API_ENV`].
 pub fn mint_keys(
     checked: &mut Checked,
     nodes: &[&str],
@@ -238,26 +241,36 @@ pub fn mint_keys(
     if !checked.secrets.auth_key_is_oauth {
         return Err(Error::mint_needs_oauth());
     }
-    let tag_sets: std::collections::BTreeSet<Vec<String>> = checked
+    let wanted: std::collections::BTreeSet<secrets::KeyFor> = checked
         .plan
         .nodes
         .iter()
         .filter(|n| nodes.contains(&n.name.as_str()))
-        .map(|n| n.tailscale.tags.clone())
+        .filter(|n| n.tailscale.key == plan::KeySource::AuthKey)
+        .map(|n| secrets::KeyFor {
+            tags: n.tailscale.tags.clone(),
+            ephemeral: n.tailscale.ephemeral,
+        })
         .collect();
-    if tag_sets.is_empty() {
+    if wanted.is_empty() {
         return Ok(());
     }
     let base = mint::api_base(env.var(mint::API_ENV).as_deref()).map_err(|e| Error::minting(&e))?;
     let minter =
         mint::Minter::new(&base, &checked.secrets.auth_key).map_err(|e| Error::minting(&e))?;
-    let kind = mint::KeyKind {
-        ephemeral: false,
-        expiry_s,
-    };
-    for tags in tag_sets {
-        let key = minter.key(&tags, kind).map_err(|e| Error::minting(&e))?;
-        checked.secrets.minted.insert(tags, key);
+    for want in wanted {
+        let kind = mint::KeyKind {
+            ephemeral: want.ephemeral,
+            expiry_s: if want.ephemeral {
+                mint::MAX_EXPIRY_S
+            } else {
+                expiry_s
+            },
+        };
+        let key = minter
+            .key(&want.tags, kind)
+            .map_err(|e| Error::minting(&e))?;
+        checked.secrets.minted.insert(want, key);
     }
     Ok(())
 }

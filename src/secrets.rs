@@ -56,9 +56,17 @@ pub struct Secrets {
     pub auth_key_is_oauth: bool,
     /// True when the pools' own key is one.
     pub pool_auth_key_is_oauth: bool,
-    /// Keys minted from the OAuth client secret (`--mint-auth-key`), by the tags of the
-    /// nodes they are for: a node gets the one for its tags instead of the secret.
-    pub minted: BTreeMap<Vec<String>, Secret>,
+    /// Keys minted from the OAuth client secret (`--mint-auth-key`), by the nodes they are
+    /// for: a node gets the one for its tags and kind instead of the secret.
+    pub minted: BTreeMap<KeyFor, Secret>,
+}
+
+/// Which nodes a minted key is for: those with exactly these tags, ephemeral (pool nodes)
+/// or not (fixed nodes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyFor {
+    pub tags: Vec<String>,
+    pub ephemeral: bool,
 }
 
 /// Where secret values come from: the process environment in the binary, a fixed map in

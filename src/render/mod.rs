@@ -303,7 +303,13 @@ pub fn node_files(
                 FileKind::Bootstrap => bootstrap_script(&cluster.cluster, node)?,
                 FileKind::K3sConfig => k3s_config(node)?,
                 FileKind::AuthKey => {
-                    if let Some(minted) = secrets.minted.get(&node.tailscale.tags) {
+                    let minted_for = crate::secrets::KeyFor {
+                        tags: node.tailscale.tags.clone(),
+                        ephemeral: node.tailscale.ephemeral,
+                    };
+                    if let Some(minted) = secrets.minted.get(&minted_for)
+                        && node.tailscale.key == plan::KeySource::AuthKey
+                    {
                         return Ok(RenderedFile {
                             path: f.path.clone(),
                             mode: f.mode,
