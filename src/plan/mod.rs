@@ -205,9 +205,13 @@ pub struct NodePlan {
     pub packages: Vec<String>,
     pub files: Vec<FilePlan>,
     pub retries: Retries,
-    /// When the OS may reboot for an update (Flatcar, Fedora CoreOS), one window per node.
+    /// When the OS may reboot for an update (Flatcar, Fedora CoreOS), one window per node;
+    /// a pool's is the first of its choice, which its bootstrap replaces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reboot_window: Option<updates::RebootWindow>,
+    /// A pool node's windows, from which its bootstrap takes one by the server's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reboot_window_choice: Option<updates::WindowChoice>,
 }
 
 // Resolution is shared with validation; these names stay reachable as `plan::...`.
@@ -351,7 +355,13 @@ pub fn plan(
                     FileKind::TailscaledUnit,
                 ));
             }
-            let reboot_window = updates::reboot_window(os, role, role_index);
+            let reboot_window_choice = pool
+                .as_ref()
+                .and_then(|p| updates::pool_windows(os, &p.name));
+            let reboot_window = match &reboot_window_choice {
+                Some(choice) => choice.windows.first().cloned(),
+                None => updates::reboot_window(os, role, role_index),
+            };
             if let Some(w) = &reboot_window {
                 files.push(file(w.path, 0o644, FileKind::OsUpdates));
             }
@@ -374,6 +384,7 @@ pub fn plan(
                 files,
                 retries: Retries::default(),
                 reboot_window,
+                reboot_window_choice,
             }
         })
         .collect();

@@ -235,6 +235,13 @@ pub fn k3s_config(node: &NodePlan) -> Result<String, RenderError> {
 
 /// The bootstrap script of `node`.
 pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, RenderError> {
+    // A pool node's reboot windows, each file serialized here; the bootstrap only picks.
+    let reboot_windows = node
+        .reboot_window_choice
+        .iter()
+        .flat_map(|c| &c.windows)
+        .map(window_file)
+        .collect::<Result<Vec<_>, _>>()?;
     render_template(
         BOOTSTRAP,
         context! {
@@ -243,6 +250,8 @@ pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, Render
             paths => paths(),
             units => context! { firewall => plan::FIREWALL_UNIT },
             ufw_commands => ufw_commands(&node.firewall),
+            reboot_windows => reboot_windows,
+            reboot_choice => Value::from(minijinja::value::Serde(&node.reboot_window_choice)),
         },
     )
 }
@@ -253,6 +262,11 @@ fn os_updates(node: &NodePlan) -> Result<String, RenderError> {
         .reboot_window
         .as_ref()
         .ok_or_else(|| RenderError("an OS-update file without a reboot window".into()))?;
+    window_file(w)
+}
+
+/// The file that sets reboot window `w`.
+fn window_file(w: &plan::updates::RebootWindow) -> Result<String, RenderError> {
     match w.path {
         plan::updates::FLATCAR_UPDATE_CONF => Ok(plan::updates::flatcar_update_conf(w)),
         _ => plan::updates::zincati_config(w).map_err(RenderError),

@@ -862,3 +862,88 @@ fn flatcar_and_fcos_servers_reboot_in_windows_of_their_own() {
     }
     assert!(zincati >= 1, "a Fedora CoreOS node is covered");
 }
+
+/// A pool's servers share one file, so the bootstrap picks each one's window by its name
+/// (the first-boot sandbox proves the pick): the bootstrap of a Flatcar and of a Fedora
+/// CoreOS pool holds twelve windows, run out of the script by dash and parsed (Zincati's
+/// with a TOML parser), each on its own start, and the file the envelope delivers first is
+/// one of them.
+#[test]
+fn a_pools_bootstrap_holds_windows_to_spread_its_reboots() {
+    let dash = require("dash", "dash");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fcos = dir.path().join("fcos-pool.yaml");
+    let text = std::fs::read_to_string(support::fixtures_dir().join("pools-flatcar.yaml"))
+        .expect("fixture")
+        .replace("  os: flatcar\n", "  os: fedora-coreos\n");
+    std::fs::write(&fcos, text).expect("write");
+    let fcos = camino::Utf8PathBuf::from_path_buf(fcos).expect("utf8");
+    for (spec, path) in [
+        (
+            support::fixtures_dir().join("pools-flatcar.yaml"),
+            "/etc/flatcar/update.conf",
+        ),
+        (
+            fcos,
+            "/etc/zincati/config.d/55-meshboot-updates-strategy.toml",
+        ),
+    ] {
+        let (_, artifacts) = compile(&spec, &Options::default());
+        let a = artifacts
+            .iter()
+            .find(|a| a.node == "flock")
+            .expect("the pool");
+        let files = delivered_files(a);
+        let file = |p: &str| {
+            files
+                .iter()
+                .find(|(f, _, _)| f == p)
+                .map(|(_, _, c)| c.clone())
+                .unwrap_or_else(|| panic!("{spec}: no {p}"))
+        };
+        let script = file(meshboot::plan::BOOTSTRAP_PATH);
+        let from = script.find("case $window in").expect("the windows");
+        let to = from + script[from..].find("\nesac\n").expect("esac") + 6;
+        let case = &script[from..to];
+        let mut starts = BTreeSet::new();
+        let mut candidates = Vec::new();
+        for slot in 0..12 {
+            let o = Command::new(&dash)
+                .arg("-c")
+                .arg(format!("window={slot}\n{case}\nprintf '%s' \"$text\""))
+                .output()
+                .expect("dash runs");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let window = String::from_utf8(o.stdout).expect("utf8");
+            let start = if path.ends_with(".toml") {
+                let doc: toml::Value = toml::from_str(&window)
+                    .unwrap_or_else(|e| panic!("{spec} window {slot}: {e}\n{window}"));
+                assert_eq!(doc["updates"]["strategy"].as_str(), Some("periodic"));
+                let w = &doc["updates"]["periodic"]["window"][0];
+                assert_eq!(w["length_minutes"].as_integer(), Some(60));
+                format!(
+                    "{} {}",
+                    w["days"][0].as_str().expect("day"),
+                    w["start_time"].as_str().expect("start")
+                )
+            } else {
+                window
+                    .lines()
+                    .find_map(|l| l.strip_prefix("LOCKSMITHD_REBOOT_WINDOW_START="))
+                    .unwrap_or_else(|| panic!("{window}"))
+                    .trim_matches('"')
+                    .to_string()
+            };
+            assert!(start.starts_with("Sat "), "{start}");
+            starts.insert(start);
+            candidates.push(window);
+        }
+        assert_eq!(starts.len(), 12, "{spec}: {starts:?}");
+        // A thirteenth slot does not exist: the script computes slots modulo twelve.
+        assert!(script.contains("window=$((sum % 12))"), "{spec}");
+        assert!(
+            candidates.contains(&file(path)),
+            "{spec}: the delivered window"
+        );
+    }
+}

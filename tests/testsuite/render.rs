@@ -406,6 +406,10 @@ const MARKERS: &[Marker] = &[
     ("the metadata service", "169.254.169.254/hetzner", |n| {
         n.pool == Some(Named::Metadata)
     }),
+    // Flatcar and Fedora CoreOS (not apt) reboot for updates by themselves.
+    ("the pool's reboot windows", "STEP=reboot-window", |n| {
+        n.pool.is_some() && !n.apt
+    }),
 ];
 
 /// The markers whose presence in `script` differs from what `node` can run: code it holds
