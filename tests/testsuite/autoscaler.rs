@@ -63,24 +63,8 @@ fn fixture(name: &str) -> String {
 }
 
 /// The auth key file `file` (a pool's built file, either envelope) delivers.
-fn key_file(pool: &str, file: &str) -> String {
-    let ign = file.starts_with('{');
-    let a = meshboot::render::Artifact {
-        node: pool.to_string(),
-        file_name: format!("{pool}.{}", if ign { "ign" } else { "yaml" }),
-        envelope: if ign {
-            meshboot::plan::Envelope::Ignition
-        } else {
-            meshboot::plan::Envelope::CloudInit
-        },
-        contents: file.to_string(),
-        compressed: false,
-    };
-    crate::support::delivered(&a)
-        .into_iter()
-        .find(|f| f.path == meshboot::plan::AUTH_KEY_PATH)
-        .expect("key file")
-        .contents
+fn key_file(file: &str) -> String {
+    crate::support::delivered_file(file, meshboot::plan::AUTH_KEY_PATH)
 }
 
 #[test]
@@ -196,7 +180,7 @@ fn the_secret_holds_each_pools_built_file_byte_for_byte() {
         .unwrap();
     // The pools join with their own key (tailscale.pool_auth_key), not the fixed nodes'.
     assert_eq!(
-        key_file("burst", burst),
+        key_file(burst),
         format!("{}\n", crate::support::FAKE_POOL_AUTH_KEY)
     );
 }
@@ -237,7 +221,7 @@ fn redact_prints_placeholders_and_snapshots_the_output() {
         let text = stdout(&o);
         let config = cluster_config(&text);
         let file = config["nodeConfigs"][pool]["cloudInit"].as_str().unwrap();
-        let file_key = key_file(pool, file);
+        let file_key = key_file(file);
         assert!(
             file_key.starts_with(&format!("REDACTED({key})")),
             "{file_key}"

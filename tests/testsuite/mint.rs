@@ -160,31 +160,32 @@ fn run(args: &[&str], env: &[(&'static str, String)]) -> std::process::Output {
 
 /// The auth key file an artifact (`.yaml` or `.ign`) delivers.
 fn key_file(path: &std::path::Path) -> String {
-    key_file_of(
-        path.file_name().and_then(|n| n.to_str()).expect("name"),
-        &std::fs::read_to_string(path).expect("artifact"),
-    )
+    key_file_of(&std::fs::read_to_string(path).expect("artifact"))
 }
 
-/// The auth key file of an artifact named `file_name` holding `contents`.
-fn key_file_of(file_name: &str, contents: &str) -> String {
-    let ign = file_name.ends_with(".ign");
-    let a = meshboot::render::Artifact {
-        node: file_name.to_string(),
-        file_name: file_name.to_string(),
-        envelope: if ign {
-            meshboot::plan::Envelope::Ignition
-        } else {
-            meshboot::plan::Envelope::CloudInit
-        },
-        contents: contents.to_string(),
-        compressed: false,
-    };
-    crate::support::delivered(&a)
-        .into_iter()
-        .find(|f| f.path == meshboot::plan::AUTH_KEY_PATH)
-        .expect("key file")
-        .contents
+/// The auth key file of the artifact `contents`.
+fn key_file_of(contents: &str) -> String {
+    crate::support::delivered_file(contents, meshboot::plan::AUTH_KEY_PATH)
+}
+
+/// `meshboot build SPEC --out DIR --mint-auth-key=12h` against the stand-in at `base`.
+fn build_minting(
+    spec: &camino::Utf8Path,
+    dir: &std::path::Path,
+    base: &str,
+) -> std::process::Output {
+    let o = run(
+        &[
+            "build",
+            spec.as_str(),
+            "--out",
+            dir.to_str().expect("utf8"),
+            "--mint-auth-key=12h",
+        ],
+        &env(base),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o
 }
 
 /// The kind of key a key request asks for: (tags, ephemeral, expiry in seconds), after
@@ -220,17 +221,7 @@ fn pools_get_their_own_ephemeral_key_that_outlives_their_scale_ups() {
     let out = tempfile::tempdir().expect("tempdir");
     let dir = out.path().join("flat-pool");
     let spec = fixtures_dir().join("pools-flatcar.yaml");
-    let o = run(
-        &[
-            "build",
-            spec.as_str(),
-            "--out",
-            dir.to_str().expect("utf8"),
-            "--mint-auth-key=12h",
-        ],
-        &env(&api.base),
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = build_minting(&spec, &dir, &api.base);
     // The secret is not shipped: no warning about it, in pools or elsewhere.
     assert!(
         !stderr(&o).contains("OAuth client secret"),
@@ -296,10 +287,7 @@ fn pools_get_their_own_ephemeral_key_that_outlives_their_scale_ups() {
     let flock = config["nodeConfigs"]["flock"]["cloudInit"]
         .as_str()
         .expect("cloudInit");
-    assert_eq!(
-        key_file_of("flock.ign", flock),
-        format!("{}\n", minted_key(0))
-    );
+    assert_eq!(key_file_of(flock), format!("{}\n", minted_key(0)));
     assert!(!stdout(&o).contains("tskey-client-"));
     assert_no_secret(
         "autoscaler --mint-auth-key stderr",
@@ -314,17 +302,7 @@ fn build_mints_one_key_per_role_and_ships_only_those() {
     let out = tempfile::tempdir().expect("tempdir");
     let dir = out.path().join("mesh");
     let spec = fixtures_dir().join("mesh.yaml");
-    let o = run(
-        &[
-            "build",
-            spec.as_str(),
-            "--out",
-            dir.to_str().expect("utf8"),
-            "--mint-auth-key=12h",
-        ],
-        &env(&api.base),
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = build_minting(&spec, &dir, &api.base);
     // No warning about shipping the OAuth secret: it is not shipped.
     assert!(
         !stderr(&o).contains("permanent credential"),

@@ -234,6 +234,28 @@ pub fn gunzip(bytes: &[u8]) -> String {
     out
 }
 
+/// The contents of the file at `path` that `contents`, a whole artifact (cloud-init or
+/// Ignition, told apart by the first byte: Ignition is a JSON object), delivers.
+pub fn delivered_file(contents: &str, path: &str) -> String {
+    let ignition = contents.starts_with('{');
+    let a = Artifact {
+        node: "node".into(),
+        file_name: if ignition { "node.ign" } else { "node.yaml" }.into(),
+        envelope: if ignition {
+            meshboot::plan::Envelope::Ignition
+        } else {
+            meshboot::plan::Envelope::CloudInit
+        },
+        contents: contents.to_string(),
+        compressed: false,
+    };
+    delivered(&a)
+        .into_iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("no {path} in the artifact"))
+        .contents
+}
+
 /// [`delivered`] as (path, mode, contents).
 pub fn delivered_files(a: &Artifact) -> Vec<(String, u32, String)> {
     delivered(a)
