@@ -43,7 +43,15 @@ pub struct K3sPlan {
     pub config: BTreeMap<String, ConfigValue>,
     /// What the bootstrap adds in a config.yaml.d drop-in once the node is on the mesh.
     pub boot_config: BootConfig,
+    /// INSTALL_K3S_BIN_DIR, where it is not the install script's default /usr/local/bin:
+    /// `/opt/bin` on Flatcar, whose /usr is read-only. The script moves k3s there without
+    /// creating it (k3s-io/k3s install.sh `setup_binary`: `mv -f ${TMP_BIN} ${BIN_DIR}/k3s`),
+    /// so the bootstrap makes it first, whatever else did or did not on this image.
+    pub bin_dir: Option<&'static str>,
 }
+
+/// Where K3s goes on Flatcar.
+pub const FLATCAR_BIN_DIR: &str = "/opt/bin";
 
 pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
     let k = &spec.k3s;
@@ -186,22 +194,22 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
             value: "stable".into(),
         }),
     }
-    match os {
-        Os::Flatcar => install_env.push(EnvVar {
+    let bin_dir = (os == Os::Flatcar).then_some(FLATCAR_BIN_DIR);
+    if let Some(dir) = bin_dir {
+        install_env.push(EnvVar {
             name: "INSTALL_K3S_BIN_DIR".into(),
-            value: "/opt/bin".into(),
-        }),
-        Os::FedoraCoreos => {
-            install_env.push(EnvVar {
-                name: "INSTALL_K3S_SKIP_SELINUX_RPM".into(),
-                value: "true".into(),
-            });
-            install_env.push(EnvVar {
-                name: "INSTALL_K3S_SELINUX_WARN".into(),
-                value: "true".into(),
-            });
-        }
-        _ => {}
+            value: dir.into(),
+        });
+    }
+    if os == Os::FedoraCoreos {
+        install_env.push(EnvVar {
+            name: "INSTALL_K3S_SKIP_SELINUX_RPM".into(),
+            value: "true".into(),
+        });
+        install_env.push(EnvVar {
+            name: "INSTALL_K3S_SELINUX_WARN".into(),
+            value: "true".into(),
+        });
     }
     install_env.sort_by(|a, b| a.name.cmp(&b.name));
 
@@ -213,6 +221,7 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
         api_port: API_SERVER.start,
         config,
         boot_config,
+        bin_dir,
     }
 }
 

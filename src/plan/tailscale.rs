@@ -4,7 +4,14 @@ use super::{AUTH_KEY_PATH, Retries};
 use crate::spec::{Os, Spec};
 use serde::Serialize;
 
+/// Where Flatcar gets the static build: /usr is read-only there, /opt is not.
 pub const TAILSCALE_STATIC_DIR: &str = "/opt/tailscale";
+/// Where Fedora CoreOS gets it: /usr/local/bin, as K3s installs there too. With SELinux
+/// enforcing, systemd may not execute a program under /opt (/var/opt): files there are not
+/// labelled as executables (k0sproject/k0sctl#440: "Failed at step EXEC spawning
+/// /var/opt/bin/k0s: Permission denied" on FCOS; the fix discussed in #448 is /usr/local/bin,
+/// "the most standard way in FCOS"); files created under /usr/local/bin get its bin_t label.
+pub const TAILSCALE_FCOS_DIR: &str = "/usr/local/bin";
 /// Tailscale's stable package server: apt repositories, static tarballs and their index.
 pub const TAILSCALE_PKGS: &str = "https://pkgs.tailscale.com/stable/";
 /// Where the apt repository's signing key goes: the `signed-by=` path that Tailscale's own
@@ -32,11 +39,14 @@ pub enum TailscaleInstall {
         /// What `apt-get install` gets: `tailscale`, or `tailscale=VERSION` when pinned.
         package: String,
     },
-    /// The static build under `dir`, linked into `link_dir`, with meshboot's own tailscaled
-    /// unit (Flatcar, Fedora CoreOS).
+    /// The static build's `tailscale` and `tailscaled` in `dir` (with `tailscale` linked into
+    /// `link_dir` when `dir` is not on PATH), run by meshboot's own tailscaled unit (Flatcar,
+    /// Fedora CoreOS). The bootstrap checks for these very files, not for any `tailscale` on
+    /// PATH: the unit it delivers runs `dir/tailscaled`, so a Tailscale from elsewhere (a
+    /// Flatcar sysext under /usr) would leave that unit without its program.
     Static {
         dir: &'static str,
-        link_dir: &'static str,
+        link_dir: Option<&'static str>,
         build: StaticBuild,
     },
 }
@@ -133,12 +143,12 @@ pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> Ta
         Os::Debian12 => apt("debian", "bookworm", ts),
         Os::Flatcar => TailscaleInstall::Static {
             dir: TAILSCALE_STATIC_DIR,
-            link_dir: "/opt/bin",
+            link_dir: Some("/opt/bin"),
             build: static_build(ts.version.as_ref()),
         },
         Os::FedoraCoreos => TailscaleInstall::Static {
-            dir: TAILSCALE_STATIC_DIR,
-            link_dir: "/usr/local/bin",
+            dir: TAILSCALE_FCOS_DIR,
+            link_dir: None,
             build: static_build(ts.version.as_ref()),
         },
     };

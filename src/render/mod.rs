@@ -194,7 +194,6 @@ pub fn node_files(
     node: &NodePlan,
     secrets: &Secrets,
 ) -> Result<Vec<RenderedFile>, RenderError> {
-    let ts_dir = plan::TAILSCALE_STATIC_DIR;
     node.files
         .iter()
         .map(|f| {
@@ -224,7 +223,10 @@ pub fn node_files(
                     context! { node => Value::from(minijinja::value::Serde(node)), mesh_interface => MESH_INTERFACE, metadata => crate::firewall::METADATA_V4 },
                 )?,
                 FileKind::FirewallUnit => render_template(FIREWALL_UNIT, context! { paths => paths() })?,
-                FileKind::TailscaledUnit => render_template(TAILSCALED_UNIT, context! { ts_dir => ts_dir })?,
+                FileKind::TailscaledUnit => match &node.tailscale.install {
+                    plan::TailscaleInstall::Static { dir, .. } => render_template(TAILSCALED_UNIT, context! { ts_dir => *dir })?,
+                    plan::TailscaleInstall::Apt { .. } => return Err(RenderError("a tailscaled unit for an apt install".into())),
+                },
                 FileKind::BootstrapUnit => render_template(BOOTSTRAP_UNIT, context! { paths => paths() })?,
             };
             Ok(RenderedFile {

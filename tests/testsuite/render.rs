@@ -224,7 +224,7 @@ enum Boot {
 
 /// One fixture node, described from its fixture by hand (never read from the plan under
 /// test): its boot, and whether it installs Tailscale with apt (else the static build), with
-/// a pinned version, behind ufw (else nftables), in a dual-stack cluster.
+/// a pinned version, behind ufw (else nftables), in a dual-stack cluster, on Flatcar.
 struct NodeFacts {
     fixture: &'static str,
     node: &'static str,
@@ -233,13 +233,16 @@ struct NodeFacts {
     pinned: bool,
     ufw: bool,
     dual_stack: bool,
+    flatcar: bool,
 }
+
+type Facts = (bool, bool, bool, bool, bool);
 
 const fn facts(
     fixture: &'static str,
     node: &'static str,
     boot: Boot,
-    (apt, pinned, ufw, dual_stack): (bool, bool, bool, bool),
+    (apt, pinned, ufw, dual_stack, flatcar): Facts,
 ) -> NodeFacts {
     NodeFacts {
         fixture,
@@ -249,15 +252,17 @@ const fn facts(
         pinned,
         ufw,
         dual_stack,
+        flatcar,
     }
 }
 
-// (apt, pinned Tailscale, ufw, dual-stack)
-const UBUNTU_UFW: (bool, bool, bool, bool) = (true, false, true, false);
-const APT_NFT: (bool, bool, bool, bool) = (true, false, false, false);
-const STATIC_LATEST: (bool, bool, bool, bool) = (false, false, false, false);
-const STATIC_PINNED: (bool, bool, bool, bool) = (false, true, false, false);
-const APT_NFT_DUAL: (bool, bool, bool, bool) = (true, false, false, true);
+// (apt, pinned Tailscale, ufw, dual-stack, Flatcar)
+const UBUNTU_UFW: Facts = (true, false, true, false, false);
+const APT_NFT: Facts = (true, false, false, false, false);
+const STATIC_LATEST: Facts = (false, false, false, false, true);
+const STATIC_PINNED: Facts = (false, true, false, false, true);
+const FCOS_PINNED: Facts = (false, true, false, false, false);
+const APT_NFT_DUAL: Facts = (true, false, false, true, false);
 
 const NODES: &[NodeFacts] = &[
     facts("cluster.yaml", "cp-1", Boot::InitProbing, UBUNTU_UFW),
@@ -278,7 +283,7 @@ const NODES: &[NodeFacts] = &[
     facts("flatcar.yaml", "core-3", Boot::JoinServer, STATIC_PINNED),
     facts("flatcar.yaml", "pool-1", Boot::Agent, STATIC_PINNED),
     facts("flatcar.yaml", "pool-2", Boot::Agent, STATIC_PINNED),
-    facts("flatcar.yaml", "fcos-1", Boot::Agent, STATIC_PINNED),
+    facts("flatcar.yaml", "fcos-1", Boot::Agent, FCOS_PINNED),
     facts("init.yaml", "cp-1", Boot::InitAlone, UBUNTU_UFW),
     facts("init.yaml", "worker-1", Boot::Agent, UBUNTU_UFW),
     facts("init.yaml", "worker-2", Boot::Agent, UBUNTU_UFW),
@@ -356,6 +361,14 @@ const MARKERS: &[Marker] = &[
     ("the mesh IPv6 address", "TS_IP6", |n| n.dual_stack),
     ("ufw", "ufw", |n| n.ufw),
     ("nftables", "nft -f", |n| !n.ufw),
+    ("the static build's own binaries", "[ -x ", |n| !n.apt),
+    (
+        "a tailscale anywhere on PATH",
+        "command -v tailscale",
+        |n| n.apt,
+    ),
+    ("the tailscale link in /opt/bin", "ln -sf", |n| n.flatcar),
+    ("the K3s bin dir", "INSTALL_K3S_BIN_DIR", |n| n.flatcar),
 ];
 
 /// The markers whose presence in `script` differs from what `node` can run: code it holds

@@ -239,7 +239,7 @@ pub fn assert_tailscale_installed(sb: &Sandbox, calls: &[Call], from: &Tailscale
             assert!(calls[install].ok() && install < started, "{}", sb.report());
             assert_eq!(sb.read_world("apt-get.frontend").trim(), "noninteractive");
         }
-        TailscaleFrom::Static { version, link } => {
+        TailscaleFrom::Static { version, dir, link } => {
             let tarball = format!(
                 "https://pkgs.tailscale.com/stable/tailscale_{version}_{}.tgz",
                 host_arch()
@@ -255,11 +255,13 @@ pub fn assert_tailscale_installed(sb: &Sandbox, calls: &[Call], from: &Tailscale
                 sb.report()
             );
             for bin in ["tailscale", "tailscaled"] {
-                assert_eq!(sb.mode(&format!("/opt/tailscale/{bin}")), 0o755, "{bin}");
+                assert_eq!(sb.mode(&format!("{dir}/{bin}")), 0o755, "{bin}");
             }
-            let target = fs::read_link(sb.host(link))
-                .unwrap_or_else(|e| panic!("{link} is not a symlink: {e}\n{}", sb.report()));
-            assert_eq!(target, Path::new("/opt/tailscale/tailscale"));
+            if let Some(link) = link {
+                let target = fs::read_link(sb.host(link))
+                    .unwrap_or_else(|e| panic!("{link} is not a symlink: {e}\n{}", sb.report()));
+                assert_eq!(target, Path::new(dir).join("tailscale"));
+            }
         }
     }
 }

@@ -71,10 +71,12 @@ impl Ports {
 pub enum TailscaleFrom {
     /// The apt repository at pkgs.tailscale.com/stable/`{distro}/{codename}`.
     Apt(&'static str),
-    /// The static tarball of `version`, with `tailscale` linked as `link`.
+    /// The static tarball of `version`, its binaries in `dir` (and `tailscale` linked as
+    /// `link`, where `dir` is not on PATH).
     Static {
         version: &'static str,
-        link: &'static str,
+        dir: &'static str,
+        link: Option<&'static str>,
     },
 }
 
@@ -370,7 +372,8 @@ const fn cluster_worker(node: &'static str) -> Row {
         // No tailscale.version: the newest stable build.
         tailscale: TailscaleFrom::Static {
             version: LATEST_TAILSCALE,
-            link: "/opt/bin/tailscale",
+            dir: "/opt/tailscale",
+            link: Some("/opt/bin/tailscale"),
         },
         up: CLUSTER_UP,
         install_env: CLUSTER_WORKER_ENV,
@@ -412,7 +415,8 @@ const FLATCAR_UP: &[&str] = &[
 ];
 const FLATCAR_TAILSCALE: TailscaleFrom = TailscaleFrom::Static {
     version: "1.90.6",
-    link: "/opt/bin/tailscale",
+    dir: "/opt/tailscale",
+    link: Some("/opt/bin/tailscale"),
 };
 const FLATCAR_SERVER_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
@@ -604,7 +608,8 @@ token-file: /etc/meshboot/k3s-token
 ";
 const ADV_LATEST: TailscaleFrom = TailscaleFrom::Static {
     version: LATEST_TAILSCALE,
-    link: "/opt/bin/tailscale",
+    dir: "/opt/tailscale",
+    link: Some("/opt/bin/tailscale"),
 };
 const LOGIN_SERVER_UP: &[&str] = &[
     "--advertise-tags=tag:k3s,tag:edge-1",
@@ -741,7 +746,8 @@ pub static TABLE: &[Row] = &[
         // treefile docs, `opt-usrlocal-overlays`), and /usr/local/bin is on PATH.
         tailscale: TailscaleFrom::Static {
             version: "1.90.6",
-            link: "/usr/local/bin/tailscale",
+            dir: "/usr/local/bin",
+            link: None,
         },
         up: FLATCAR_UP,
         // No k3s-selinux RPM (it needs an rpm-ostree reboot); README "Limits".
@@ -927,7 +933,8 @@ token-file: /etc/meshboot/k3s-token
         "fedora-coreos",
         TailscaleFrom::Static {
             version: LATEST_TAILSCALE,
-            link: "/usr/local/bin/tailscale",
+            dir: "/usr/local/bin",
+            link: None,
         },
         &[
             ("INSTALL_K3S_EXEC", "agent"),

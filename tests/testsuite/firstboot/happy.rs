@@ -3,12 +3,13 @@
 use super::calls::Call;
 use super::checks::*;
 use super::expect::*;
-use super::sandbox::{Sandbox, artifacts_of, node};
+use super::sandbox::{Sandbox, artifacts_of, node, write_file};
 use super::world::{INIT_IP, OWN_IP, OWN_IP6};
 use crate::support::good_fixtures;
 use meshboot::plan;
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 
 #[test]
 fn init_server_initialises_the_cluster_behind_its_firewall() {
@@ -79,14 +80,76 @@ fn flatcar_init_server_installs_its_pinned_tailscale() {
 }
 
 #[test]
-fn fedora_coreos_agent_links_tailscale_into_usr_local_bin() {
+fn fedora_coreos_agent_installs_tailscale_into_usr_local_bin() {
     let mut sb = Sandbox::new(node("flatcar.yaml", "fcos-1"));
     sb.peer("core-1", INIT_IP);
     let run = sb.run();
     let expect = Expect::of("flatcar.yaml", "fcos-1");
     assert_bootstrapped(&sb, &run, &expect);
-    assert!(!sb.exists("/opt/bin/tailscale"), "{}", sb.report());
+    // Nothing that systemd executes lives under /opt (SELinux may refuse it there).
+    for path in ["/opt/tailscale", "/opt/bin"] {
+        assert!(!sb.exists(path), "{path}\n{}", sb.report());
+    }
     assert_rerun_is_a_noop(&mut sb);
+}
+
+/// The envelope starts the bootstrap as `/bin/sh SCRIPT`, so the script is read, never
+/// executed: here it is not executable at all (as SELinux may refuse to execute a file
+/// under /opt on Fedora CoreOS), and the node still boots.
+#[test]
+fn the_bootstrap_runs_through_bin_sh_even_when_it_may_not_be_executed() {
+    let mut sb = Sandbox::new(node("flatcar.yaml", "fcos-1"));
+    sb.peer("core-1", INIT_IP);
+    let script = sb.host(plan::BOOTSTRAP_PATH);
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let run = sb.run();
+    assert_converged(&sb, &run);
+}
+
+/// An image that already holds meshboot's static Tailscale (baked with Packer) but no
+/// /opt/bin: the download is skipped, and K3s's installer still finds its directory.
+#[test]
+fn flatcar_image_with_tailscale_already_installed_still_gets_opt_bin_for_k3s() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "worker-1"));
+    sb.peer("cp-1", INIT_IP);
+    for bin in ["tailscale", "tailscaled"] {
+        let text = sb.read_world(&format!("pool/{bin}"));
+        write_file(&sb.host(&format!("/opt/tailscale/{bin}")), &text, 0o755);
+    }
+    assert!(!sb.exists("/opt/bin"));
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    assert!(
+        !sb.calls()
+            .iter()
+            .any(|c| c.url().is_some_and(|u| u.ends_with(".tgz"))),
+        "the static build was downloaded again\n{}",
+        sb.report()
+    );
+    assert!(
+        sb.log()
+            .contains("the static Tailscale build is already installed"),
+        "{}",
+        sb.report()
+    );
+    assert!(sb.exists("/opt/bin/k3s"), "{}", sb.report());
+    let expect = Expect::of("cluster.yaml", "worker-1");
+    assert_install_env(&sb, &expect);
+    assert_k3s_config(&sb, &expect);
+}
+
+/// A `tailscale` elsewhere on PATH (an image's own, a Flatcar system extension's) is not the
+/// build meshboot's tailscaled unit runs: the bootstrap installs that build anyway, instead
+/// of skipping it and starting a unit whose program is missing.
+#[test]
+fn a_tailscale_elsewhere_on_path_does_not_replace_the_build_the_unit_runs() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "worker-1"));
+    sb.peer("cp-1", INIT_IP);
+    let text = sb.read_world("pool/tailscale");
+    write_file(&sb.host("/usr/local/bin/tailscale"), &text, 0o755);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "worker-1");
+    assert_bootstrapped(&sb, &run, &expect);
 }
 
 #[test]
