@@ -43,6 +43,8 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service";
 pub const FIREWALL_UNIT: &str = "meshboot-firewall.service";
 pub const TAILSCALED_UNIT: &str = "tailscaled.service";
+/// Flatcar only: tells systemd-networkd to leave tailscale0 alone.
+pub const TAILSCALE_NETWORK_PATH: &str = "/etc/systemd/network/50-tailscale.network";
 
 /// Ignition spec version of the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -119,6 +121,7 @@ pub enum FileKind {
     Nftables,
     FirewallUnit,
     TailscaledUnit,
+    TailscaleNetwork,
     BootstrapUnit,
 }
 
@@ -294,6 +297,16 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                     &format!("{UNIT_DIR}/{TAILSCALED_UNIT}"),
                     0o644,
                     FileKind::TailscaledUnit,
+                ));
+            }
+            // Flatcar's systemd-networkd has a catch-all network (zz-default.network,
+            // `Name=*`) that would manage tailscale0; this file, sorted before it, leaves the
+            // link to tailscaled, as Flatcar's own Tailscale system extension does.
+            if os == Os::Flatcar {
+                files.push(file(
+                    TAILSCALE_NETWORK_PATH,
+                    0o644,
+                    FileKind::TailscaleNetwork,
                 ));
             }
             files.sort_by(|a, b| a.path.cmp(&b.path));

@@ -23,6 +23,7 @@ pub const BOOTSTRAP: &str = "bootstrap.sh.j2";
 pub const NFTABLES: &str = "nftables.nft.j2";
 pub const FIREWALL_UNIT: &str = "meshboot-firewall.service.j2";
 pub const TAILSCALED_UNIT: &str = "tailscaled.service.j2";
+pub const TAILSCALE_NETWORK: &str = "tailscale.network.j2";
 pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service.j2";
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -35,6 +36,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         TAILSCALED_UNIT,
         include_str!("../../templates/tailscaled.service.j2"),
+    ),
+    (
+        TAILSCALE_NETWORK,
+        include_str!("../../templates/tailscale.network.j2"),
     ),
     (
         BOOTSTRAP_UNIT,
@@ -227,6 +232,7 @@ pub fn node_files(
                     plan::TailscaleInstall::Static { dir, .. } => render_template(TAILSCALED_UNIT, context! { ts_dir => *dir })?,
                     plan::TailscaleInstall::Apt { .. } => return Err(RenderError("a tailscaled unit for an apt install".into())),
                 },
+                FileKind::TailscaleNetwork => render_template(TAILSCALE_NETWORK, context! {})?,
                 FileKind::BootstrapUnit => render_template(BOOTSTRAP_UNIT, context! { paths => paths() })?,
             };
             Ok(RenderedFile {

@@ -750,3 +750,110 @@ fn ignition_files_stage_lays_down_what_cloud_init_would() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The real systemd-networkd and the .network file Flatcar nodes get
+
+/// Flatcar's catch-all network, as flatcar/init ships it (systemd/network/zz-default.network):
+/// every link that is not loopback, dummy, bridge, tunnel, vxlan, wireguard or veth gets
+/// DHCP. A tun device such as tailscale0 is none of those.
+const FLATCAR_DEFAULT_NETWORK: &str = "[Network]\nDHCP=yes\nKeepConfiguration=dhcp-on-stop\nIPv6AcceptRA=true\n\n[Match]\nName=*\nType=!loopback dummy bridge tunnel vxlan wireguard\nDriver=!veth\n\n[DHCP]\nUseMTU=true\nUseDomains=true\n\n[DHCPv4]\nRoutesToDNS=false\n";
+
+/// Runs the real systemd-networkd in a throwaway network and mount namespace over the
+/// `.network` files in `dir` (as /etc/systemd/network; the host's own network files hidden),
+/// with a tun device named tailscale0, as tailscaled creates it. Returns tailscale0's
+/// ADMIN_STATE from networkd's state file (`unmanaged`, `configuring`, ...). /sys is
+/// mounted read-only, which tells networkd that no udev will announce the link.
+fn networkd_state_of_tailscale0(dir: &Path) -> String {
+    require("/lib/systemd/systemd-networkd", "systemd");
+    require("ip", "iproute2");
+    let script = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /run
+mkdir -p /run/systemd/netif/links /run/systemd/netif/leases /run/systemd/netif/lldp
+chown -R systemd-network:systemd-network /run/systemd/netif
+mount -t sysfs -o ro sysfs /sys
+mount --bind {dir} /etc/systemd/network
+mount -t tmpfs tmpfs /lib/systemd/network
+ip tuntap add dev tailscale0 mode tun
+/lib/systemd/systemd-networkd >/dev/null 2>&1 &
+networkd=$!
+index=$(cat /sys/class/net/tailscale0/ifindex)
+state=
+n=0
+while [ "$n" -lt 200 ]; do
+  state=$(sed -n 's/^ADMIN_STATE=//p' /run/systemd/netif/links/"$index" 2>/dev/null || true)
+  case $state in '' | pending) ;; *) break ;; esac
+  sleep 0.05
+  n=$((n + 1))
+done
+kill "$networkd"
+echo "tailscale0=$state"
+"#,
+        dir = dir.display()
+    );
+    let o = run(Command::new("timeout").args([
+        "60", "unshare", "--net", "--mount", "--fork", "sh", "-c", &script,
+    ]));
+    let out = stdout_and_stderr(&o);
+    assert!(o.status.success(), "networkd run failed:\n{out}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("tailscale0="))
+        .unwrap_or_else(|| panic!("no state for tailscale0:\n{out}"))
+        .to_string()
+}
+
+/// Every Flatcar node's `.network` file makes the real systemd-networkd leave tailscale0
+/// unmanaged next to Flatcar's catch-all network; without it, the catch-all takes the link
+/// (so the check can fail). What it does not prove: networkd on a real Flatcar release.
+#[test]
+fn systemd_networkd_leaves_tailscale0_to_tailscaled_on_flatcar() {
+    let mut checked = 0;
+    for (fixture, a) in artifacts() {
+        let network: Vec<(String, String)> = delivered_files(&a)
+            .into_iter()
+            .filter(|(p, _, _)| p.starts_with("/etc/systemd/network/"))
+            .map(|(p, _, c)| (p, c))
+            .collect();
+        let flatcar = Row::of(&fixture, &a.node).os == "flatcar";
+        assert_eq!(
+            !network.is_empty(),
+            flatcar,
+            "{}: .network files on a {} node: {network:?}",
+            a.file_name,
+            Row::of(&fixture, &a.node).os
+        );
+        if !flatcar {
+            continue;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("zz-default.network"),
+            FLATCAR_DEFAULT_NETWORK,
+        )
+        .expect("catch-all");
+        for (path, contents) in &network {
+            let name = path.rsplit('/').next().expect("file name");
+            std::fs::write(dir.path().join(name), contents).expect("network file");
+        }
+        assert_eq!(
+            networkd_state_of_tailscale0(dir.path()),
+            "unmanaged",
+            "{}",
+            a.file_name
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} Flatcar nodes");
+    let bare = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        bare.path().join("zz-default.network"),
+        FLATCAR_DEFAULT_NETWORK,
+    )
+    .expect("catch-all");
+    assert_ne!(
+        networkd_state_of_tailscale0(bare.path()),
+        "unmanaged",
+        "without meshboot's file the catch-all must take tailscale0, or this test proves nothing"
+    );
+}

@@ -20,6 +20,7 @@ pub const NODE_DIRS: &[&str] = &[
     "/etc/meshboot",
     "/etc/rancher",
     "/etc/systemd/system",
+    "/etc/systemd/network",
     "/etc/apt/sources.list.d",
     "/usr/share/keyrings",
     "/opt",
