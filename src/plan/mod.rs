@@ -13,7 +13,7 @@ mod tailscale;
 pub use boot::{BootConfig, Join};
 pub use k3s::{ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
 pub use tailscale::{
-    Arch, StaticBuild, TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball,
+    Arch, JsonTool, StaticBuild, TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball,
 };
 
 use crate::firewall::{FirewallInput, FirewallPlan, plan_firewall};

@@ -133,6 +133,30 @@ pub struct TailscalePlan {
     /// True when the auth key is an OAuth client secret (the key file gets
     /// `?ephemeral=false&preauthorized=true`).
     pub oauth: bool,
+    /// What reads `tailscale status --json` on this node's OS (see [`JsonTool`]).
+    pub json: JsonTool,
+}
+
+/// The JSON reader a node's OS ships, for `tailscale status --json` (tailscale/tailscale
+/// ipn/ipnstate `Status`: `Self` and `Peer`, a map of `PeerStatus` with `HostName`,
+/// `DNSName`, `TailscaleIPs` and `Online`). Joiners pick the online peer whose `HostName` is
+/// the server's name from it: `tailscale ip -4 NAME` matches the MagicDNS base name only,
+/// online or not (cmd/tailscale/cli/ping.go, `tailscaleIPFromArg`), so a stale offline
+/// machine still holding `cp-1` would win over the re-created server, which joined as
+/// `cp-1-1`. Each node's script holds the program of its own tool only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JsonTool {
+    /// Ubuntu and Debian cloud images have python3: cloud-init, which delivers the node's
+    /// config there, is a Python program.
+    Python3,
+    /// Flatcar ships jq in its base image (flatcar/scripts coreos-base/coreos ebuild:
+    /// `app-misc/jq`, carried over from Container Linux, coreos/coreos-overlay#1291) and so
+    /// does Fedora CoreOS (coreos/fedora-coreos-tracker#254, coreos/fedora-coreos-config#145),
+    /// which has no python. Flatcar's jq is built without the oniguruma regex library
+    /// (dcos/dcos-ansible#116: "jq was compiled without ONIGURUMA regex libary"), so the
+    /// program uses no `test`, `match` or `sub`.
+    Jq,
 }
 
 pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> TailscalePlan {
@@ -151,6 +175,10 @@ pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> Ta
             link_dir: None,
             build: static_build(ts.version.as_ref()),
         },
+    };
+    let json = match os {
+        Os::Ubuntu2204 | Os::Ubuntu2404 | Os::Debian12 => JsonTool::Python3,
+        Os::Flatcar | Os::FedoraCoreos => JsonTool::Jq,
     };
     let mut up_args = vec![
         "up".to_string(),
@@ -173,6 +201,7 @@ pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> Ta
         install,
         up_args,
         oauth,
+        json,
     }
 }
 

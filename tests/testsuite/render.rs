@@ -369,6 +369,15 @@ const MARKERS: &[Marker] = &[
     ),
     ("the tailscale link in /opt/bin", "ln -sf", |n| n.flatcar),
     ("the K3s bin dir", "INSTALL_K3S_BIN_DIR", |n| n.flatcar),
+    ("the tailnet read with jq", "jq -r", |n| !n.apt),
+    ("the tailnet read with python3", "python3 -I", |n| n.apt),
+    // Flatcar's jq has no regular expressions (built without oniguruma).
+    ("a jq regex function", "test(", |_| false),
+    ("a jq regex function", "match(", |_| false),
+    ("a jq regex function", "sub(", |_| false),
+    ("a jq regex function", "capture(", |_| false),
+    // `tailscale ip -4 NAME` resolves a stale offline machine holding NAME as readily.
+    ("a peer looked up by name", "tailscale ip -4 \"$", |_| false),
 ];
 
 /// The markers whose presence in `script` differs from what `node` can run: code it holds

@@ -15,6 +15,12 @@ use std::path::{Path, PathBuf};
 /// The whole of a successful first boot: every check below.
 pub fn assert_bootstrapped(sb: &Sandbox, run: &Run, expect: &Expect) {
     assert_converged(sb, run);
+    // The tailnet called the node by its own name: no stale machine holds it.
+    assert!(
+        !sb.log().contains("the tailnet calls this node"),
+        "{}",
+        sb.report()
+    );
     assert_envelope(sb, expect);
     let calls = sb.calls_of_last_run();
     assert_firewall_first(sb, &calls, expect.row.firewall);
@@ -288,9 +294,10 @@ pub fn assert_packages_provide_the_tools(sb: &Sandbox, calls: &[Call]) {
     }
 }
 
-/// Tailscale up, then the node's own address, then (joiners) the server's address and its
-/// /cacerts, then the K3s download and install, then starting K3s's unit and waiting until
-/// it is active, each after the one before.
+/// Tailscale up, then the node's own address, then (joiners) the tailnet's machines from
+/// `tailscale status --json` and the chosen server's /cacerts, then the K3s download and
+/// install, then starting K3s's unit and waiting until it is active, each after the one
+/// before.
 pub fn assert_steps_in_order(sb: &Sandbox, calls: &[Call], expect: &Expect) {
     let report = || sb.report();
     let up = find_from(calls, 0, |c| c.is_tailscale_up() && c.ok())
@@ -299,24 +306,33 @@ pub fn assert_steps_in_order(sb: &Sandbox, calls: &[Call], expect: &Expect) {
         .unwrap_or_else(|| panic!("no `tailscale ip -4` after up\n{}", report()));
     let before_k3s = match &expect.join {
         Some((server, ip)) => {
-            let peer = find_from(calls, own, |c| {
-                c.is("tailscale", &["ip", "-4", server.as_str()]) && c.ok()
+            let status = find_from(calls, own, |c| {
+                c.is("tailscale", &["status", "--json"]) && c.ok()
             })
             .unwrap_or_else(|| {
                 panic!(
-                    "{server} never resolved after the own address\n{}",
+                    "the tailnet was never read after the own address\n{}",
                     report()
                 )
             });
             let cacerts = format!("https://{ip}:6443/cacerts");
-            find_from(calls, peer, |c| c.url() == Some(cacerts.as_str()) && c.ok()).unwrap_or_else(
-                || {
-                    panic!(
-                        "{cacerts} never answered after {server} resolved\n{}",
-                        report()
-                    )
-                },
-            )
+            let answered = find_from(calls, status, |c| {
+                c.url() == Some(cacerts.as_str()) && c.ok()
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{cacerts} never answered after the tailnet was read\n{}",
+                    report()
+                )
+            });
+            let log = sb.log();
+            assert!(
+                log.contains(&format!("joining through {server} at {ip}"))
+                    || log.contains(&format!("a cluster is already running at {server};")),
+                "the node did not join through {server} at {ip}\n{}",
+                report()
+            );
+            answered
         }
         None => {
             assert!(

@@ -3,7 +3,7 @@
 use super::calls::{Call, backoff, exit_codes, sleeps};
 use super::checks::*;
 use super::expect::*;
-use super::sandbox::{Sandbox, node};
+use super::sandbox::{Online, Sandbox, node};
 use super::world::{INIT_IP, SECOND_SERVER_IP};
 use meshboot::plan;
 use std::fs;
@@ -39,6 +39,91 @@ fn init_server_initialises_when_the_other_server_on_the_mesh_has_no_supervisor_y
             .iter()
             .any(|c| c.url() == Some(cacerts.as_str()) && !c.ok()),
         "cp-2's supervisor was never asked\n{}",
+        sb.report()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Replaced machines in the tailnet: a stale machine keeps the old one's name
+
+/// Where the machine a re-created server replaced is still in the tailnet, offline.
+const STALE_IP: &str = "100.64.0.9";
+
+/// On an Ubuntu node (the tailnet read with python3) and a Flatcar node (with jq).
+#[test]
+fn joiner_picks_the_online_server_over_a_stale_offline_machine_holding_its_name() {
+    for name in ["cp-2", "worker-1"] {
+        let mut sb = Sandbox::new(node("cluster.yaml", name));
+        // The old cp-1 is listed first: a lookup by name would find it.
+        sb.machine("cp-1", STALE_IP, Online::No, "cp-1");
+        sb.machine("cp-1", INIT_IP, Online::Yes, "cp-1-1");
+        let run = sb.run();
+        let expect = Expect::of("cluster.yaml", name);
+        assert_bootstrapped(&sb, &run, &expect);
+        assert!(
+            sb.log().contains(&format!(
+                "server cp-1 is online; stale offline machines also hold its name: cp-1 ({STALE_IP}, offline). Delete them"
+            )),
+            "{}",
+            sb.report()
+        );
+        assert!(
+            !sb.calls()
+                .iter()
+                .any(|c| c.url().is_some_and(|u| u.contains(STALE_IP))),
+            "the stale machine was contacted\n{}",
+            sb.report()
+        );
+    }
+}
+
+#[test]
+fn joiner_joins_another_server_while_only_a_stale_machine_holds_the_init_servers_name() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.machine("cp-1", STALE_IP, Online::No, "cp-1");
+    sb.peer("cp-3", SECOND_SERVER_IP);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-2").joining("cp-3", SECOND_SERVER_IP);
+    assert_bootstrapped(&sb, &run, &expect);
+    assert!(
+        sb.log().contains(&format!(
+            "server cp-1 is not online on the mesh; only offline machines hold its name: cp-1 ({STALE_IP}, offline). If cp-1 was re-created, delete the stale one"
+        )),
+        "{}",
+        sb.report()
+    );
+}
+
+#[test]
+fn joiner_does_not_join_through_a_name_two_online_machines_claim() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.machine("cp-1", STALE_IP, Online::Yes, "cp-1");
+    sb.machine("cp-1", INIT_IP, Online::Yes, "cp-1-1");
+    sb.peer("cp-3", SECOND_SERVER_IP);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-2").joining("cp-3", SECOND_SERVER_IP);
+    assert_bootstrapped(&sb, &run, &expect);
+    assert!(
+        sb.log().contains(&format!(
+            "several online machines registered as cp-1: cp-1 ({STALE_IP}, online), cp-1-1 ({INIT_IP}, online); not joining through cp-1"
+        )),
+        "{}",
+        sb.report()
+    );
+}
+
+#[test]
+fn node_whose_magicdns_name_came_back_suffixed_warns_naming_the_stale_machine() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    sb.own_dns_label("cp-1-1");
+    sb.machine("cp-1", STALE_IP, Online::No, "cp-1");
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    assert!(
+        sb.log().contains(&format!(
+            "meshboot[tailscale-name]: warning: the tailnet calls this node cp-1-1, not cp-1: another machine holds that name: cp-1 ({STALE_IP}, offline). If it is the machine this node replaces, delete it"
+        )),
+        "{}",
         sb.report()
     );
 }
@@ -112,19 +197,21 @@ fn tailscale_up_never_succeeding_fails_at_tailscale_up_after_the_planned_attempt
 fn joiner_waits_for_the_init_server_to_appear_on_the_mesh() {
     let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
     sb.peer("cp-1", INIT_IP);
-    sb.fault("peer-absent.cp-1", 3);
+    // Four reads of the tailnet without cp-1: the node's check of its own name, then three
+    // rounds of the join.
+    sb.fault("peer-absent.cp-1", 4);
     let run = sb.run();
     let expect = Expect::of("cluster.yaml", "cp-2");
     assert_bootstrapped(&sb, &run, &expect);
     let calls = sb.calls();
-    let lookups = exit_codes(&calls, |c| c.is("tailscale", &["ip", "-4", "cp-1"]));
-    assert_eq!(lookups, ["1", "1", "1", "0"], "{}", sb.report());
-    // Each round also tried the other server, cp-3, which is not on the mesh.
-    let cp3 = calls
-        .iter()
-        .filter(|c| c.is("tailscale", &["ip", "-4", "cp-3"]))
-        .count();
-    assert_eq!(cp3, 3, "{}", sb.report());
+    let reads = exit_codes(&calls, |c| c.is("tailscale", &["status", "--json"]));
+    assert_eq!(reads, ["0"; 5], "{}", sb.report());
+    // Each failed round also tried the other server, cp-3, which is not on the mesh.
+    let log = sb.log();
+    for server in ["cp-1", "cp-3"] {
+        let missed = format!("server {server} is not on the mesh yet");
+        assert_eq!(log.matches(&missed).count(), 3, "{}", sb.report());
+    }
     assert_eq!(sleeps(&calls), ["1", "2", "4"], "{}", sb.report());
     assert!(
         sb.log()
@@ -328,11 +415,17 @@ fn no_server_ever_answering_fails_at_join_target_after_the_planned_rounds() {
     let run = sb.run();
     assert_failed_at(&sb, &run, "join-target");
     let calls = sb.calls();
-    let rounds = calls
-        .iter()
-        .filter(|c| c.is("tailscale", &["ip", "-4", "cp-1"]))
+    let rounds = sb
+        .log()
+        .matches("server cp-1 is not on the mesh yet")
         .count();
     assert_eq!(rounds, JOIN_ATTEMPTS as usize, "{}", sb.report());
+    // One read of the tailnet per round, after the node's check of its own name.
+    let reads = calls
+        .iter()
+        .filter(|c| c.is("tailscale", &["status", "--json"]))
+        .count();
+    assert_eq!(reads, JOIN_ATTEMPTS as usize + 1, "{}", sb.report());
     assert_eq!(sleeps(&calls), backoff(JOIN_ATTEMPTS, MAX_BACKOFF_S));
     assert!(!calls.iter().any(|c| c.tool == "k3s-install"));
     assert!(!sb.exists(plan::K3S_BOOT_CONFIG_PATH));
@@ -400,7 +493,8 @@ fn k3s_never_active_fails_at_k3s_start_after_the_planned_checks() {
 fn joiner_logs_which_server_is_not_on_the_mesh_yet() {
     let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
     sb.peer("cp-1", INIT_IP);
-    sb.fault("peer-absent.cp-1", 1);
+    // The first read of the tailnet is the node's check of its own name.
+    sb.fault("peer-absent.cp-1", 2);
     let run = sb.run();
     assert_converged(&sb, &run);
     assert!(
