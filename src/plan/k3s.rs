@@ -43,6 +43,16 @@ pub struct K3sPlan {
     pub config: BTreeMap<String, ConfigValue>,
     /// What the bootstrap adds in a config.yaml.d drop-in once the node is on the mesh.
     pub boot_config: BootConfig,
+    /// The kubelet client certificate K3s writes once a server accepted this node
+    /// (`<data-dir>/agent/client-kubelet.crt`; k3s-io/k3s pkg/agent/config `get`). The server
+    /// issues it only after checking the node's password (pkg/nodepassword), so it marks a
+    /// node that joined under its name, which an active unit alone does not on a server.
+    pub kubelet_cert: String,
+    /// Servers: the embedded etcd's data (`<data-dir>/server/db`). Deleting a server's Node
+    /// object also removes the etcd member it names (pkg/etcd member_controller
+    /// `onRemove`), and a removed member cannot rejoin until this is deleted
+    /// (k3s-io/k3s#13498, #2399: "you must backup and delete ... before rejoining").
+    pub etcd_db: Option<String>,
     /// INSTALL_K3S_BIN_DIR, where it is not the install script's default /usr/local/bin:
     /// `/opt/bin` on Flatcar, whose /usr is read-only. The script moves k3s there without
     /// creating it (k3s-io/k3s install.sh `setup_binary`: `mv -f ${TMP_BIN} ${BIN_DIR}/k3s`),
@@ -52,6 +62,8 @@ pub struct K3sPlan {
 
 /// Where K3s goes on Flatcar.
 pub const FLATCAR_BIN_DIR: &str = "/opt/bin";
+/// K3s's data directory unless `--data-dir` says otherwise.
+pub const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
 
 pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
     let k = &spec.k3s;
@@ -124,6 +136,13 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
     } else {
         &k.agent_args
     };
+    // `--data-dir` (`-d`) moves everything K3s writes, its certificates included.
+    let data_dir = parse_args(extra)
+        .into_iter()
+        .filter(|(key, _)| key == "data-dir" || key == "d")
+        .filter_map(|(_, value)| value)
+        .next_back()
+        .unwrap_or_else(|| K3S_DATA_DIR.to_string());
     for (key, value) in parse_args(extra) {
         let flag = Flag::named(&key);
         // `tls-san` from the user adds names to config.yaml's list.
@@ -221,6 +240,13 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
         api_port: API_SERVER.start,
         config,
         boot_config,
+        kubelet_cert: format!(
+            "{}/agent/client-kubelet.crt",
+            data_dir.trim_end_matches('/')
+        ),
+        etcd_db: role
+            .is_server()
+            .then(|| format!("{}/server/db", data_dir.trim_end_matches('/'))),
         bin_dir,
     }
 }

@@ -388,13 +388,20 @@ pub fn assert_steps_in_order(sb: &Sandbox, calls: &[Call], expect: &Expect) {
         "K3s's unit was not started right after the install\n{}",
         report()
     );
+    // Then it waits: is the unit active (and has K3s this node's kubelet certificate)? If
+    // not, has K3s logged a refusal since the start?
     let check = format!("systemctl is-active --quiet {unit}");
+    let journal = format!("journalctl -u {unit} --since @");
     assert!(
         after.len() >= 2
-            && after[1..]
-                .iter()
-                .all(|c| *c == check || c.starts_with("sleep "))
-            && calls.last().is_some_and(|c| c.ok()),
+            && after[1..].iter().all(|c| {
+                *c == check
+                    || c.starts_with("sleep ")
+                    || (c.starts_with(&journal) && c.ends_with(" --no-pager -o cat"))
+            })
+            && calls
+                .last()
+                .is_some_and(|c| c.ok() && c.tool == "systemctl"),
         "after the install: {after:?}\n{}",
         report()
     );

@@ -129,6 +129,92 @@ fn node_whose_magicdns_name_came_back_suffixed_warns_naming_the_stale_machine() 
 }
 
 // ---------------------------------------------------------------------------------------
+// Re-created under a registered name: K3s refuses the node's password
+
+/// The calls after the K3s install, as "tool args".
+fn after_install(sb: &Sandbox) -> Vec<String> {
+    let calls = sb.calls_of_last_run();
+    let install = calls
+        .iter()
+        .position(|c| c.tool == "k3s-install")
+        .unwrap_or(0);
+    calls[install + 1..]
+        .iter()
+        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
+        .collect()
+}
+
+#[test]
+fn agent_recreated_under_its_old_name_fails_at_k3s_start_with_the_exact_fix() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "worker-1"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-password-rejected", "always");
+    let run = sb.run();
+    assert_failed_at(&sb, &run, "k3s-start");
+    let log = sb.log();
+    for fix in [
+        "K3s refused this node: the cluster already has a node named worker-1, registered by another machine (Node password rejected)",
+        "on a server run kubectl delete node worker-1, and kubectl -n kube-system delete secret worker-1.node-password.k3s if the node is gone",
+        "K3s keeps retrying and joins once they are deleted; then run /opt/meshboot/bootstrap.sh again",
+    ] {
+        assert!(log.contains(fix), "{fix}\n{}", sb.report());
+    }
+    // At once: the first check that found the unit not active read the refusal.
+    let after = after_install(&sb);
+    assert_eq!(after.len(), 3, "{after:?}\n{}", sb.report());
+    assert_eq!(after[1], "systemctl is-active --quiet k3s-agent");
+    assert!(
+        after[2].starts_with("journalctl -u k3s-agent --since @"),
+        "{after:?}"
+    );
+    // The operator deleted the old node: K3s joins, and a second run finishes the boot
+    // without installing K3s again.
+    sb.clear_fault("k3s-password-rejected");
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    let installs = sb
+        .calls()
+        .iter()
+        .filter(|c| c.tool == "k3s-install")
+        .count();
+    assert_eq!(installs, 1, "{}", sb.report());
+}
+
+#[test]
+fn server_recreated_under_its_old_name_fails_naming_the_etcd_cleanup() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-password-rejected", "always");
+    let run = sb.run();
+    assert_failed_at(&sb, &run, "k3s-start");
+    let log = sb.log();
+    for fix in [
+        "(Node password rejected). If that machine is gone: stop K3s here (systemctl stop k3s); on another server run kubectl delete node cp-2 (K3s also removes the etcd member that node names)",
+        "kubectl -n kube-system delete secret cp-2.node-password.k3s",
+        "then remove this machine's etcd data, which a removed member cannot rejoin with (rm -rf /var/lib/rancher/k3s/server/db), and run /opt/meshboot/bootstrap.sh again",
+    ] {
+        assert!(log.contains(fix), "{fix}\n{}", sb.report());
+    }
+}
+
+/// A server's unit is active once etcd and the API server are up; the node has joined
+/// only once K3s holds its kubelet certificate, which the bootstrap waits for.
+#[test]
+fn a_server_active_before_its_kubelet_certificate_is_waited_for() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-cert-late", 2);
+    let run = sb.run();
+    assert_bootstrapped(&sb, &run, &Expect::of("cluster.yaml", "cp-2"));
+    let checks = exit_codes(&sb.calls(), |c| {
+        c.is("systemctl", &["is-active", "--quiet", "k3s"])
+    });
+    assert_eq!(checks, ["0", "0", "0"], "{}", sb.report());
+    let journal = sb.calls().iter().filter(|c| c.tool == "journalctl").count();
+    assert_eq!(journal, 2, "{}", sb.report());
+}
+
+// ---------------------------------------------------------------------------------------
 // Faults: the node converges, or fails loudly at the named step
 
 #[test]
