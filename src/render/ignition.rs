@@ -100,7 +100,9 @@ pub fn document(files: &[RenderedFile], version: IgnitionVersion) -> Result<Stri
             }),
         }
     }
-    let mut out = serde_json::to_string_pretty(&config).map_err(|e| RenderError(e.to_string()))?;
+    // Compact, as butane emits Ignition unless asked for --pretty (coreos/butane
+    // internal/main.go): indentation would only spend the 32 KiB of user data.
+    let mut out = serde_json::to_string(&config).map_err(|e| RenderError(e.to_string()))?;
     out.push('\n');
     Ok(out)
 }

@@ -168,13 +168,13 @@ fn ignition_3_4_configs() -> Vec<Input> {
         .into_iter()
         .map(|a| {
             assert!(
-                a.contents.contains("\"version\": \"3.4.0\""),
+                a.contents.contains("\"version\":\"3.4.0\""),
                 "{}",
                 a.file_name
             );
             let contents = a.contents.replacen(
-                "\"version\": \"3.4.0\"",
-                "\"version\": \"3.4.0-experimental\"",
+                "\"version\":\"3.4.0\"",
+                "\"version\":\"3.4.0-experimental\"",
                 1,
             );
             input(
