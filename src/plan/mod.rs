@@ -8,10 +8,12 @@
 
 mod boot;
 mod k3s;
+mod services;
 mod tailscale;
 
 pub use boot::{BootConfig, Join};
 pub use k3s::{ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
+pub use services::{DROP_IN, MESH_WAIT_PATH, MESH_WAIT_S, Services};
 pub use tailscale::{
     Arch, JsonTool, StaticBuild, TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball,
 };
@@ -21,6 +23,7 @@ use crate::spec::{FirewallBackend, Hcloud, Os, PortRange, Role, Spec};
 use boot::plan_join;
 use k3s::plan_k3s;
 use serde::Serialize;
+use services::plan_services;
 use tailscale::plan_tailscale;
 
 pub const BOOTSTRAP_PATH: &str = "/opt/meshboot/bootstrap.sh";
@@ -123,6 +126,14 @@ pub enum FileKind {
     TailscaledUnit,
     TailscaleNetwork,
     BootstrapUnit,
+    /// tailscaled's drop-in: requires the firewall, restarts K3s.
+    TailscaledDropIn,
+    /// The K3s unit's drop-in: after tailscaled and the mesh address, requires the firewall.
+    K3sDropIn,
+    /// The K3s unit's wait for the mesh address.
+    MeshWait,
+    /// ufw nodes' firewall unit: checks that ufw is active.
+    UfwGuardUnit,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,6 +198,8 @@ pub struct NodePlan {
     pub tailscale: TailscalePlan,
     pub k3s: K3sPlan,
     pub firewall: FirewallPlan,
+    /// How K3s, tailscaled and the firewall are tied together at every boot.
+    pub services: Services,
     /// cloud-init `packages:` (installed before the bootstrap runs).
     pub packages: Vec<String>,
     pub files: Vec<FilePlan>,
@@ -243,6 +256,7 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
 
             let tailscale = plan_tailscale(spec, &n.name, os, oauth);
             let k3s = plan_k3s(spec, n, role, os);
+            let services = plan_services(k3s.unit, backend, spec.k3s.flannel_backend);
 
             let mut packages = vec!["ca-certificates".to_string(), "curl".to_string()];
             match backend {
@@ -268,6 +282,14 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
             ];
             if role.is_server() && spec.k3s.agent_token.is_some() {
                 files.push(file(AGENT_TOKEN_PATH, 0o600, FileKind::AgentToken));
+            }
+            if backend == FirewallBackend::Ufw {
+                // The unit tailscaled and K3s require: ufw must be active.
+                files.push(file(
+                    &format!("{UNIT_DIR}/{FIREWALL_UNIT}"),
+                    0o644,
+                    FileKind::UfwGuardUnit,
+                ));
             }
             if backend == FirewallBackend::Nftables {
                 files.push(file(NFTABLES_PATH, 0o600, FileKind::Nftables));
@@ -309,6 +331,19 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                     FileKind::TailscaleNetwork,
                 ));
             }
+            files.push(file(
+                &format!("{UNIT_DIR}/{}.d/{DROP_IN}", services.k3s_unit),
+                0o644,
+                FileKind::K3sDropIn,
+            ));
+            files.push(file(MESH_WAIT_PATH, 0o700, FileKind::MeshWait));
+            if services.tailscaled_drop_in() {
+                files.push(file(
+                    &format!("{UNIT_DIR}/{TAILSCALED_UNIT}.d/{DROP_IN}"),
+                    0o644,
+                    FileKind::TailscaledDropIn,
+                ));
+            }
             files.sort_by(|a, b| a.path.cmp(&b.path));
 
             NodePlan {
@@ -321,6 +356,7 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                 tailscale,
                 k3s,
                 firewall,
+                services,
                 packages,
                 files,
                 retries: Retries::default(),

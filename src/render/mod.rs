@@ -24,6 +24,10 @@ pub const NFTABLES: &str = "nftables.nft.j2";
 pub const FIREWALL_UNIT: &str = "meshboot-firewall.service.j2";
 pub const TAILSCALED_UNIT: &str = "tailscaled.service.j2";
 pub const TAILSCALE_NETWORK: &str = "tailscale.network.j2";
+pub const TAILSCALED_DROP_IN: &str = "tailscaled-meshboot.conf.j2";
+pub const K3S_DROP_IN: &str = "k3s-meshboot.conf.j2";
+pub const MESH_WAIT: &str = "wait-for-mesh.sh.j2";
+pub const UFW_GUARD_UNIT: &str = "meshboot-firewall-ufw.service.j2";
 pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service.j2";
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -40,6 +44,22 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         TAILSCALE_NETWORK,
         include_str!("../../templates/tailscale.network.j2"),
+    ),
+    (
+        TAILSCALED_DROP_IN,
+        include_str!("../../templates/tailscaled-meshboot.conf.j2"),
+    ),
+    (
+        K3S_DROP_IN,
+        include_str!("../../templates/k3s-meshboot.conf.j2"),
+    ),
+    (
+        MESH_WAIT,
+        include_str!("../../templates/wait-for-mesh.sh.j2"),
+    ),
+    (
+        UFW_GUARD_UNIT,
+        include_str!("../../templates/meshboot-firewall-ufw.service.j2"),
     ),
     (
         BOOTSTRAP_UNIT,
@@ -153,6 +173,11 @@ fn paths() -> Value {
     }
 }
 
+/// The context of the templates that tie the services together.
+fn services(node: &NodePlan) -> Value {
+    context! { services => Value::from(minijinja::value::Serde(&node.services)) }
+}
+
 fn render_template(name: &str, ctx: Value) -> Result<String, RenderError> {
     Ok(environment().get_template(name)?.render(ctx)?)
 }
@@ -233,6 +258,10 @@ pub fn node_files(
                     plan::TailscaleInstall::Apt { .. } => return Err(RenderError("a tailscaled unit for an apt install".into())),
                 },
                 FileKind::TailscaleNetwork => render_template(TAILSCALE_NETWORK, context! {})?,
+                FileKind::TailscaledDropIn => render_template(TAILSCALED_DROP_IN, services(node))?,
+                FileKind::K3sDropIn => render_template(K3S_DROP_IN, services(node))?,
+                FileKind::MeshWait => render_template(MESH_WAIT, services(node))?,
+                FileKind::UfwGuardUnit => render_template(UFW_GUARD_UNIT, context! {})?,
                 FileKind::BootstrapUnit => render_template(BOOTSTRAP_UNIT, context! { paths => paths() })?,
             };
             Ok(RenderedFile {

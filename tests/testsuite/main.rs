@@ -15,3 +15,4 @@ mod injection;
 mod props;
 mod render;
 mod support;
+mod systemd;

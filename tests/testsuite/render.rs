@@ -340,7 +340,9 @@ const MARKERS: &[Marker] = &[
         n.boot != Boot::Agent
     }),
     ("tls-san", "tls-san", |n| n.boot != Boot::Agent),
-    ("a server's etcd cleanup", "K3S_ETCD_DB", |n| n.boot != Boot::Agent),
+    ("a server's etcd cleanup", "K3S_ETCD_DB", |n| {
+        n.boot != Boot::Agent
+    }),
     ("an empty for loop", " in; do", |_| false),
     (
         "a loop run once at most",
