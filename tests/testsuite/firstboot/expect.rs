@@ -304,7 +304,7 @@ const SKIP_START: (&str, &str) = ("INSTALL_K3S_SKIP_START", "true");
 
 // ---------------------------------------------------------------------------------------
 // cluster.yaml: three Ubuntu 24.04 servers behind ufw, three Flatcar agents behind
-// nftables (ufw does not exist there), K3s v1.33.5+k3s1, vxlan, tags [tag:k3s].
+// nftables (ufw does not exist there), K3s v1.33.13+k3s1, vxlan, tags [tag:k3s].
 
 const CLUSTER_UP: &[&str] = &[
     "--advertise-tags=tag:k3s",
@@ -315,7 +315,7 @@ const CLUSTER_UP: &[&str] = &[
 const CLUSTER_SERVER_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_EXEC", "server"),
     SKIP_START,
-    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
 ];
 const CLUSTER_SERVER_K3S: &str = "
 cluster-cidr: 10.42.0.0/16
@@ -330,7 +330,7 @@ const CLUSTER_WORKER_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
     ("INSTALL_K3S_EXEC", "agent"),
     SKIP_START,
-    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
 ];
 const CLUSTER_WORKER_K3S: &str = "
 flannel-iface: tailscale0
@@ -527,7 +527,7 @@ const fn headscale_agent(node: &'static str) -> Row {
         install_env: &[
             ("INSTALL_K3S_EXEC", "agent"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
         ],
         k3s: K3sConfig::Literal(
             "
@@ -544,7 +544,7 @@ token-file: /etc/meshboot/k3s-token
 
 // ---------------------------------------------------------------------------------------
 // nftables.yaml: Debian 12 servers and an Ubuntu 22.04 agent behind nftables, K3s
-// v1.32.9+k3s1, custom CIDRs, wireguard-native (51820-51821/udp on the mesh), public SSH,
+// v1.34.9+k3s1, custom CIDRs, wireguard-native (51820-51821/udp on the mesh), public SSH,
 // public 443, mesh 9100, accept_dns.
 
 const NFT_UP: &[&str] = &[
@@ -571,7 +571,7 @@ const fn netfilter_server(node: &'static str, role: Role) -> Row {
         install_env: &[
             ("INSTALL_K3S_EXEC", "server"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.32.9+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.34.9+k3s1"),
         ],
         k3s: K3sConfig::Literal(
             "
@@ -650,12 +650,12 @@ const ADV_FLATCAR_SERVER_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
     ("INSTALL_K3S_EXEC", "server"),
     SKIP_START,
-    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
 ];
 const ADV_DEBIAN_AGENT_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_EXEC", "agent"),
     SKIP_START,
-    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -674,7 +674,7 @@ const fn starter_agent(node: &'static str) -> Row {
         install_env: &[
             ("INSTALL_K3S_EXEC", "agent"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
         ],
         k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
         tls_san: &[],
@@ -724,7 +724,7 @@ pub static TABLE: &[Row] = &[
         install_env: &[
             ("INSTALL_K3S_EXEC", "agent"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
         ],
         k3s: K3sConfig::Literal(DUAL_AGENT_K3S),
         tls_san: &[],
@@ -832,7 +832,7 @@ token-file: /etc/meshboot/k3s-token
         install_env: &[
             ("INSTALL_K3S_EXEC", "agent"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.32.9+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.34.9+k3s1"),
         ],
         k3s: K3sConfig::Literal(
             "
@@ -941,7 +941,7 @@ token-file: /etc/meshboot/k3s-token
             ("INSTALL_K3S_SELINUX_WARN", "true"),
             ("INSTALL_K3S_SKIP_SELINUX_RPM", "true"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
         ],
     ),
     // adversarial/login_server.yaml
