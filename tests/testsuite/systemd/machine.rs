@@ -21,8 +21,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The longest any awaited state may take (a boot takes about a second).
-pub const WAIT: Duration = Duration::from_secs(60);
+/// The longest any awaited state may take. A boot takes seconds; the bound is generous
+/// because the whole test suite shares two cores (it only matters when something hangs).
+pub const WAIT: Duration = Duration::from_secs(180);
 
 pub const TAILSCALED_STAND_IN: &str = include_str!("tailscaled.py");
 pub const K3S_STAND_IN: &str = include_str!("k3s.py");
@@ -223,7 +224,7 @@ SYSTEMD_UNIT_PATH=/etc/systemd/system exec {systemd} --system --unit=multi-user.
         // (nothing, or "offline", until PID 1 listens on its socket).
         let mut state = String::new();
         m.wait_for("systemd to finish booting", |m| {
-            let o = m.nsenter(&["timeout", "60", "systemctl", "is-system-running", "--wait"]);
+            let o = m.nsenter(&["timeout", "180", "systemctl", "is-system-running", "--wait"]);
             state = String::from_utf8_lossy(&o.stdout).trim().to_string();
             !state.is_empty() && state != "offline"
         });
@@ -313,12 +314,14 @@ impl Machine {
     /// Everything worth seeing when an assertion fails.
     pub fn report(&self) -> String {
         let status = self.systemctl(&["--no-pager", "--all", "list-units"]);
+        let processes = self.nsenter(&["ps", "-eo", "pid,ppid,stat,etimes,args"]);
         let console = fs::read_to_string(self.layout.path("console")).unwrap_or_default();
         let tail: Vec<&str> = console.lines().rev().take(80).collect();
         format!(
-            "--- events:\n{}\n--- units:\n{}--- systemd's log (last lines):\n{}\n",
+            "--- events:\n{}\n--- units:\n{}--- processes:\n{}--- systemd's log (last lines):\n{}\n",
             self.events().join("\n"),
             String::from_utf8_lossy(&status.stdout),
+            String::from_utf8_lossy(&processes.stdout),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         )
     }
