@@ -49,7 +49,7 @@ fn every_err_fixture_snapshots_its_report() {
         let name = path.file_name().unwrap_or_default().to_string();
         let (code, report) = diagnose(&path, false);
 
-        let expected = if name == "err_warnings.yaml" {
+        let expected = if name.starts_with("err_warnings") {
             exit::OK
         } else {
             exit::INVALID_SPEC
@@ -254,4 +254,24 @@ fn odd_documents_get_a_sentence_not_a_crash() {
             "{text:?}: wanted {want:?} in\n{report}"
         );
     }
+}
+
+/// A warning about a setting left at its default points at the section it is missing from:
+/// no `tags:` at all is reported at `tailscale:`.
+#[test]
+fn a_default_setting_is_reported_at_its_section() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = Utf8PathBuf::from_path_buf(dir.path().join("spec.yaml")).expect("UTF-8");
+    let spec = std::fs::read_to_string(root().join("fixtures/err_warnings_day2.yaml"))
+        .expect("fixture")
+        .replace("  tags: []\n", "");
+    std::fs::write(&path, &spec).expect("spec");
+    let (code, report) = diagnose(&path, false);
+    assert_eq!(code, exit::OK, "{report}");
+    let untagged = blocks(&report)
+        .into_iter()
+        .find(|b| b.contains("no tags:"))
+        .unwrap_or_else(|| panic!("no warning about tags:\n{report}"));
+    assert!(untagged.contains(":5:1\n"), "{untagged}");
+    assert!(untagged.contains("5 | tailscale:"), "{untagged}");
 }
