@@ -53,6 +53,8 @@ pub enum Command {
         /// Do not read secrets (validates everything else)
         #[arg(long)]
         redact: bool,
+        #[command(flatten)]
+        mint: Mint,
     },
     /// Print what every node will do: role, OS, K3s flags, open ports, sizes
     Plan {
@@ -64,6 +66,43 @@ pub enum Command {
         /// Do not read secrets; sizes are then computed with placeholders
         #[arg(long)]
         redact: bool,
+        #[command(flatten)]
+        mint: Mint,
+    },
+    /// Print a script that creates the nodes in Hetzner Cloud with the hcloud CLI: cloud
+    /// firewalls, spread placement groups, one `hcloud server create` per node
+    Hcloud {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+        /// The directory `meshboot build` wrote the nodes' files to (the script reads them)
+        #[arg(long, short)]
+        out: Utf8PathBuf,
+        /// Treat warnings as errors
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Write DIR/meshboot.pkr.hcl and DIR/bake.sh: a Packer build of one generic snapshot
+    /// per OS and architecture, with the spec's Tailscale and K3s pre-installed
+    Packer {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+        /// Output directory (created if missing)
+        #[arg(long, short)]
+        out: Utf8PathBuf,
+        /// Treat warnings as errors
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print the Hetzner cluster-autoscaler's Secret (HCLOUD_CLUSTER_CONFIG) and --nodes args
+    Autoscaler {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+        /// Put the JSON in the Secret as cluster-config.json, for HCLOUD_CLUSTER_CONFIG_FILE
+        /// (no environment size limit), instead of HCLOUD_CLUSTER_CONFIG
+        #[arg(long)]
+        config_file: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Print a commented starter spec (one server, two agents), or write it to --out
     Init {
@@ -81,6 +120,21 @@ pub enum Command {
     },
     /// Print the JSON Schema of the spec (for editors: see the README)
     Schema,
+    /// Print the cluster's tailnet policy (HuJSON): tag owners, grants, SSH, tests
+    Policy {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+    },
+    /// Print system-upgrade-controller Plans that upgrade the nodes to k3s.version
+    Upgrade {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+    },
+    /// Print the commands that fetch the kubeconfig from the init server over the mesh
+    Kubeconfig {
+        /// The cluster spec (YAML)
+        spec: Utf8PathBuf,
+    },
 }
 
 /// The spec `meshboot init` writes. It is `fixtures/init.yaml`, so every test that runs
@@ -139,6 +193,23 @@ fn completions(shell: clap_complete::Shell) -> Output {
     }
 }
 
+/// `--mint-auth-key[=EXPIRY]`, shared by the commands that check or build a spec.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Mint {
+    /// Exchange an OAuth client secret (tskey-client-...) for short-lived auth keys through
+    /// the Tailscale API, and deliver only those: EXPIRY like 12h, 3d (default 24h, 1h to
+    /// 90d); check and plan only take it into account
+    #[arg(
+        long,
+        value_name = "EXPIRY",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "24h",
+        value_parser = crate::mint::parse_expiry
+    )]
+    pub mint_auth_key: Option<u64>,
+}
+
 #[derive(Args, Debug)]
 pub struct Common {
     /// Treat warnings as errors
@@ -150,6 +221,12 @@ pub struct Common {
     /// Ignition spec version of .ign outputs
     #[arg(long, value_enum, default_value_t = IgnitionArg::V3_3_0)]
     pub ignition_version: IgnitionArg,
+    #[command(flatten)]
+    pub mint: Mint,
+    /// Gzip the large files inside each output (cloud-init encoding: gz+b64, Ignition
+    /// compression: gzip), to fit Hetzner's 32 KiB user-data limit
+    #[arg(long)]
+    pub compress: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -185,29 +262,66 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             out.stdout = crate::schema::schema_json();
             return Ok(out);
         }
-        Command::Build { spec, common, .. } | Command::Render { spec, common, .. } => (
+        Command::Build { spec, common, .. }
+        | Command::Render { spec, common, .. }
+        | Command::Autoscaler { spec, common, .. } => (
             spec,
             Options {
                 redact: common.redact,
                 strict: common.strict,
                 ignition_version: common.ignition_version.into(),
+                mint_auth_key: common.mint.mint_auth_key,
+                target: None,
+                compress: common.compress,
+                autoscaler: matches!(cmd, Command::Autoscaler { .. }),
             },
         ),
         Command::Check {
             spec,
             strict,
             redact,
+            mint,
         }
         | Command::Plan {
             spec,
             strict,
             redact,
+            mint,
         } => (
             spec,
             Options {
                 redact: *redact,
                 strict: *strict,
                 ignition_version: IgnitionVersion::default(),
+                mint_auth_key: mint.mint_auth_key,
+                target: None,
+                compress: false,
+                autoscaler: false,
+            },
+        ),
+        // Commands that read the spec but no secret: they print nothing of a node's own.
+        Command::Policy { spec } | Command::Upgrade { spec } | Command::Kubeconfig { spec } => (
+            spec,
+            Options {
+                redact: true,
+                ..Options::default()
+            },
+        ),
+        Command::Hcloud { spec, strict, .. } | Command::Packer { spec, strict, .. } => (
+            spec,
+            Options {
+                // Neither needs a secret: the script names the files build wrote, and an
+                // image holds none.
+                redact: true,
+                strict: *strict,
+                ignition_version: IgnitionVersion::default(),
+                mint_auth_key: None,
+                compress: false,
+                autoscaler: false,
+                target: Some(match cmd {
+                    Command::Packer { .. } => crate::validate::Target::Packer,
+                    _ => crate::validate::Target::Hcloud,
+                }),
             },
         ),
         // The commands without a spec answer here.
@@ -218,18 +332,30 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
     };
     let text = std::fs::read(spec_path)
         .map_err(|e| (Error::reading_spec(spec_path, &e), String::new()))?;
-    let checked =
+    let mut checked =
         crate::check_bytes(spec_path, &text, env, &opts).map_err(|f| (f, String::new()))?;
     out.stderr.push_str(&checked.warnings);
     let fail = |e: Error, out: &Output| (e, out.stderr.clone());
+    // Build and render mint the keys the nodes they write get (never with --redact).
+    if let (Some(expiry), false) = (opts.mint_auth_key, opts.redact) {
+        let names: Vec<&str> = match cmd {
+            Command::Build { .. } => checked.plan.nodes.iter().map(|n| n.name.as_str()).collect(),
+            Command::Render { node, .. } => vec![node.as_str()],
+            _ => Vec::new(),
+        };
+        if !names.is_empty() {
+            let names: Vec<String> = names.into_iter().map(String::from).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            crate::mint_keys(&mut checked, &names, expiry, env).map_err(|e| fail(e, &out))?;
+        }
+    }
 
     match cmd {
         Command::Check { .. } => {
-            let n = checked.plan.nodes.len();
             let _ = writeln!(
                 out.stdout,
-                "{spec_path}: ok, {n} node{} in cluster {}",
-                if n == 1 { "" } else { "s" },
+                "{spec_path}: ok, {} in cluster {}",
+                count_nodes(&checked.plan),
                 checked.plan.cluster
             );
         }
@@ -244,7 +370,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             };
             let a = crate::render::render_node(&checked.plan, n, &checked.secrets)
                 .map_err(|e| fail(e.into(), &out))?;
-            emit::check_size(std::slice::from_ref(&a)).map_err(|e| fail(e, &out))?;
+            crate::check_size(&checked, std::slice::from_ref(&a)).map_err(|e| fail(e, &out))?;
             out.stdout = a.contents;
         }
         Command::Build { out: dir, .. } => {
@@ -260,6 +386,82 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 );
             }
             let _ = writeln!(out.stdout, "wrote {}", dir.join("SHA256SUMS"));
+        }
+        Command::Policy { .. } => {
+            let Some(policy) = crate::policy::policy(&checked.spec) else {
+                return Err(fail(
+                    checked.refuse("tailscale.tags", crate::problem::Problem::PolicyNeedsTags),
+                    &out,
+                ));
+            };
+            out.stdout = crate::policy::text(&checked.spec, &policy);
+        }
+        Command::Upgrade { .. } => {
+            out.stdout = crate::upgrade::text(&checked.spec, &checked.plan);
+        }
+        Command::Kubeconfig { .. } => {
+            out.stdout =
+                crate::kubeconfig::commands(&checked.spec, &checked.plan).map_err(|e| {
+                    let (path, problem) = *e;
+                    fail(checked.refuse(path, problem), &out)
+                })?;
+        }
+        Command::Hcloud { out: dir, .. } => {
+            let plan =
+                crate::delivery::hcloud::plan_hcloud(&checked.spec, &checked.plan, dir.as_str());
+            out.stdout = crate::render::hcloud_script(&plan).map_err(|e| fail(e.into(), &out))?;
+        }
+        Command::Packer { out: dir, .. } => {
+            let plan = crate::delivery::packer::plan_packer(&checked.spec, &checked.plan);
+            let (hcl, bake) =
+                crate::render::packer_files(&plan).map_err(|e| fail(e.into(), &out))?;
+            let write = |name: &str, text: &str, mode: u32| -> std::io::Result<()> {
+                std::fs::create_dir_all(dir)?;
+                let path = dir.join(name);
+                std::fs::write(&path, text)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt as _;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                }
+                Ok(())
+            };
+            write("meshboot.pkr.hcl", &hcl, 0o644)
+                .and_then(|_| write("bake.sh", &bake, 0o755))
+                .map_err(|e| fail(Error::writing_to(dir, &e), &out))?;
+            let _ = writeln!(out.stdout, "wrote {}", dir.join("meshboot.pkr.hcl"));
+            let _ = writeln!(out.stdout, "wrote {}", dir.join("bake.sh"));
+            let _ = writeln!(
+                out.stdout,
+                "\nBuild with: packer init {dir} && packer build {dir}\nThen point the nodes at their snapshot (hcloud.image):"
+            );
+            for b in &plan.images {
+                let _ = writeln!(
+                    out.stdout,
+                    "  {} ({}): image: \"{}\"",
+                    b.name,
+                    b.nodes.join(", "),
+                    b.selector
+                );
+            }
+        }
+        Command::Autoscaler { config_file, .. } => {
+            let artifacts = crate::render_all_nodes(&checked).map_err(|f| fail(f, &out))?;
+            let delivery = if *config_file {
+                crate::autoscaler::Delivery::File
+            } else {
+                crate::autoscaler::Delivery::Env
+            };
+            if checked.plan.nodes.iter().all(|n| n.pool.is_none()) {
+                return Err(fail(
+                    Error::InvalidSpec(format!(
+                        "error: {spec_path} has no pools: nothing for the autoscaler to scale\n  = help: give an agent entry `autoscale: {{ min: 0, max: 10 }}` (see the README, \"Pools\")\n"
+                    )),
+                    &out,
+                ));
+            }
+            out.stdout = crate::autoscaler::secret(&checked.plan, &artifacts, delivery)
+                .map_err(|e| fail(e, &out))?;
         }
         // Answered before any spec was read.
         Command::Init { .. } | Command::Completions { .. } | Command::Schema => {}
@@ -291,6 +493,9 @@ pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
     } else {
         &["<tailscale ip>"]
     };
+    if boot.node_name {
+        flags.push(format!("--{}=<server name>", Flag::NodeName.name()));
+    }
     if boot.node_ip {
         flags.push(format!("--{}={}", Flag::NodeIp.name(), mesh_ips.join(",")));
     }
@@ -324,7 +529,25 @@ pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
     flags
 }
 
-/// The readable table `meshboot plan` prints.
+/// "3 nodes", or "2 nodes and 1 pool (0..10 servers)" when the spec has pools.
+fn count_nodes(plan: &ClusterPlan) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let pools: Vec<&crate::plan::PoolPlan> =
+        plan.nodes.iter().filter_map(|n| n.pool.as_ref()).collect();
+    let fixed = plural(plan.nodes.len() - pools.len(), "node");
+    if pools.is_empty() {
+        return fixed;
+    }
+    let min: u32 = pools.iter().map(|p| p.min).sum();
+    let max: u32 = pools.iter().map(|p| p.max).sum();
+    format!(
+        "{fixed} and {} ({min}..{max} servers)",
+        plural(pools.len(), "pool")
+    )
+}
+
+/// The readable table `meshboot plan` prints. A pool is one row, named `<pool>-*` with its
+/// size as its role.
 pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> String {
     let mut rows = vec![[
         "NODE".to_string(),
@@ -341,9 +564,16 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
         public.extend(ports(&n.firewall.public_udp, "udp"));
         let mut mesh = ports(&n.firewall.mesh_tcp, "tcp");
         mesh.extend(ports(&n.firewall.mesh_udp, "udp"));
+        let (name, role) = match &n.pool {
+            Some(p) => (
+                format!("{}-*", n.name),
+                format!("{} pool, {}..{}", serde_plain(&n.role), p.min, p.max),
+            ),
+            None => (n.name.clone(), serde_plain(&n.role)),
+        };
         rows.push([
-            n.name.clone(),
-            serde_plain(&n.role),
+            name,
+            role,
             n.os.name().to_string(),
             serde_plain(&n.envelope),
             serde_plain(&n.firewall.backend),
@@ -355,7 +585,7 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
     let widths: Vec<usize> = (0..8)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
-    let mut out = format!("cluster {}: {} nodes\n\n", plan.cluster, plan.nodes.len());
+    let mut out = format!("cluster {}: {}\n\n", plan.cluster, count_nodes(plan));
     for r in &rows {
         let line: Vec<String> = r
             .iter()
@@ -366,7 +596,11 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
     }
     out.push_str("\nK3s flags (/etc/rancher/k3s/config.yaml, then what the bootstrap adds in config.yaml.d at boot):\n");
     for n in &plan.nodes {
-        let _ = writeln!(out, "  {}: {}", n.name, k3s_flags(n).join(" "));
+        let name = match &n.pool {
+            Some(_) => format!("{}-*", n.name),
+            None => n.name.clone(),
+        };
+        let _ = writeln!(out, "  {name}: {}", k3s_flags(n).join(" "));
     }
     out.push('\n');
     out.push_str(&crate::k3s_flags::text());

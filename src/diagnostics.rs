@@ -217,31 +217,31 @@ fn is_invisible(c: char) -> bool {
 /// emoji) characters, 1 otherwise. An approximation of Unicode's East Asian Width that is
 /// right for the characters a spec is likely to hold.
 fn char_width(c: char) -> usize {
-    match c {
-        '\u{0300}'..='\u{036F}'
-        | '\u{1AB0}'..='\u{1AFF}'
-        | '\u{1DC0}'..='\u{1DFF}'
-        | '\u{20D0}'..='\u{20FF}'
-        | '\u{FE00}'..='\u{FE0F}'
-        | '\u{FE20}'..='\u{FE2F}' => 0,
-        '\u{1100}'..='\u{115F}'
-        | '\u{2E80}'..='\u{303E}'
-        | '\u{3041}'..='\u{33FF}'
-        | '\u{3400}'..='\u{4DBF}'
-        | '\u{4E00}'..='\u{9FFF}'
-        | '\u{A000}'..='\u{A4CF}'
-        | '\u{AC00}'..='\u{D7A3}'
-        | '\u{F900}'..='\u{FAFF}'
-        | '\u{FE30}'..='\u{FE4F}'
-        | '\u{FF00}'..='\u{FF60}'
-        | '\u{FFE0}'..='\u{FFE6}'
-        | '\u{1F300}'..='\u{1F64F}'
-        | '\u{1F900}'..='\u{1F9FF}'
-        | '\u{20000}'..='\u{2FFFD}'
-        | '\u{30000}'..='\u{3FFFD}' => 2,
-        _ => 1,
+    if ZERO_WIDTH.iter().any(|r| r.contains(&c)) {
+        0
+    } else if WIDE.iter().any(|r| r.contains(&c)) {
+        2
+    } else {
+        1
     }
 }
+
+/// Combining marks: they take no column of their own.
+#[rustfmt::skip]
+const ZERO_WIDTH: &[std::ops::RangeInclusive<char>] = &[
+    '\u{0300}'..='\u{036F}', '\u{1AB0}'..='\u{1AFF}', '\u{1DC0}'..='\u{1DFF}',
+    '\u{20D0}'..='\u{20FF}', '\u{FE00}'..='\u{FE0F}', '\u{FE20}'..='\u{FE2F}',
+];
+
+/// East Asian wide characters and emoji: two columns each.
+#[rustfmt::skip]
+const WIDE: &[std::ops::RangeInclusive<char>] = &[
+    '\u{1100}'..='\u{115F}', '\u{2E80}'..='\u{303E}', '\u{3041}'..='\u{33FF}',
+    '\u{3400}'..='\u{4DBF}', '\u{4E00}'..='\u{9FFF}', '\u{A000}'..='\u{A4CF}',
+    '\u{AC00}'..='\u{D7A3}', '\u{F900}'..='\u{FAFF}', '\u{FE30}'..='\u{FE4F}',
+    '\u{FF00}'..='\u{FF60}', '\u{FFE0}'..='\u{FFE6}', '\u{1F300}'..='\u{1F64F}',
+    '\u{1F900}'..='\u{1F9FF}', '\u{20000}'..='\u{2FFFD}', '\u{30000}'..='\u{3FFFD}',
+];
 
 /// How one source character is shown, and how many columns it takes.
 fn cell(c: char) -> (String, usize) {

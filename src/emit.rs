@@ -13,18 +13,39 @@ use std::io::Write as _;
 /// Hetzner Cloud's user-data limit, in bytes (API: length 0..32768).
 pub const USER_DATA_LIMIT: usize = 32 * 1024;
 
+const SHRINK: &str = "drop what the node does not need (extra args, labels, public ports) or deliver the config another way (a Packer image)";
+
 /// Checks every artifact against [`USER_DATA_LIMIT`]: one that is over it makes the spec
-/// invalid, and the report names each such file. Call it before anything is written or
-/// printed.
-pub fn check_size(artifacts: &[Artifact]) -> Result<(), Error> {
+/// invalid, and the report names each such file and what `--compress` would do for it:
+/// `compressed_len` renders an uncompressed artifact compressed and says how long that is
+/// (computed, never estimated). Call it before anything is written or printed.
+pub fn check_size(
+    artifacts: &[Artifact],
+    compressed_len: &dyn Fn(&Artifact) -> Option<usize>,
+) -> Result<(), Error> {
     let report: String = artifacts
         .iter()
         .filter(|a| a.contents.len() > USER_DATA_LIMIT)
         .map(|a| {
+            let len = a.contents.len();
+            let help = match (a.compressed, compressed_len(a)) {
+                (true, _) => format!(
+                    "it is compressed already, and {} bytes over; {SHRINK}",
+                    len - USER_DATA_LIMIT
+                ),
+                (false, Some(c)) if c <= USER_DATA_LIMIT => format!(
+                    "`--compress` would fit it: {c} bytes compressed ({})",
+                    share_of_limit(c)
+                ),
+                (false, Some(c)) => format!(
+                    "even with `--compress` it would be {c} bytes, {} over; {SHRINK}",
+                    c - USER_DATA_LIMIT
+                ),
+                (false, None) => SHRINK.to_string(),
+            };
             format!(
-                "error: {}: {} bytes, over Hetzner's {USER_DATA_LIMIT}-byte user-data limit; nothing was written\n  = help: drop what the node does not need (extra args, labels, public ports) or deliver the config another way (a Packer image)\n",
+                "error: {}: {len} bytes, over Hetzner's {USER_DATA_LIMIT}-byte user-data limit; nothing was written\n  = help: {help}\n",
                 a.file_name,
-                a.contents.len(),
             )
         })
         .collect();
@@ -131,18 +152,47 @@ mod tests {
             file_name: format!("{name}.yaml"),
             envelope: Envelope::CloudInit,
             contents: "x".repeat(len),
+            compressed: false,
         }
+    }
+
+    /// Compression that halves a file.
+    fn halved(a: &Artifact) -> Option<usize> {
+        Some(a.contents.len() / 2)
     }
 
     #[test]
     fn the_size_budget_names_every_file_over_it() {
-        assert_eq!(check_size(&[artifact("a", USER_DATA_LIMIT)]), Ok(()));
-        let err = check_size(&[
-            artifact("a", USER_DATA_LIMIT + 1),
-            artifact("b", 10),
-            artifact("c", USER_DATA_LIMIT * 2),
-        ])
+        assert_eq!(
+            check_size(&[artifact("a", USER_DATA_LIMIT)], &halved),
+            Ok(())
+        );
+        let err = check_size(
+            &[
+                artifact("a", USER_DATA_LIMIT + 1),
+                artifact("b", 10),
+                artifact("c", USER_DATA_LIMIT * 3),
+                Artifact {
+                    compressed: true,
+                    ..artifact("d", USER_DATA_LIMIT + 7)
+                },
+            ],
+            &halved,
+        )
         .expect_err("over the limit");
+        let m = err.message();
+        assert!(
+            m.contains("a.yaml: 32769 bytes, over Hetzner's 32768-byte user-data limit; nothing was written\n  = help: `--compress` would fit it: 16384 bytes compressed (50% of the 32 KiB user-data limit)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("c.yaml: 98304 bytes, over Hetzner's 32768-byte user-data limit; nothing was written\n  = help: even with `--compress` it would be 49152 bytes, 16384 over;"),
+            "{m}"
+        );
+        assert!(
+            m.contains("d.yaml: 32775 bytes, over Hetzner's 32768-byte user-data limit; nothing was written\n  = help: it is compressed already, and 7 bytes over;"),
+            "{m}"
+        );
         assert_eq!(err.exit_code(), crate::error::exit::INVALID_SPEC);
         assert!(
             err.message()

@@ -55,6 +55,21 @@ impl Error {
         ))
     }
 
+    /// `--mint-auth-key` with an auth key that is not an OAuth client secret.
+    pub fn mint_needs_oauth() -> Self {
+        Error::Usage(
+            "error: --mint-auth-key needs an OAuth client secret (tskey-client-...) in tailscale.auth_key\n  = help: a pre-auth key goes to the nodes as it is: leave out --mint-auth-key\n".into(),
+        )
+    }
+
+    /// Minting a key through the Tailscale API failed (the error names the step and the
+    /// HTTP status, never a secret or a response body).
+    pub fn minting(e: &dyn std::fmt::Display) -> Self {
+        Error::Usage(format!(
+            "error: --mint-auth-key: {e}; nothing was written\n  = help: check the OAuth client in the Tailscale admin console: it needs the auth_keys scope and must own the nodes' tags\n"
+        ))
+    }
+
     /// Everything to print on stderr for this failure.
     pub fn message(&self) -> &str {
         match self {

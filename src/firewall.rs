@@ -179,41 +179,34 @@ pub fn overlaps(a: PortRange, b: PortRange) -> bool {
 /// ufw's own before-rules already accept loopback, established traffic and ICMP.
 pub fn ufw_commands(plan: &FirewallPlan) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = Vec::new();
-    let mut cmd = |args: &[&str]| out.push(args.iter().map(|a| a.to_string()).collect());
-    cmd(&["default", "deny", "incoming"]);
-    cmd(&["default", "allow", "outgoing"]);
-    cmd(&["default", "deny", "routed"]);
+    // Every word is a keyword, a port, an interface or a network: none holds a space.
+    let mut rule = |words: String| out.push(words.split_whitespace().map(String::from).collect());
+    rule("default deny incoming".into());
+    rule("default allow outgoing".into());
+    rule("default deny routed".into());
     for (proto, list) in [("tcp", &plan.public_tcp), ("udp", &plan.public_udp)] {
         for p in list {
-            cmd(&["allow", &format!("{}/{proto}", ufw_port(*p))]);
+            rule(format!("allow {}/{proto}", ufw_port(*p)));
         }
     }
     for (proto, list) in [("tcp", &plan.mesh_tcp), ("udp", &plan.mesh_udp)] {
         for p in list {
-            cmd(&[
-                "allow",
-                "in",
-                "on",
-                MESH_INTERFACE,
-                "to",
-                "any",
-                "port",
-                &ufw_port(*p),
-                "proto",
-                proto,
-            ]);
+            let port = ufw_port(*p);
+            rule(format!(
+                "allow in on {MESH_INTERFACE} to any port {port} proto {proto}"
+            ));
         }
     }
     for iface in &plan.cni_interfaces {
-        cmd(&["allow", "in", "on", iface]);
+        rule(format!("allow in on {iface}"));
     }
     for cidr in plan.trusted_v4.iter().chain(&plan.trusted_v6) {
-        cmd(&["allow", "from", cidr]);
+        rule(format!("allow from {cidr}"));
     }
     // Route rules apply in order: the metadata block comes before the allows.
     if plan.block_pod_metadata {
         for cidr in &plan.pods_v4 {
-            cmd(&["route", "deny", "from", cidr, "to", METADATA_V4]);
+            rule(format!("route deny from {cidr} to {METADATA_V4}"));
         }
     }
     for iface in plan
@@ -222,26 +215,18 @@ pub fn ufw_commands(plan: &FirewallPlan) -> Vec<Vec<String>> {
         .map(String::as_str)
         .chain([MESH_INTERFACE])
     {
-        cmd(&["route", "allow", "in", "on", iface]);
+        rule(format!("route allow in on {iface}"));
     }
     for cidr in plan.pods_v4.iter().chain(&plan.pods_v6) {
-        cmd(&["route", "allow", "from", cidr]);
+        rule(format!("route allow from {cidr}"));
     }
     for cidr in plan.pods_v4.iter().chain(&plan.pods_v6) {
         for (proto, list) in [("tcp", &plan.forward_tcp), ("udp", &plan.forward_udp)] {
             for p in list {
-                cmd(&[
-                    "route",
-                    "allow",
-                    "proto",
-                    proto,
-                    "from",
-                    "any",
-                    "to",
-                    cidr,
-                    "port",
-                    &ufw_port(*p),
-                ]);
+                let port = ufw_port(*p);
+                rule(format!(
+                    "route allow proto {proto} from any to {cidr} port {port}"
+                ));
             }
         }
     }

@@ -62,6 +62,8 @@ pub enum File {
     DropIn,
     /// Both: the drop-in appends to the list in config.yaml (`key+:`).
     Both,
+    /// config.yaml, except on pool nodes, whose value is known only at boot: the drop-in.
+    ConfigOrDropInForPools,
 }
 
 /// What happens when `server_args`/`agent_args` set the flag too.
@@ -108,8 +110,8 @@ pub const TABLE: &[Row] = &[
         nodes: Nodes::All,
         only: None,
         source: Source::Meshboot,
-        value: "the node's name (after `count` expansion)",
-        file: File::Config,
+        value: "the node's name (after `count` expansion); a pool node's is its server's name (`<pool>-<hex>`), read and checked at boot",
+        file: File::ConfigOrDropInForPools,
         repeatable: false,
         why: "the node registers under the name the mesh and the joiners know it by",
         user_args: UserArgs::Refused(TAILSCALE_ADDRESS_AND_NAME),
@@ -168,7 +170,7 @@ pub const TABLE: &[Row] = &[
         nodes: Nodes::Servers,
         only: None,
         source: Source::MeshAddress,
-        value: "its Tailscale address(es), appended to the node's name and the `--tls-san` names of `server_args`",
+        value: "its Tailscale address(es), appended to the node's name, its MagicDNS name `<node>.<tailscale.tailnet>` (with `tailscale.tailnet`) and the `--tls-san` names of `server_args`",
         file: File::Both,
         repeatable: true,
         why: "the API server's certificate is valid for the names and addresses used over the mesh",
@@ -364,6 +366,7 @@ impl Row {
             File::Config => "config.yaml",
             File::DropIn => "config.yaml.d, at boot",
             File::Both => "config.yaml; `tls-san+:` in config.yaml.d at boot",
+            File::ConfigOrDropInForPools => "config.yaml; pools: config.yaml.d, at boot",
         }
     }
 

@@ -11,20 +11,26 @@
 //!    [`k3s_flags`], the one table of the K3s flags meshboot sets itself, which validate,
 //!    plan, `meshboot plan` and the README read).
 //! 4. [`render`] turns each plan into file contents and wraps them in cloud-init or Ignition.
-//! 5. [`emit`] checks the size budget and writes the files with `SHA256SUMS`.
+//! 5. [`emit`] checks the size budget and writes the files with `SHA256SUMS`;
+//!    [`autoscaler`] hands the pools' files to the Hetzner cluster-autoscaler.
 //!
 //! Around it: [`problem`] words every problem and [`diagnostics`] places it (spec path,
 //! file:line:col, caret); [`redact`] keeps secrets out of both; [`error`] is the one typed
 //! failure that `main` maps to an exit code; [`schema`] is the spec's JSON Schema. [`check`]
 //! and [`render_all_nodes`] run the pipeline; [`cli`] drives it for each subcommand.
 
+pub mod autoscaler;
 pub mod cli;
+pub mod delivery;
 pub mod diagnostics;
 pub mod emit;
 pub mod error;
 pub mod firewall;
 pub mod k3s_flags;
+pub mod kubeconfig;
+pub mod mint;
 pub mod plan;
+pub mod policy;
 pub mod problem;
 pub mod reader;
 pub mod redact;
@@ -34,6 +40,7 @@ pub mod schema;
 pub mod secrets;
 pub mod source;
 pub mod spec;
+pub mod upgrade;
 pub mod validate;
 
 use camino::Utf8Path;
@@ -51,6 +58,16 @@ pub struct Options {
     pub redact: bool,
     pub strict: bool,
     pub ignition_version: IgnitionVersion,
+    /// `--mint-auth-key`: an OAuth client secret is exchanged at build time for keys that
+    /// expire after this many seconds ([`mint`]); only those reach the nodes.
+    pub mint_auth_key: Option<u64>,
+    /// A delivery command the spec is compiled for, which needs more of it.
+    pub target: Option<validate::Target>,
+    /// Deliver large files gzipped (`--compress`).
+    pub compress: bool,
+    /// The spec is checked for `meshboot autoscaler` too: every pool needs a server type,
+    /// a location and an image ([`autoscaler::check_pools`]).
+    pub autoscaler: bool,
 }
 
 /// A spec that passed every check, with its warnings rendered for stderr.
@@ -60,6 +77,21 @@ pub struct Checked {
     pub plan: ClusterPlan,
     /// Rendered warnings (empty when there are none).
     pub warnings: String,
+    /// Where the spec came from, to place problems a command finds later ([`Checked::refuse`]).
+    pub file: String,
+    pub map: SourceMap,
+}
+
+impl Checked {
+    /// A problem a command finds in a checked spec (it cannot make its output from it),
+    /// reported like every other: spec path, `file:line:col`, caret, help.
+    pub fn refuse(&self, path: &str, problem: problem::Problem) -> Error {
+        Error::InvalidSpec(render_all(
+            &[Diagnostic::new(path, problem)],
+            &self.file,
+            &self.map,
+        ))
+    }
 }
 
 /// Reads, validates and plans `text` (the contents of `path`), resolving secrets through
@@ -87,12 +119,30 @@ pub fn check(
         return Err(fail(&diags));
     };
     diags.extend(validate::validate(&spec));
+    if let Some(target) = opts.target {
+        diags.extend(validate::for_target(&spec, target));
+    }
+    if opts.autoscaler {
+        diags.extend(autoscaler::check_pools(&spec));
+    }
     let spec_dir = path
         .parent()
         .filter(|p| !p.as_str().is_empty())
         .unwrap_or(Utf8Path::new("."));
     let secrets = match secrets::resolve(&spec, spec_dir, env, opts.redact) {
-        Ok(s) => Some(s),
+        Ok(s) => {
+            if s.auth_key_is_oauth && opts.mint_auth_key.is_none() {
+                diags.push(Diagnostic::new(
+                    "tailscale.auth_key",
+                    problem::Problem::OAuthShipped,
+                ));
+            }
+            diags.extend(validate::check_oauth_in_pools(
+                &spec,
+                s.auth_key_is_oauth && opts.mint_auth_key.is_none(),
+            ));
+            Some(s)
+        }
         Err(mut ds) => {
             diags.append(&mut ds);
             None
@@ -111,7 +161,9 @@ pub fn check(
     let Some(secrets) = secrets else {
         return Err(fail(&diags));
     };
-    let plan = plan::plan(&spec, opts.ignition_version, secrets.auth_key_is_oauth);
+    // A minted key is a plain pre-auth key: the OAuth suffix belongs to the secret only.
+    let ships_oauth = secrets.auth_key_is_oauth && opts.mint_auth_key.is_none();
+    let plan = plan::plan(&spec, (opts.ignition_version, opts.compress), ships_oauth);
     let warnings = if has_warnings {
         render_all(&diags, file, &map)
     } else {
@@ -122,6 +174,8 @@ pub fn check(
         secrets,
         plan,
         warnings,
+        file: file.to_string(),
+        map,
     })
 }
 
@@ -147,6 +201,43 @@ pub fn check_bytes(
     }
 }
 
+/// `--mint-auth-key`: exchanges the OAuth client secret for one key per tag set of the
+/// nodes named in `nodes` (each reusable, pre-authorised, not ephemeral, expiring after
+/// `expiry_s`), so that those nodes get a minted key instead of the secret. The API is
+/// Tailscale's, or the address in [`mint::API_ENV`].
+pub fn mint_keys(
+    checked: &mut Checked,
+    nodes: &[&str],
+    expiry_s: u64,
+    env: &dyn Environment,
+) -> Result<(), Error> {
+    if !checked.secrets.auth_key_is_oauth {
+        return Err(Error::mint_needs_oauth());
+    }
+    let tag_sets: std::collections::BTreeSet<Vec<String>> = checked
+        .plan
+        .nodes
+        .iter()
+        .filter(|n| nodes.contains(&n.name.as_str()))
+        .map(|n| n.tailscale.tags.clone())
+        .collect();
+    if tag_sets.is_empty() {
+        return Ok(());
+    }
+    let base = mint::api_base(env.var(mint::API_ENV).as_deref()).map_err(|e| Error::minting(&e))?;
+    let minter =
+        mint::Minter::new(&base, &checked.secrets.auth_key).map_err(|e| Error::minting(&e))?;
+    let kind = mint::KeyKind {
+        ephemeral: false,
+        expiry_s,
+    };
+    for tags in tag_sets {
+        let key = minter.key(&tags, kind).map_err(|e| Error::minting(&e))?;
+        checked.secrets.minted.insert(tags, key);
+    }
+    Ok(())
+}
+
 /// Renders every node of a checked spec and enforces the user-data size limit.
 pub fn render_all_nodes(checked: &Checked) -> Result<Vec<Artifact>, Error> {
     let artifacts = checked
@@ -155,8 +246,28 @@ pub fn render_all_nodes(checked: &Checked) -> Result<Vec<Artifact>, Error> {
         .iter()
         .map(|node| render::render_node(&checked.plan, node, &checked.secrets))
         .collect::<Result<Vec<_>, _>>()?;
-    emit::check_size(&artifacts)?;
+    check_size(checked, &artifacts)?;
     Ok(artifacts)
+}
+
+/// [`emit::check_size`] for artifacts of `checked`: an uncompressed one over the limit is
+/// rendered compressed too, to say whether `--compress` would fit it.
+pub fn check_size(checked: &Checked, artifacts: &[Artifact]) -> Result<(), Error> {
+    let compressed_len = |a: &Artifact| {
+        let node = checked.plan.nodes.iter().find(|n| n.name == a.node)?;
+        let plan = &checked.plan;
+        render::render_node_as(
+            plan,
+            node,
+            &checked.secrets,
+            a.envelope,
+            plan.ignition_version,
+            true,
+        )
+        .ok()
+        .map(|c| c.contents.len())
+    };
+    emit::check_size(artifacts, &compressed_len)
 }
 
 #[cfg(test)]

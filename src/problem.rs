@@ -89,6 +89,15 @@ pub enum Flaw {
     NoDashes,
     NotAFlag,
     FlagNameContains(char),
+    /// `*` where a named source belongs.
+    Wildcard,
+    /// Not a user, `group:`, `autogroup:` or `tag:` name.
+    NotASelector,
+    /// A DNS name with a single label.
+    OneLabel,
+    /// A label selector term that is not `k=v`, `k!=v`, `k`, `!k` or `k in (a,b)`.
+    SelectorTerm(String),
+    SpaceAtEnds,
 }
 
 impl Display for Flaw {
@@ -143,6 +152,15 @@ impl Display for Flaw {
                 write!(f, "is not a K3s flag: its name ")?;
                 write_contains(f, *c)
             }
+            Flaw::Wildcard => write!(f, "is a wildcard, which selects every device"),
+            Flaw::NotASelector => write!(f, "is not a user, `group:`, `autogroup:` or `tag:` name"),
+            Flaw::OneLabel => write!(f, "is a single label, not a domain"),
+            Flaw::SelectorTerm(term) => write!(
+                f,
+                "has the selector term {}, which is not `key=value`, `key!=value`, `key`, `!key` or `key in (a,b)`",
+                quote_short(term)
+            ),
+            Flaw::SpaceAtEnds => write!(f, "starts or ends with a space"),
         }
     }
 }
@@ -172,6 +190,13 @@ pub enum Subject {
     LoginServer,
     /// An item of `server_args` / `agent_args`.
     Flag,
+    /// An item of `tailscale.tag_owners` or `tailscale.admins`.
+    Selector,
+    Tailnet,
+    /// `hcloud.image`.
+    HcloudImage,
+    /// An item of `hcloud.ssh_keys`.
+    SshKey,
 }
 
 impl Subject {
@@ -184,6 +209,10 @@ impl Subject {
             Subject::LabelValue => "label value ",
             Subject::Taint => "taint ",
             Subject::Tag => "tag ",
+            Subject::Selector => "policy source ",
+            Subject::Tailnet => "tailnet ",
+            Subject::HcloudImage => "image ",
+            Subject::SshKey => "SSH key name ",
             Subject::LoginServer | Subject::Flag => "",
         }
     }
@@ -213,6 +242,18 @@ impl Subject {
             }
             Subject::Flag => {
                 "write each flag as one string, `--name=value` or `--name`, e.g. \"--kube-apiserver-arg=audit-log-maxage=30\""
+            }
+            Subject::Selector => {
+                "name who, as the tailnet policy does: a user (alice@example.com, alice@github), `group:ops`, `autogroup:admin` or `tag:ci`"
+            }
+            Subject::Tailnet => {
+                "write your tailnet's MagicDNS domain as the admin console's DNS page shows it, e.g. example-org.ts.net"
+            }
+            Subject::HcloudImage => {
+                "write an image ID (123456789), an image name (ubuntu-24.04), or a label selector of snapshots (meshboot.os=flatcar,meshboot.k3s=v1.33.5-k3s1); selector keys and values follow Hetzner's label rules: at most 63 of A-Z a-z 0-9 `-` `_` `.`, starting and ending with a letter or digit"
+            }
+            Subject::SshKey => {
+                "write the name or ID of an SSH key in the Hetzner project (`hcloud ssh-key list`); hcloud reads --ssh-key as a comma-separated list, so a name cannot hold `,` or `\"`"
             }
         }
     }
@@ -436,6 +477,10 @@ pub enum Problem {
         found: Found,
         max: u32,
     },
+    PoolSizeOutOfRange {
+        found: Found,
+        max: u32,
+    },
     LabelsNotMapping(Shape),
     LabelKeyNotValue(Shape),
     DuplicateLabel {
@@ -487,12 +532,63 @@ pub enum Problem {
         len: usize,
         shorten_to: usize,
     },
+    /// A pool's name leaves no room for the autoscaler's `-<hex>` suffix.
+    PoolNameTooLong {
+        len: usize,
+        max: usize,
+    },
+    /// `autoscale` on a server entry.
+    PoolIsServer,
+    /// `autoscale` and `count` on one entry.
+    PoolWithCount,
+    PoolMinOverMax {
+        min: u32,
+        max: u32,
+    },
+    /// A pool would receive the server token (no `k3s.agent_token`).
+    PoolGetsServerToken(String),
+    /// The auth key is an OAuth client secret and the spec has pools.
+    OAuthInPools(Vec<String>),
+    /// `--node-name` in `agent_args` (under `allow_owned_args`) with pools.
+    NodeNameArgWithPools,
+    /// `meshboot autoscaler`: a pool lacks `hcloud.<key>`, which `--nodes` needs.
+    PoolWithoutHcloud {
+        pool: String,
+        key: &'static str,
+    },
+    /// `meshboot autoscaler`: the pool's OS has no stock Hetzner image.
+    PoolWithoutImage {
+        pool: String,
+        os: &'static str,
+    },
+    /// `meshboot autoscaler`: two pools of one CPU architecture need different images, and
+    /// the autoscaler takes one image per architecture (`imagesForArch`).
+    PoolImagesDiffer {
+        arch: &'static str,
+        pool: String,
+        image: String,
+        other_pool: String,
+        other_image: String,
+    },
     /// Entry `entry` (its name and count) makes `name`, which entry `first` made already.
     NameTaken {
         name: String,
         entry: (String, Option<u32>),
         first: usize,
         first_entry: (String, Option<u32>),
+    },
+    /// `hcloud.<key>` is needed by `command` and the node has none.
+    HcloudMissing {
+        key: &'static str,
+        command: &'static str,
+    },
+    /// A node of `os` has no `hcloud.image`, and Hetzner has no stock image of it.
+    NoStockImage {
+        os: &'static str,
+    },
+    /// `meshboot packer` bakes `what` and needs its version pinned.
+    UnpinnedBake {
+        what: &'static str,
     },
     /// `key` is `type` or `location`.
     HcloudName {
@@ -583,6 +679,14 @@ pub enum Problem {
     // --- Resolving secrets (stage 2b) ---
     AgentTokenIsServerToken,
     OAuthWithoutTags,
+    /// An OAuth client secret with a control server other than Tailscale's.
+    OAuthWithLoginServer,
+    /// An OAuth client secret would go into every node's user data (a warning).
+    OAuthShipped,
+    /// Neither Tailscale SSH nor sshd on the mesh reaches the init server.
+    NoSshToInit,
+    /// Some node advertises no tag, so a tailnet policy cannot select it.
+    PolicyNeedsTags,
     EnvNotSet(String),
     SecretFileIoReason {
         path: String,
@@ -636,7 +740,10 @@ impl Problem {
             | Problem::K3sBeforeFlannelFix { .. }
             | Problem::UntaggedNodes
             | Problem::UnknownComponent { .. }
-            | Problem::NoFirewall => Severity::Warning,
+            | Problem::NoFirewall
+            | Problem::OAuthShipped
+            | Problem::PoolGetsServerToken(_)
+            | Problem::OAuthInPools(_) => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -746,6 +853,7 @@ impl Problem {
             }
             NotAPort(_) | PortRangeBackwards(_) | PortOutOfRange(_) => PORT_HELP.into(),
             CountOutOfRange { .. } => "`count: 3` expands the entry into NAME-1, NAME-2, NAME-3; leave it out for a single node".into(),
+            PoolSizeOutOfRange { .. } => "write the pool's size as `autoscale: { min: 0, max: 10 }`: whole numbers, min at most max".into(),
             LabelsNotMapping(_) => "write labels as `{ key: value }`, e.g. `labels: { node.kubernetes.io/pool: general }`".into(),
             LabelKeyNotValue(_) => "write each label as `key: value`, with a single word as the key".into(),
             DuplicateLabel { key, first_line } => {
@@ -781,7 +889,33 @@ impl Problem {
             CountNameTooLong { shorten_to, .. } => {
                 format!("shorten the name to at most {shorten_to} characters")
             }
+            PoolNameTooLong { max, .. } => format!(
+                "shorten the pool's name to at most {max} characters: its servers are named NAME-<up to 16 hex digits>, and a node name is at most 63"
+            ),
+            PoolIsServer => "make the pool `role: agent`; servers are embedded etcd members, which an autoscaler must not add or delete: list them as fixed nodes".into(),
+            PoolWithCount => "a pool's size is `autoscale: { min, max }`: remove `count` (or remove `autoscale` for a fixed number of nodes)".into(),
+            PoolMinOverMax { .. } => "write `min` at most `max`, e.g. `autoscale: { min: 0, max: 10 }`".into(),
+            PoolGetsServerToken(_) => "add `agent_token: { env: K3S_AGENT_TOKEN }` under `k3s:`: pool nodes then hold only the agent token".into(),
+            OAuthInPools(_) => "scope the OAuth client to the pools' tags only (and the `auth_keys` scope), or use a reusable, ephemeral, tagged pre-auth key instead, which expires (rotate it with `meshboot autoscaler`; see the README)".into(),
+            NodeNameArgWithPools => "remove --node-name: a pool node registers under its server's name, which the autoscaler uses to find the server again".into(),
+            PoolWithoutHcloud { key, .. } => {
+                let example = if *key == "type" { "cpx41" } else { "nbg1" };
+                format!("set `hcloud: {{ {key}: {example} }}` on the pool (or under `defaults:`); the autoscaler creates its servers with it")
+            }
+            PoolWithoutImage { .. } => "the autoscaler passes the pool's file as user data to a new server of the image in `imagesForArch`; Flatcar and Fedora CoreOS are not Hetzner stock images, so such a pool needs a snapshot of an installed image (see the README, \"Pools on Flatcar and Fedora CoreOS\"); use an Ubuntu or Debian pool until then".into(),
+            PoolImagesDiffer { arch, .. } => format!(
+                "the autoscaler takes one image per CPU architecture (`imagesForArch.{arch}`) for every pool: give the pools of one architecture the same `os`, or put them on server types of different architectures"
+            ),
             NameTaken { .. } => "every node needs its own name: rename one of the entries".into(),
+            HcloudMissing { key, .. } => {
+                let example = if *key == "type" { "cx22" } else { "fsn1" };
+                format!("add `hcloud: {{ {key}: {example} }}` to this node, or to `defaults:` for every node")
+            }
+            NoStockImage { .. } => "build the image with `meshboot packer SPEC --out DIR` and `packer build DIR` (Hetzner's rescue mode installs it), then set `hcloud.image` to the label selector `meshboot packer` prints, or to the snapshot's ID".into(),
+            UnpinnedBake { what } => match *what {
+                "Tailscale" => "set `tailscale.version` (e.g. 1.90.6): a baked image holds one version, its labels say which, and a node boots from it only when that is the version the spec asks for".into(),
+                _ => "set `k3s.version` (e.g. v1.33.5+k3s1) instead of a channel: a baked image holds one release, its labels say which, and a node boots from it only when that is the release the spec asks for".into(),
+            },
             HcloudName { key, .. } => {
                 let example = if *key == "type" {
                     "cx22, cax21, ccx13"
@@ -808,7 +942,7 @@ impl Problem {
                 };
                 format!("meshboot restarts K3s whenever tailscaled starts, but until the fix any other re-creation of tailscale0 still cuts pod traffic between nodes until K3s restarts; {pin} (the first fixed releases are v1.33.13, v1.34.9, v1.35.6 and v1.36.2)")
             }
-            UntaggedNodes => "add `tags: [tag:k3s]` (tags your key may apply): tagged nodes are owned by the tailnet, their keys do not expire, and the tailnet policy can name them".into(),
+            UntaggedNodes => "add `tags: [tag:k3s]` (tags your key may apply), or `server_tags` and `agent_tags` for every role: tagged nodes are owned by the tailnet, their keys do not expire, and the tailnet policy can name them".into(),
             K3sVersion { version: v, hint } => match hint {
                 VersionHint::IsChannel => format!("`{v}` is a channel: write `channel: {v}` instead of `version:`"),
                 VersionHint::AddPrefixAndSuffix => format!("did you mean `v{v}+k3s1`? K3s releases look like v1.33.5+k3s1"),
@@ -849,6 +983,10 @@ impl Problem {
 
             AgentTokenIsServerToken => "give agents a token of their own (e.g. `openssl rand -hex 32`), or leave `agent_token` out".into(),
             OAuthWithoutTags => "add `tags: [tag:k3s]` under `tailscale:` (the OAuth client must own those tags)".into(),
+            OAuthWithLoginServer => "Tailscale exchanges OAuth client secrets for keys only at its own API, so this can never join a Headscale or other control server: use a pre-auth key from your control server, or drop `tailscale.login_server`".into(),
+            OAuthShipped => "it never expires and stays readable from the metadata service for each server's life; build with --mint-auth-key to put a short-lived key minted from it into the nodes instead (see the README, \"Secrets\")".into(),
+            NoSshToInit => "set `tailscale.ssh: true` (Tailscale SSH) or `firewall.ssh: tailscale` (sshd on the mesh)".into(),
+            PolicyNeedsTags => "give the nodes tags, e.g. `tags: [tag:k3s]` (or `server_tags` and `agent_tags`), and an auth key allowed to apply them".into(),
             EnvNotSet(name) => format!("export {name}=... before running meshboot, or pass --redact to check the spec without secrets"),
             SecretFileIoReason { .. } => "a relative path is relative to the directory of the spec file; check that the file exists and that meshboot may read it".into(),
             EmptySecret(_) => "put the key or token in it".into(),
@@ -934,6 +1072,9 @@ impl Display for Problem {
             CountOutOfRange { found, max } => {
                 write!(f, "expected a count from 1 to {max}, found {found}")
             }
+            PoolSizeOutOfRange { found, max } => {
+                write!(f, "expected a pool size from 0 to {max}, found {found}")
+            }
             LabelKeyNotValue(shape) => {
                 write!(f, "a label key must be a single value, found {shape}")
             }
@@ -987,6 +1128,49 @@ impl Display for Problem {
                 f,
                 "with `count: {count}` the last node is named NAME-{count}, {len} characters long (at most 63)"
             ),
+            PoolNameTooLong { len, max } => write!(
+                f,
+                "a pool's name is at most {max} characters, this one is {len}: the autoscaler adds `-<hex>` to it"
+            ),
+            PoolIsServer => write!(f, "a pool of servers: only agents can be pools"),
+            PoolWithCount => write!(f, "`count` and `autoscale` on one node entry"),
+            PoolMinOverMax { min, max } => {
+                write!(f, "the pool's min ({min}) is larger than its max ({max})")
+            }
+            PoolGetsServerToken(pool) => write!(
+                f,
+                "pool `{pool}` gets the server token, in user data the autoscaler hands to every server it creates"
+            ),
+            OAuthInPools(pools) => write!(
+                f,
+                "the auth key is an OAuth client secret, which never expires: any process on a node of {} can read it from the user data and mint auth keys for the pool's tags",
+                pools
+                    .iter()
+                    .map(|p| format!("pool `{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            NodeNameArgWithPools => {
+                write!(f, "--node-name would name every node of a pool the same")
+            }
+            PoolWithoutHcloud { pool, key } => write!(
+                f,
+                "pool `{pool}` has no `hcloud.{key}`, which the autoscaler's --nodes=MIN:MAX:TYPE:LOCATION:POOL needs"
+            ),
+            PoolWithoutImage { pool, os } => write!(
+                f,
+                "pool `{pool}` runs {os}, which Hetzner has no stock image of"
+            ),
+            PoolImagesDiffer {
+                arch,
+                pool,
+                image,
+                other_pool,
+                other_image,
+            } => write!(
+                f,
+                "pools `{other_pool}` ({other_image}) and `{pool}` ({image}) both run on {arch} servers, with different images"
+            ),
             NameTaken {
                 name,
                 entry,
@@ -1008,6 +1192,20 @@ impl Display for Problem {
                 }
                 Ok(())
             }
+            HcloudMissing { key, command } => {
+                write!(
+                    f,
+                    "{command} needs this node's `hcloud.{key}`, and it has none"
+                )
+            }
+            NoStockImage { os } => write!(
+                f,
+                "Hetzner has no stock {os} image, and these nodes have no `hcloud.image`"
+            ),
+            UnpinnedBake { what } => write!(
+                f,
+                "meshboot packer bakes {what} into the image, and its version is not pinned"
+            ),
             HcloudName { key, value } => write!(
                 f,
                 "{} is not a Hetzner Cloud server {key}",
@@ -1066,7 +1264,7 @@ impl Display for Problem {
             ),
             UntaggedNodes => write!(
                 f,
-                "no tags: the nodes join the tailnet owned by the key's user, and their node keys expire (180 days by default), splitting the cluster"
+                "no tags: nodes join the tailnet owned by the key's user, and their node keys expire (180 days by default), splitting the cluster"
             ),
             UnknownComponent { item, .. } => write!(
                 f,
@@ -1136,6 +1334,22 @@ impl Display for Problem {
             OAuthWithoutTags => write!(
                 f,
                 "the auth key is a Tailscale OAuth client secret (it starts with `tskey-client-`), which needs tags"
+            ),
+            OAuthWithLoginServer => write!(
+                f,
+                "the auth key is a Tailscale OAuth client secret, which does not work with `tailscale.login_server`"
+            ),
+            OAuthShipped => write!(
+                f,
+                "the auth key is a Tailscale OAuth client secret (`tskey-client-`), a permanent credential, and would be written into every node's user data"
+            ),
+            PolicyNeedsTags => write!(
+                f,
+                "some nodes advertise no tag, and a tailnet policy selects the cluster's nodes by tag"
+            ),
+            NoSshToInit => write!(
+                f,
+                "there is no SSH over the mesh to fetch the kubeconfig from the init server"
             ),
             EnvNotSet(name) => write!(f, "environment variable `{name}` is not set"),
             SecretFileIoReason { path, reason } => {

@@ -13,9 +13,9 @@ use crate::problem::{ChoiceHint, Found, KeyHint, Problem};
 use crate::redact::{SECRET_FIELDS, holds_secret, looks_like_secret, secret_flag_value};
 use crate::source::{Node, NodeKind, join};
 use crate::spec::{
-    Choice, Cluster, Firewall, Hcloud, K3s, MAX_COUNT, Networks, NodeFields, NodeFirewall,
-    NodeSpec, PortRange, SUPPORTED_VERSION, SecretRef, Spec, Tailscale, default_cluster_cidr,
-    default_service_cidr,
+    Autoscale, Choice, Cluster, Firewall, Hcloud, K3s, MAX_COUNT, MAX_POOL_SIZE, Networks,
+    NodeFields, NodeFirewall, NodeSpec, PortRange, SUPPORTED_VERSION, SecretRef, Spec, Tailscale,
+    default_admins, default_cluster_cidr, default_service_cidr, default_tag_owners,
 };
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -31,7 +31,15 @@ const TOP_KEYS: &[&str] = &[
 ];
 const NODE_FIELD_KEYS: &[&str] = &["os", "hcloud", "labels", "taints", "firewall"];
 const NODE_KEYS: &[&str] = &[
-    "name", "role", "count", "os", "hcloud", "labels", "taints", "firewall",
+    "name",
+    "role",
+    "count",
+    "autoscale",
+    "os",
+    "hcloud",
+    "labels",
+    "taints",
+    "firewall",
 ];
 const SECRET_KEYS: &[&str] = &["env", "file"];
 
@@ -51,6 +59,7 @@ pub fn allowed_keys() -> Vec<(&'static str, &'static [&'static str])> {
         ("defaults.hcloud", HCLOUD_KEYS),
         ("defaults.firewall", NODE_FIREWALL_KEYS),
         ("nodes[]", NODE_KEYS),
+        ("nodes[].autoscale", AUTOSCALE_KEYS),
         ("nodes[].hcloud", HCLOUD_KEYS),
         ("nodes[].firewall", NODE_FIREWALL_KEYS),
     ]
@@ -689,6 +698,12 @@ section! {
         accept_dns: or_default,
         login_server: optional,
         version: optional,
+        tailnet: optional,
+        tag_owners: unset_or(default_tag_owners),
+        server_tags: or_default,
+        agent_tags: or_default,
+        netfilter_mode: or_default,
+        admins: unset_or(default_admins),
     }
 }
 
@@ -725,6 +740,8 @@ section! {
     Hcloud, HCLOUD_KEYS {
         server_type = "type": optional,
         location: optional,
+        image: optional,
+        ssh_keys: optional,
     }
 }
 
@@ -817,6 +834,42 @@ impl FromNode for Count {
     }
 }
 
+/// A pool size (`autoscale.min`, `autoscale.max`), from 0 to [`MAX_POOL_SIZE`].
+struct PoolSize(u32);
+
+impl FromNode for PoolSize {
+    fn from_node(r: &mut Reader, node: &Node, path: &str) -> Option<Self> {
+        let size = scalar(node)
+            .filter(|s| s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u32>().ok())
+            .filter(|c| *c <= MAX_POOL_SIZE);
+        if size.is_none() {
+            r.push(Diagnostic::new(
+                path,
+                Problem::PoolSizeOutOfRange {
+                    found: found(node),
+                    max: MAX_POOL_SIZE,
+                },
+            ));
+        }
+        size.map(PoolSize)
+    }
+}
+
+const AUTOSCALE_KEYS: &[&str] = &["min", "max"];
+
+impl FromNode for Autoscale {
+    fn from_node(r: &mut Reader, node: &Node, path: &str) -> Option<Self> {
+        let m = r.map(node, path, AUTOSCALE_KEYS)?;
+        let min = m.required::<PoolSize>(r, "min");
+        let max = m.required::<PoolSize>(r, "max");
+        Some(Autoscale {
+            min: min?.0,
+            max: max?.0,
+        })
+    }
+}
+
 impl FromNode for NodeSpec {
     fn from_node(r: &mut Reader, node: &Node, path: &str) -> Option<Self> {
         let m = r.map(node, path, NODE_KEYS)?;
@@ -824,11 +877,13 @@ impl FromNode for NodeSpec {
         let role = m.required(r, "role");
         // `count: ~` is not "no count": it is reported like any other non-number.
         let count = m.present::<Count>(r, "count");
+        let autoscale = m.present::<Autoscale>(r, "autoscale");
         let fields = NodeFields::read(r, &m);
         Some(NodeSpec {
             name: name?,
             role: role?,
             count: count?.map(|c| c.0),
+            autoscale: autoscale?,
             fields,
         })
     }

@@ -7,7 +7,7 @@
 //! firewall a node really gets. [`parse_args`] reads the extra K3s flags. Nothing here
 //! reports a problem: validation judges what this resolves, the plan builds on it.
 
-use crate::spec::{FirewallBackend, Hcloud, NodeFields, NodeSpec, Os, Role, Spec};
+use crate::spec::{Autoscale, FirewallBackend, Hcloud, NodeFields, NodeSpec, Os, Role, Spec};
 
 /// The OS of a node that names none, in its entry or in `defaults`.
 pub const DEFAULT_OS: Os = Os::Ubuntu2404;
@@ -19,10 +19,13 @@ pub struct ExpandedNode {
     pub role: Role,
     /// The index in `nodes:` of the entry it came from.
     pub entry: usize,
+    /// The entry is a pool: one node plan (and file) for every server the autoscaler makes.
+    pub pool: Option<Autoscale>,
     pub fields: NodeFields,
 }
 
-/// The names of the nodes an entry makes: its name, or with `count: N` NAME-1 .. NAME-N.
+/// The names of the nodes an entry makes: its name, or with `count: N` NAME-1 .. NAME-N. A
+/// pool makes one, its name (the prefix of its servers' names).
 pub fn entry_names(entry: &NodeSpec) -> Vec<String> {
     match entry.count {
         None => vec![entry.name.clone()],
@@ -47,24 +50,80 @@ pub fn expand(spec: &Spec) -> Vec<ExpandedNode> {
             name,
             role: n.role,
             entry: i,
+            pool: n.autoscale,
             fields: fields.clone(),
         }));
     }
     out
 }
 
+/// `defaults.hcloud` under a node's own `hcloud`: each field the node sets wins, as a
+/// whole (a node's `ssh_keys` replaces the default list).
 fn merge_hcloud(d: Option<&Hcloud>, n: Option<&Hcloud>) -> Option<Hcloud> {
+    fn pick<T: Clone>(
+        d: Option<&Hcloud>,
+        n: Option<&Hcloud>,
+        f: fn(&Hcloud) -> &Option<T>,
+    ) -> Option<T> {
+        n.and_then(|n| f(n).clone())
+            .or_else(|| d.and_then(|d| f(d).clone()))
+    }
     match (d, n) {
         (None, None) => None,
         (d, n) => Some(Hcloud {
-            server_type: n
-                .and_then(|n| n.server_type.clone())
-                .or_else(|| d.and_then(|d| d.server_type.clone())),
-            location: n
-                .and_then(|n| n.location.clone())
-                .or_else(|| d.and_then(|d| d.location.clone())),
+            server_type: pick(d, n, |h| &h.server_type),
+            location: pick(d, n, |h| &h.location),
+            image: pick(d, n, |h| &h.image),
+            ssh_keys: pick(d, n, |h| &h.ssh_keys),
         }),
     }
+}
+
+/// What a node's `hcloud.image` names, as Hetzner reads it. `hcloud server create --image`
+/// takes an ID or a name (hetznercloud/cli internal/cmd/server/create.go:
+/// `Image().GetForArchitecture(idOrName, arch)`); the cluster-autoscaler's `imagesForArch`
+/// also takes a label selector of snapshots and uses the newest one of the server's
+/// architecture (kubernetes/autoscaler cloudprovider/hetzner/hetzner_node_group.go,
+/// `findImage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRef<'a> {
+    /// Digits only: an image ID (a snapshot's, usually).
+    Id(&'a str),
+    /// A label selector: it holds `=`, `!` or `(` (Hetzner's selector syntax: `k=v`,
+    /// `k==v`, `k!=v`, `!k`, `k in (a,b)`, `k notin (a,b)`).
+    Selector(&'a str),
+    /// Anything else: an image name such as `ubuntu-24.04`.
+    Name(&'a str),
+}
+
+/// Reads `hcloud.image` as Hetzner does (see [`ImageRef`]).
+pub fn image_ref(image: &str) -> ImageRef<'_> {
+    if !image.is_empty() && image.bytes().all(|b| b.is_ascii_digit()) {
+        ImageRef::Id(image)
+    } else if image.contains(['=', '!', '(']) {
+        ImageRef::Selector(image)
+    } else {
+        ImageRef::Name(image)
+    }
+}
+
+/// The terms of a label selector, split at the commas outside parentheses.
+pub fn selector_terms(selector: &str) -> Vec<&str> {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                terms.push(selector[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(selector[start..].trim());
+    terms
 }
 
 /// The OS a node runs.

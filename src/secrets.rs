@@ -9,9 +9,10 @@
 
 use crate::diagnostics::Diagnostic;
 use crate::problem::{IoReason, Problem, SecretSource};
-use crate::spec::{SecretRef, Spec};
+use crate::spec::{Role, SecretRef, Spec};
 use camino::Utf8Path;
 use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::io::Read as _;
 
 /// The largest secret file meshboot reads (a key or token is well under 1 KiB).
@@ -51,6 +52,9 @@ pub struct Secrets {
     pub agent_token: Option<Secret>,
     /// True when the auth key is a Tailscale OAuth client secret (`tskey-client-`).
     pub auth_key_is_oauth: bool,
+    /// Keys minted from the OAuth client secret (`--mint-auth-key`), by the tags of the
+    /// nodes they are for: a node gets the one for its tags instead of the secret.
+    pub minted: BTreeMap<Vec<String>, Secret>,
 }
 
 /// Where secret values come from: the process environment in the binary, a fixed map in
@@ -96,6 +100,7 @@ pub fn resolve(
                 .as_ref()
                 .map(|_| Secret::new(placeholder("k3s.agent_token"))),
             auth_key_is_oauth: false,
+            minted: BTreeMap::new(),
         });
     }
     let mut diags = Vec::new();
@@ -123,11 +128,28 @@ pub fn resolve(
     match (auth_key, token) {
         (Some(auth_key), Some(token)) if diags.is_empty() => {
             let auth_key_is_oauth = auth_key.starts_with("tskey-client-");
-            if auth_key_is_oauth && spec.tailscale.tags.is_empty() {
+            if auth_key_is_oauth && spec.tailscale.login_server.is_some() {
+                diags.push(Diagnostic::new(
+                    "tailscale.login_server",
+                    Problem::OAuthWithLoginServer,
+                ));
+            }
+            // Every node must advertise a tag: OAuth keys are always tagged.
+            let untagged = |role: Role, role_tags: &[String]| {
+                spec.tailscale.tags.is_empty()
+                    && role_tags.is_empty()
+                    && spec.nodes.iter().any(|n| n.role == role)
+            };
+            if auth_key_is_oauth
+                && (untagged(Role::Server, &spec.tailscale.server_tags)
+                    || untagged(Role::Agent, &spec.tailscale.agent_tags))
+            {
                 diags.push(Diagnostic::new(
                     "tailscale.auth_key",
                     Problem::OAuthWithoutTags,
                 ));
+            }
+            if !diags.is_empty() {
                 return Err(diags);
             }
             Ok(Secrets {
@@ -135,6 +157,7 @@ pub fn resolve(
                 token: Secret(token),
                 agent_token: agent_token.flatten().map(Secret),
                 auth_key_is_oauth,
+                minted: BTreeMap::new(),
             })
         }
         _ => Err(diags),

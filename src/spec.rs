@@ -20,6 +20,19 @@ pub const SUPPORTED_VERSION: u32 = 1;
 /// The largest `count` of one node entry.
 pub const MAX_COUNT: u32 = 1000;
 
+/// The largest `autoscale.max` of a pool (as many servers as the largest `count`).
+pub const MAX_POOL_SIZE: u32 = MAX_COUNT;
+
+/// The longest pool name: the Hetzner cluster-autoscaler names the servers of a pool
+/// `<pool>-<hex>`, `fmt.Sprintf("%s-%x", n.id, rand.Int63())` (kubernetes/autoscaler,
+/// cluster-autoscaler/cloudprovider/hetzner/hetzner_node_group.go, `newNodeName`): up to 16
+/// hex digits after a dash, and the whole name must stay a 63-character DNS label.
+pub const MAX_POOL_NAME: usize = 63 - POOL_SUFFIX_MAX;
+
+/// The longest suffix the autoscaler adds to a pool's name: `-` and up to 16 hex digits
+/// (`rand.Int63()` is below 2^63).
+pub const POOL_SUFFIX_MAX: usize = 1 + 16;
+
 /// An enum whose values are written as fixed names in the spec.
 pub trait Choice: Copy + 'static {
     /// What the value is, as messages call it: "role", "flannel backend".
@@ -154,6 +167,53 @@ pub struct Tailscale {
     /// Version of the static Tailscale build used on Flatcar / Fedora CoreOS; `None`
     /// resolves the newest stable release at boot.
     pub version: Option<String>,
+    /// The tailnet's MagicDNS domain, e.g. `example-org.ts.net`: each server's
+    /// `<name>.<tailnet>` goes into its API certificate (`tls-san`), and `meshboot
+    /// kubeconfig` points kubectl at the init server's MagicDNS name.
+    pub tailnet: Option<String>,
+    /// Who may assign the cluster's tags, in the policy `meshboot policy` prints
+    /// (`tagOwners`): users, `group:`, `autogroup:` or `tag:` names.
+    #[serde(default = "default_tag_owners")]
+    pub tag_owners: Vec<String>,
+    /// Tags only servers advertise (besides `tags`): the policy then lets only servers
+    /// reach etcd (2379-2380).
+    #[serde(default)]
+    pub server_tags: Vec<String>,
+    /// Tags only agents advertise (besides `tags`).
+    #[serde(default)]
+    pub agent_tags: Vec<String>,
+    /// `tailscale up --netfilter-mode`: `on` (tailscaled accepts all tailscale0 traffic
+    /// before the host firewall), `nodivert` or `off` (the host firewall sees it).
+    #[serde(default)]
+    pub netfilter_mode: NetfilterMode,
+    /// Who may reach the API (6443) and SSH on the nodes over the mesh, in the policy
+    /// `meshboot policy` prints: users, `group:`, `autogroup:` or `tag:` names.
+    #[serde(default = "default_admins")]
+    pub admins: Vec<String>,
+}
+
+/// Tailscale's own default owner of a tag: the tailnet's admins.
+pub fn default_tag_owners() -> Vec<String> {
+    vec!["autogroup:admin".to_string()]
+}
+
+/// The tailnet's admins reach the API and SSH unless the spec says otherwise.
+pub fn default_admins() -> Vec<String> {
+    vec!["autogroup:admin".to_string()]
+}
+
+choice! {
+    /// How much of netfilter tailscaled manages (tailscale's `--netfilter-mode`,
+    /// cmd/tailscale/cli/up.go: one of on, nodivert, off).
+    pub enum NetfilterMode ("netfilter mode") { On = "on", Nodivert = "nodivert", Off = "off", }
+    aliases { "no-divert" => "nodivert", "true" => "on", "false" => "off" }
+}
+
+impl Default for NetfilterMode {
+    /// tailscaled's default on Linux.
+    fn default() -> Self {
+        NetfilterMode::On
+    }
 }
 
 choice! {
@@ -393,7 +453,21 @@ pub struct Hcloud {
     pub server_type: Option<String>,
     /// The location, e.g. fsn1.
     pub location: Option<String>,
+    /// The image to create the server from: an image ID (`123456789`, a snapshot's), an
+    /// image name (`ubuntu-24.04`), or a label selector of snapshots
+    /// (`meshboot.os=flatcar,meshboot.k3s=v1.33.5-k3s1`; the newest one is used). Without
+    /// it, Ubuntu and Debian nodes use Hetzner's stock image of their `os`; Flatcar and
+    /// Fedora CoreOS nodes need one (see `meshboot packer`).
+    #[schemars(with = "Option<ImageValue>")]
+    pub image: Option<String>,
+    /// Names (or IDs) of SSH keys in the Hetzner project to put on the server.
+    pub ssh_keys: Option<Vec<String>>,
 }
+
+/// An image as written: a number (an ID) or a string.
+struct ImageValue;
+
+schema!(ImageValue, "ImageValue", { "type": ["string", "integer"] });
 
 /// Per-node firewall additions.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
@@ -430,16 +504,33 @@ struct LabelValue;
 
 schema!(LabelValue, "LabelValue", { "type": ["string", "number", "boolean"] });
 
+/// The size of a pool: the Hetzner cluster-autoscaler keeps between `min` and `max`
+/// servers of it (`--nodes=MIN:MAX:TYPE:LOCATION:POOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscale {
+    /// The fewest servers of the pool (0 lets the pool scale to nothing).
+    #[schemars(range(min = 0, max = MAX_POOL_SIZE))]
+    pub min: u32,
+    /// The most servers of the pool, at least `min`.
+    #[schemars(range(min = 0, max = MAX_POOL_SIZE))]
+    pub max: u32,
+}
+
 /// One entry of `nodes:`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSpec {
-    /// The node's name (its hostname and Tailscale machine name).
+    /// The node's name (its hostname and Tailscale machine name); for a pool, the prefix of
+    /// its servers' names (`NAME-<hex>`, at most 46 characters).
     pub name: String,
     pub role: Role,
     /// Expands the entry into NAME-1 .. NAME-N.
     #[schemars(range(min = 1, max = MAX_COUNT))]
     pub count: Option<u32>,
+    /// Makes the entry a pool of agents that the Hetzner cluster-autoscaler scales: one
+    /// first-boot file for any number of servers named NAME-<hex>. Not with `count`.
+    pub autoscale: Option<Autoscale>,
     #[serde(flatten)]
     pub fields: NodeFields,
 }

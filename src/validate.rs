@@ -11,12 +11,16 @@
 
 use crate::diagnostics::Diagnostic;
 use crate::firewall::{K3S_INTERNAL_TCP, K3S_INTERNAL_UDP, overlaps};
+use crate::k3s_flags::Flag;
 use crate::problem::{Flaw, Problem, Subject, VersionHint};
 use crate::redact::url_has_credentials;
 use crate::resolve::{
-    ExpandedNode, comma_list, declared_backend, expand, node_backend, node_os, parse_args,
+    ExpandedNode, ImageRef, comma_list, declared_backend, expand, image_ref, node_backend, node_os,
+    parse_args, selector_terms,
 };
-use crate::spec::{FirewallBackend, FlannelBackend, NodeFields, PortRange, Role, Spec};
+use crate::spec::{
+    FirewallBackend, FlannelBackend, MAX_POOL_NAME, NodeFields, Os, PortRange, Role, Spec,
+};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -63,6 +67,7 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
         check_fields(spec, &n.fields, &format!("nodes[{i}]"), &mut d);
     }
     check_servers(spec, &nodes, &mut d);
+    check_pools(spec, &mut d);
     check_os_firewall(spec, &nodes, &mut d);
     check_tailscale(spec, &mut d);
     check_untagged(spec, &mut d);
@@ -70,6 +75,98 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
     check_flannel_fix(spec, &mut d);
     check_firewall(spec, &mut d);
     d
+}
+
+/// What a spec is compiled for beyond its first-boot files: the delivery commands need
+/// more of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `meshboot hcloud`: every node needs a server type, a location and an image
+    /// Hetzner can create it from.
+    Hcloud,
+    /// `meshboot packer`: pinned versions to bake, and every node's server type (its
+    /// architecture picks the snapshot it boots from).
+    Packer,
+}
+
+/// The checks `target` adds to [`validate`], each reported once per place in the spec.
+pub fn for_target(spec: &Spec, target: Target) -> Vec<Diagnostic> {
+    let mut d = Vec::new();
+    let nodes = expand(spec);
+    let mut seen = BTreeSet::new();
+    let keys: &[&'static str] = match target {
+        Target::Hcloud => &["type", "location"],
+        Target::Packer => &["type"],
+    };
+    for n in &nodes {
+        let h = n.fields.hcloud.clone().unwrap_or_default();
+        for key in keys {
+            let missing = match *key {
+                "type" => h.server_type.is_none(),
+                _ => h.location.is_none(),
+            };
+            if missing && seen.insert((n.entry, *key)) {
+                d.push(Diagnostic::new(
+                    format!("nodes[{}].name", n.entry),
+                    Problem::HcloudMissing {
+                        key,
+                        command: target.command(),
+                    },
+                ));
+            }
+        }
+        let os = node_os(n);
+        if target == Target::Hcloud && h.image.is_none() && !os_has_stock_image(os) {
+            let path = os_path(spec, n);
+            if !d.iter().any(|x| x.path == path) {
+                d.push(Diagnostic::new(
+                    path,
+                    Problem::NoStockImage { os: os.name() },
+                ));
+            }
+        }
+    }
+    if target == Target::Packer {
+        if spec.tailscale.version.is_none() {
+            d.push(
+                Diagnostic::new("tailscale", Problem::UnpinnedBake { what: "Tailscale" }).on_key(),
+            );
+        }
+        if spec.k3s.version.is_none() {
+            let at = if spec.k3s.channel.is_some() {
+                Diagnostic::new("k3s.channel", Problem::UnpinnedBake { what: "K3s" })
+            } else {
+                Diagnostic::new("k3s", Problem::UnpinnedBake { what: "K3s" }).on_key()
+            };
+            d.push(at);
+        }
+    }
+    d
+}
+
+impl Target {
+    fn command(self) -> &'static str {
+        match self {
+            Target::Hcloud => "meshboot hcloud",
+            Target::Packer => "meshboot packer",
+        }
+    }
+}
+
+/// Hetzner has a stock image for Ubuntu and Debian (named as meshboot's `os`), none for
+/// Flatcar or Fedora CoreOS (flatcar.org "Running on Hetzner"; Fedora CoreOS docs,
+/// "Provisioning Fedora CoreOS on Hetzner": both install through rescue mode or upload).
+pub fn os_has_stock_image(os: Os) -> bool {
+    !matches!(os, Os::Flatcar | Os::FedoraCoreos)
+}
+
+/// Where a node's OS is written: its entry's `os`, or `defaults.os`.
+fn os_path(spec: &Spec, n: &ExpandedNode) -> String {
+    if spec.nodes[n.entry].fields.os.is_some() {
+        format!("nodes[{}].os", n.entry)
+    } else {
+        "defaults.os".into()
+    }
 }
 
 /// RFC 1123 label: lowercase letters, digits and `-`, 1-63 characters, alphanumeric at
@@ -187,6 +284,111 @@ fn taint_problem(t: &str) -> Option<Flaw> {
     label_value_problem(v).map(|p| Flaw::ValueThat(Box::new(p)))
 }
 
+/// Why `image` is not an image ID, an image name or a label selector of snapshots, read
+/// as Hetzner reads it ([`image_ref`]). Selector keys and values follow Hetzner's label
+/// rules (docs.hetzner.cloud, "Labels": a key is `[prefix/]name`, the name at most 63 of
+/// `[a-zA-Z0-9-_.]` starting and ending alphanumeric, the prefix a DNS subdomain; a value
+/// is empty or the same as a name), which are Kubernetes' rules.
+fn image_problem(image: &str) -> Option<Flaw> {
+    match image_ref(image) {
+        ImageRef::Id(id) if id.len() > 19 => Some(Flaw::TooLong {
+            len: id.len(),
+            max: 19,
+        }),
+        ImageRef::Id(_) => None,
+        ImageRef::Name(name) => {
+            if name.is_empty() {
+                return Some(Flaw::Empty);
+            }
+            if let Some(c) = name.chars().find(|c| {
+                !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'))
+            }) {
+                return Some(if c.is_ascii_uppercase() {
+                    Flaw::Uppercase(c, "image names")
+                } else {
+                    Flaw::Contains(c)
+                });
+            }
+            (name.len() > 64).then_some(Flaw::TooLong {
+                len: name.len(),
+                max: 64,
+            })
+        }
+        ImageRef::Selector(selector) => selector_terms(selector)
+            .into_iter()
+            .find_map(selector_term_problem),
+    }
+}
+
+/// Why one term of a label selector is not `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`
+/// or `k notin (a,b)` with a valid key and values.
+fn selector_term_problem(term: &str) -> Option<Flaw> {
+    let bad = || Some(Flaw::SelectorTerm(term.to_string()));
+    if term.is_empty() {
+        return bad();
+    }
+    let key_and = |key: &str, values: &[&str]| {
+        qualified_name_problem(key.trim())
+            .map(|f| Flaw::KeyThat(Box::new(f)))
+            .or_else(|| {
+                values
+                    .iter()
+                    .find_map(|v| label_value_problem(v.trim()))
+                    .map(|f| Flaw::ValueThat(Box::new(f)))
+            })
+    };
+    if let Some(key) = term.strip_prefix('!') {
+        return key_and(key, &[]);
+    }
+    for op in [" notin ", " in "] {
+        if let Some((key, set)) = term.split_once(op) {
+            let Some(inner) = set
+                .trim()
+                .strip_prefix('(')
+                .and_then(|s| s.strip_suffix(')'))
+            else {
+                return bad();
+            };
+            let values: Vec<&str> = inner.split(',').collect();
+            return key_and(key, &values);
+        }
+    }
+    if term.contains(['(', ')']) {
+        return bad();
+    }
+    let (key, value) = term
+        .split_once("!=")
+        .or_else(|| term.split_once("=="))
+        .or_else(|| term.split_once('='))
+        .unwrap_or((term, ""));
+    if value.contains(['=', '!']) {
+        return bad();
+    }
+    key_and(key, &[value])
+}
+
+/// Why `name` cannot be passed as one `--ssh-key` value. hcloud reads that flag as a
+/// comma-separated list (pflag `StringSlice`, parsed as CSV: hetznercloud/cli
+/// internal/cmd/server/create.go), so a name holding `,` or `"` would be split or refused.
+fn ssh_key_problem(name: &str) -> Option<Flaw> {
+    if name.is_empty() {
+        return Some(Flaw::Empty);
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || matches!(c, ',' | '"'))
+    {
+        return Some(Flaw::Contains(c));
+    }
+    if name.trim() != name {
+        return Some(Flaw::SpaceAtEnds);
+    }
+    (name.chars().count() > 128).then_some(Flaw::TooLong {
+        len: name.chars().count(),
+        max: 128,
+    })
+}
+
 /// Node names after `count` expansion (`nodes`, from [`expand`]): valid hostnames, and
 /// unique. Each problem is reported at the name of the entry that makes the node.
 fn check_names(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic>) {
@@ -237,6 +439,81 @@ fn check_names(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic>) {
     }
 }
 
+/// Pools: agents only, not with `count`, min at most max, a name that leaves room for the
+/// autoscaler's suffix, and neither the server token nor a name of their own from
+/// `agent_args`.
+fn check_pools(spec: &Spec, d: &mut Vec<Diagnostic>) {
+    let mut pools = false;
+    for (i, n) in spec.nodes.iter().enumerate() {
+        let Some(size) = n.autoscale else { continue };
+        pools = true;
+        let at = |key: &str| format!("nodes[{i}].{key}");
+        if n.role == Role::Server {
+            d.push(Diagnostic::new(at("autoscale"), Problem::PoolIsServer).on_key());
+        }
+        if n.count.is_some() {
+            d.push(Diagnostic::new(at("count"), Problem::PoolWithCount));
+        }
+        if size.min > size.max {
+            d.push(Diagnostic::new(
+                at("autoscale.min"),
+                Problem::PoolMinOverMax {
+                    min: size.min,
+                    max: size.max,
+                },
+            ));
+        }
+        // A name that is no DNS label at all is reported by check_names.
+        if n.name.len() > MAX_POOL_NAME && n.name.len() <= 63 {
+            d.push(Diagnostic::new(
+                at("name"),
+                Problem::PoolNameTooLong {
+                    len: n.name.len(),
+                    max: MAX_POOL_NAME,
+                },
+            ));
+        }
+        if n.role == Role::Agent && spec.k3s.agent_token.is_none() {
+            d.push(
+                Diagnostic::new(
+                    at("autoscale"),
+                    Problem::PoolGetsServerToken(n.name.clone()),
+                )
+                .on_key(),
+            );
+        }
+    }
+    // Without allow_owned_args, --node-name is refused like every flag meshboot owns.
+    if pools && spec.k3s.allow_owned_args {
+        for (i, (name, _)) in parse_args(&spec.k3s.agent_args).iter().enumerate() {
+            if name == Flag::NodeName.name() {
+                d.push(Diagnostic::new(
+                    format!("k3s.agent_args[{i}]"),
+                    Problem::NodeNameArgWithPools,
+                ));
+            }
+        }
+    }
+}
+
+/// What an OAuth client secret means for pools (known once the secret is read): it never
+/// expires, and every pool node holds it in its user data.
+pub fn check_oauth_in_pools(spec: &Spec, oauth: bool) -> Vec<Diagnostic> {
+    let pools: Vec<String> = spec
+        .nodes
+        .iter()
+        .filter(|n| n.autoscale.is_some())
+        .map(|n| n.name.clone())
+        .collect();
+    if !oauth || pools.is_empty() {
+        return Vec::new();
+    }
+    vec![Diagnostic::new(
+        "tailscale.auth_key",
+        Problem::OAuthInPools(pools),
+    )]
+}
+
 /// Checks the fields of `defaults` or of one node entry, at their own path.
 fn check_fields(spec: &Spec, f: &NodeFields, base: &str, d: &mut Vec<Diagnostic>) {
     for (k, v) in f.labels.iter().flatten() {
@@ -261,6 +538,19 @@ fn check_fields(spec: &Spec, f: &NodeFields, base: &str, d: &mut Vec<Diagnostic>
         );
     }
     if let Some(h) = &f.hcloud {
+        if let Some(image) = &h.image {
+            let path = format!("{base}.hcloud.image");
+            d.extend(flawed(
+                path,
+                Subject::HcloudImage,
+                image,
+                image_problem(image),
+            ));
+        }
+        for (i, key) in h.ssh_keys.iter().flatten().enumerate() {
+            let path = format!("{base}.hcloud.ssh_keys[{i}]");
+            d.extend(flawed(path, Subject::SshKey, key, ssh_key_problem(key)));
+        }
         for (key, value) in [("type", &h.server_type), ("location", &h.location)] {
             if let Some(v) = value
                 && !(v.len() <= 32
@@ -367,29 +657,110 @@ fn check_os_firewall(spec: &Spec, nodes: &[ExpandedNode], d: &mut Vec<Diagnostic
     }
 }
 
+/// Why `tag` is not a Tailscale tag (`tag:` then lowercase letters, digits and `-`).
+fn tag_problem(tag: &str) -> Option<Flaw> {
+    match tag.strip_prefix("tag:") {
+        None => Some(Flaw::NoTagPrefix),
+        Some("") => Some(Flaw::NoTagName),
+        Some(t) if t.len() > 64 => Some(Flaw::TagTooLong(t.len())),
+        Some(t) => t
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+            .map(|c| {
+                if c.is_ascii_uppercase() {
+                    Flaw::Uppercase(c, "tags")
+                } else {
+                    Flaw::Contains(c)
+                }
+            }),
+    }
+}
+
+/// Why `s` is not a policy selector meshboot writes into a `src` or `tagOwners`: a user
+/// (`alice@example.com`, `alice@github`), `group:NAME`, `autogroup:NAME` or `tag:NAME`
+/// (tailscale.com/kb/1337/policy-syntax, "Tag owners" and "Autogroups"). `*` is refused:
+/// policy tests cannot use it as a source, and it would open the API to every device.
+fn selector_problem(s: &str) -> Option<Flaw> {
+    if s.is_empty() {
+        return Some(Flaw::Empty);
+    }
+    if s == "*" {
+        return Some(Flaw::Wildcard);
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '@' | ':' | '.' | '-' | '_' | '+')))
+    {
+        return Some(Flaw::Contains(c));
+    }
+    if s.len() > 256 {
+        return Some(Flaw::TooLong {
+            len: s.len(),
+            max: 256,
+        });
+    }
+    if s.starts_with("tag:") {
+        return tag_problem(s);
+    }
+    let named = ["group:", "autogroup:"].iter().any(|p| {
+        s.strip_prefix(p)
+            .is_some_and(|n| !n.is_empty() && !n.contains(':'))
+    });
+    let user = s
+        .split_once('@')
+        .is_some_and(|(u, domain)| !u.is_empty() && !domain.is_empty() && !s.contains(':'));
+    (!named && !user).then_some(Flaw::NotASelector)
+}
+
+/// Why `s` is not a tailnet's DNS name (`example-org.ts.net`): lowercase labels, at least two.
+fn tailnet_problem(s: &str) -> Option<Flaw> {
+    if s.is_empty() {
+        return Some(Flaw::Empty);
+    }
+    if s.len() > 253 {
+        return Some(Flaw::TooLong {
+            len: s.len(),
+            max: 253,
+        });
+    }
+    if let Some(flaw) = s.split('.').find_map(label_problem) {
+        return Some(flaw);
+    }
+    (!s.contains('.')).then_some(Flaw::OneLabel)
+}
+
 fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
     let ts = &spec.tailscale;
-    for (i, tag) in ts.tags.iter().enumerate() {
-        let flaw = match tag.strip_prefix("tag:") {
-            None => Some(Flaw::NoTagPrefix),
-            Some("") => Some(Flaw::NoTagName),
-            Some(t) if t.len() > 64 => Some(Flaw::TagTooLong(t.len())),
-            Some(t) => t
-                .chars()
-                .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-                .map(|c| {
-                    if c.is_ascii_uppercase() {
-                        Flaw::Uppercase(c, "tags")
-                    } else {
-                        Flaw::Contains(c)
-                    }
-                }),
-        };
+    for (field, tags) in [
+        ("tags", &ts.tags),
+        ("server_tags", &ts.server_tags),
+        ("agent_tags", &ts.agent_tags),
+    ] {
+        for (i, tag) in tags.iter().enumerate() {
+            d.extend(flawed(
+                format!("tailscale.{field}[{i}]"),
+                Subject::Tag,
+                tag,
+                tag_problem(tag),
+            ));
+        }
+    }
+    for (field, list) in [("tag_owners", &ts.tag_owners), ("admins", &ts.admins)] {
+        for (i, s) in list.iter().enumerate() {
+            d.extend(flawed(
+                format!("tailscale.{field}[{i}]"),
+                Subject::Selector,
+                s,
+                selector_problem(s),
+            ));
+        }
+    }
+    if let Some(t) = &ts.tailnet {
         d.extend(flawed(
-            format!("tailscale.tags[{i}]"),
-            Subject::Tag,
-            tag,
-            flaw,
+            "tailscale.tailnet",
+            Subject::Tailnet,
+            t,
+            tailnet_problem(t),
         ));
     }
     if let Some(url) = &ts.login_server {
@@ -450,7 +821,12 @@ fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
 /// cluster when they do. An OAuth client secret without tags is refused when secrets are
 /// read; any other key gets this warning.
 fn check_untagged(spec: &Spec, d: &mut Vec<Diagnostic>) {
-    if spec.tailscale.tags.is_empty() {
+    let ts = &spec.tailscale;
+    // A role's nodes advertise `tags` and the role's own tags (plan::node_tags).
+    let untagged = |role: Role, role_tags: &[String]| {
+        ts.tags.is_empty() && role_tags.is_empty() && spec.nodes.iter().any(|n| n.role == role)
+    };
+    if untagged(Role::Server, &ts.server_tags) || untagged(Role::Agent, &ts.agent_tags) {
         d.push(Diagnostic::new("tailscale.tags", Problem::UntaggedNodes).on_key_or_parent());
     }
 }
@@ -811,6 +1187,31 @@ mod tests {
         ] {
             assert_eq!(predates_flannel_fix(fixed), None, "{fixed}");
         }
+    }
+
+    #[test]
+    fn selectors_and_tailnets() {
+        for ok in [
+            "autogroup:admin",
+            "group:ops",
+            "alice@example.com",
+            "bob@github",
+            "tag:k3s",
+        ] {
+            assert_eq!(selector_problem(ok), None, "{ok}");
+        }
+        assert_eq!(selector_problem("*"), Some(Flaw::Wildcard));
+        assert_eq!(selector_problem("admins"), Some(Flaw::NotASelector));
+        assert_eq!(selector_problem("group:"), Some(Flaw::NotASelector));
+        assert_eq!(selector_problem("a b"), Some(Flaw::Contains(' ')));
+        assert_eq!(
+            selector_problem("tag:K3s"),
+            Some(Flaw::Uppercase('K', "tags"))
+        );
+        assert_eq!(tailnet_problem("example-org.ts.net"), None);
+        assert_eq!(tailnet_problem("localhost"), Some(Flaw::OneLabel));
+        assert_eq!(tailnet_problem("a..b"), Some(Flaw::Empty));
+        assert!(tailnet_problem("Example.ts.net").is_some());
     }
 
     #[test]

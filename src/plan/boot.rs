@@ -78,10 +78,13 @@ pub struct BootConfig {
     /// The cluster is dual-stack and a key above carries the node's mesh IPv6 address: the
     /// bootstrap looks it up (`tailscale ip -6`) only then.
     pub ipv6: bool,
+    /// `node-name`: the server's name, checked at boot (pool nodes; a fixed node's name is in
+    /// config.yaml).
+    pub node_name: bool,
 }
 
 impl BootConfig {
-    pub(super) fn new(role: NodeRole, dual_stack: bool) -> Self {
+    pub(super) fn new(role: NodeRole, dual_stack: bool, pool: bool) -> Self {
         BootConfig {
             path: K3S_BOOT_CONFIG_PATH,
             node_ip: true,
@@ -89,6 +92,7 @@ impl BootConfig {
             tls_san: role.is_server(),
             join: true,
             ipv6: dual_stack,
+            node_name: pool,
         }
     }
 
@@ -98,6 +102,8 @@ impl BootConfig {
             Flag::NodeIp => self.node_ip = false,
             Flag::AdvertiseAddress => self.advertise_address = false,
             Flag::Server | Flag::ClusterInit => self.join = false,
+            // Refused for pools by validation, even under allow_owned_args.
+            Flag::NodeName => self.node_name = false,
             _ => {}
         }
         self.ipv6 &= self.node_ip || self.tls_san;
@@ -138,7 +144,8 @@ mod tests {
     #[test]
     fn every_boot_time_flag_the_spec_may_own_can_be_left_to_it() {
         for row in TABLE.iter().filter(|r| r.file != File::Config) {
-            let mut boot = BootConfig::new(NodeRole::InitServer, true);
+            // A pool node, so that node-name is written at boot too.
+            let mut boot = BootConfig::new(NodeRole::InitServer, true, true);
             let before = boot.clone();
             boot.leave_to_spec(row.flag);
             match row.user_args {
@@ -150,16 +157,16 @@ mod tests {
 
     #[test]
     fn the_ipv6_address_is_looked_up_only_when_a_key_carries_it() {
-        let mut agent = BootConfig::new(NodeRole::Agent, true);
+        let mut agent = BootConfig::new(NodeRole::Agent, true, false);
         assert!(agent.ipv6);
         agent.leave_to_spec(Flag::NodeIp);
         assert!(
             !agent.ipv6,
             "an agent whose node-ip the spec sets needs no IPv6"
         );
-        let mut server = BootConfig::new(NodeRole::JoinServer, true);
+        let mut server = BootConfig::new(NodeRole::JoinServer, true, false);
         server.leave_to_spec(Flag::NodeIp);
         assert!(server.ipv6, "tls-san still carries it");
-        assert!(!BootConfig::new(NodeRole::JoinServer, false).ipv6);
+        assert!(!BootConfig::new(NodeRole::JoinServer, false, false).ipv6);
     }
 }

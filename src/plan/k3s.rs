@@ -1,7 +1,8 @@
 //! The plan's K3s part: the install script's environment and the node's config.yaml.
 
 use super::{
-    AGENT_TOKEN_PATH, BootConfig, ExpandedNode, NodeRole, TOKEN_PATH, comma_list, parse_args,
+    AGENT_TOKEN_PATH, BootConfig, ExpandedNode, Label, NodeRole, TOKEN_PATH, Taint, comma_list,
+    parse_args,
 };
 use crate::firewall::{API_SERVER, MESH_INTERFACE};
 use crate::k3s_flags::{File, Flag};
@@ -58,6 +59,24 @@ pub struct K3sPlan {
     /// creating it (k3s-io/k3s install.sh `setup_binary`: `mv -f ${TMP_BIN} ${BIN_DIR}/k3s`),
     /// so the bootstrap makes it first, whatever else did or did not on this image.
     pub bin_dir: Option<&'static str>,
+    /// A pinned K3s release: the bootstrap takes a pre-installed K3s of that release (a
+    /// baked image's, see `meshboot packer`) instead of downloading it.
+    pub baked: Option<BakedK3s>,
+}
+
+/// Where a baked image holds K3s, and the release it must be to be used.
+#[derive(Debug, Clone, Serialize)]
+pub struct BakedK3s {
+    pub version: String,
+    /// The binary: `INSTALL_K3S_BIN_DIR/k3s` (the install script's default
+    /// /usr/local/bin). `k3s --version` prints `k3s version <release> (<commit>)` first
+    /// (k3s-io/k3s pkg/cli/cmds/root.go, `cli.VersionPrinter`).
+    pub bin: String,
+    /// The install script the image was baked with. Run with INSTALL_K3S_SKIP_DOWNLOAD=true
+    /// it writes the role's unit, env file and uninstall script around the binary that is
+    /// there, downloading nothing (get.k3s.io `download_and_verify`: "Skipping k3s download
+    /// and verify"); the bootstrap copies it to its usual place first.
+    pub installer: &'static str,
 }
 
 /// Where K3s goes on Flatcar.
@@ -65,13 +84,27 @@ pub const FLATCAR_BIN_DIR: &str = "/opt/bin";
 /// K3s's data directory unless `--data-dir` says otherwise.
 pub const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
 
-pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) -> K3sPlan {
+/// Where `meshboot packer`'s bake.sh leaves the K3s install script it ran.
+pub const BAKED_K3S_INSTALLER: &str = "/opt/meshboot/baked/k3s-install.sh";
+
+/// The K3s part of node `n`'s plan; `labels` and `taints` are the node's, as the plan has
+/// them (for a pool, the autoscaler is told the same ones).
+pub(super) fn plan_k3s(
+    spec: &Spec,
+    n: &ExpandedNode,
+    role: NodeRole,
+    os: Os,
+    (labels, taints): (&[Label], &[Taint]),
+) -> K3sPlan {
     let k = &spec.k3s;
     // Every key meshboot sets is a row of the one table of flags (crate::k3s_flags).
     let mut config: BTreeMap<String, ConfigValue> = BTreeMap::new();
     let mut set = |flag: Flag, v: ConfigValue| config.insert(flag.name().to_string(), v);
     let s = |v: &str| ConfigValue::Str(v.to_string());
-    set(Flag::NodeName, s(&n.name));
+    // A pool node's name is its server's: the bootstrap writes it in the drop-in at boot.
+    if n.pool.is_none() {
+        set(Flag::NodeName, s(&n.name));
+    }
     set(Flag::TokenFile, s(TOKEN_PATH));
     if k.flannel_backend != FlannelBackend::None {
         set(Flag::FlannelIface, s(MESH_INTERFACE));
@@ -99,18 +132,17 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
             ConfigValue::List(vec![format!("nodeport-addresses={}", mesh.join(","))]),
         );
     }
-    if let Some(labels) = &n.fields.labels
-        && !labels.is_empty()
-    {
+    if !labels.is_empty() {
         set(
             Flag::NodeLabel,
-            ConfigValue::List(labels.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            ConfigValue::List(labels.iter().map(Label::to_string).collect()),
         );
     }
-    if let Some(taints) = &n.fields.taints
-        && !taints.is_empty()
-    {
-        set(Flag::NodeTaint, ConfigValue::List(taints.clone()));
+    if !taints.is_empty() {
+        set(
+            Flag::NodeTaint,
+            ConfigValue::List(taints.iter().map(Taint::to_string).collect()),
+        );
     }
     let mut tls_san_names = Vec::new();
     if role.is_server() {
@@ -126,11 +158,15 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
             set(Flag::Disable, ConfigValue::List(k.disable.clone()));
         }
         tls_san_names.push(n.name.clone());
+        // kubectl over the mesh reaches the server by its MagicDNS name.
+        if let Some(tailnet) = &spec.tailscale.tailnet {
+            tls_san_names.push(format!("{}.{tailnet}", n.name));
+        }
         if k.agent_token.is_some() {
             set(Flag::AgentTokenFile, s(AGENT_TOKEN_PATH));
         }
     }
-    let mut boot_config = BootConfig::new(role, dual_stack);
+    let mut boot_config = BootConfig::new(role, dual_stack, n.pool.is_some());
     let extra = if role.is_server() {
         &k.server_args
     } else {
@@ -213,8 +249,8 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
             value: "stable".into(),
         }),
     }
-    let bin_dir = (os == Os::Flatcar).then_some(FLATCAR_BIN_DIR);
-    if let Some(dir) = bin_dir {
+    let k3s_bin_dir = (os == Os::Flatcar).then_some(FLATCAR_BIN_DIR);
+    if let Some(dir) = k3s_bin_dir {
         install_env.push(EnvVar {
             name: "INSTALL_K3S_BIN_DIR".into(),
             value: dir.into(),
@@ -231,6 +267,15 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
         });
     }
     install_env.sort_by(|a, b| a.name.cmp(&b.name));
+    let bin_dir = install_env
+        .iter()
+        .find(|e| e.name == "INSTALL_K3S_BIN_DIR")
+        .map_or("/usr/local/bin", |e| e.value.as_str());
+    let baked = k.version.as_ref().map(|version| BakedK3s {
+        version: version.clone(),
+        bin: format!("{bin_dir}/k3s"),
+        installer: BAKED_K3S_INSTALLER,
+    });
 
     K3sPlan {
         exec: if role.is_server() { "server" } else { "agent" },
@@ -247,12 +292,15 @@ pub(super) fn plan_k3s(spec: &Spec, n: &ExpandedNode, role: NodeRole, os: Os) ->
         etcd_db: role
             .is_server()
             .then(|| format!("{}/server/db", data_dir.trim_end_matches('/'))),
-        bin_dir,
+        bin_dir: k3s_bin_dir,
+        baked,
     }
 }
 
 /// The single-valued keys meshboot writes into config.yaml: a user arg (under
 /// `allow_owned_args`) replaces them rather than turning them into a list.
 fn is_meshboot_key(key: &str) -> bool {
-    Flag::named(key).is_some_and(|f| f.row().file == File::Config && !f.row().repeatable)
+    Flag::named(key).is_some_and(|f| {
+        matches!(f.row().file, File::Config | File::ConfigOrDropInForPools) && !f.row().repeatable
+    })
 }

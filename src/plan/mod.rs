@@ -8,14 +8,18 @@
 
 mod boot;
 mod k3s;
+mod pool;
 mod services;
 mod tailscale;
+pub mod updates;
 
 pub use boot::{BootConfig, Join};
-pub use k3s::{ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
+pub use k3s::{BAKED_K3S_INSTALLER, BakedK3s, ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
+pub use pool::{HETZNER_HOSTNAME_URL, Label, NameSource, PoolPlan, Taint};
 pub use services::{DROP_IN, MESH_WAIT_PATH, MESH_WAIT_S, Services};
 pub use tailscale::{
-    Arch, JsonTool, StaticBuild, TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball,
+    Arch, Installed, JsonTool, StaticBuild, TAILSCALE_PKGS, TAILSCALE_STATIC_DIR, TailscaleInstall,
+    TailscalePlan, Tarball, node_tags,
 };
 
 use crate::firewall::{FirewallInput, FirewallPlan, plan_firewall};
@@ -72,6 +76,9 @@ impl IgnitionVersion {
 pub struct ClusterPlan {
     pub cluster: String,
     pub ignition_version: IgnitionVersion,
+    /// Deliver large files gzipped (`--compress`): cloud-init `encoding: gz+b64`, Ignition
+    /// `compression: gzip`.
+    pub compress: bool,
     pub nodes: Vec<NodePlan>,
 }
 
@@ -134,6 +141,9 @@ pub enum FileKind {
     MeshWait,
     /// ufw nodes' firewall unit: checks that ufw is active.
     UfwGuardUnit,
+    /// The OS's update-reboot settings ([`updates`]): Flatcar's update.conf or a Zincati
+    /// config snippet.
+    OsUpdates,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -189,14 +199,21 @@ impl Default for Retries {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodePlan {
+    /// The node's name; for a pool, the pool's (its nodes are named `<name>-<hex>`).
     pub name: String,
     pub role: NodeRole,
+    /// The node is a pool: its name is its server's, read and checked at boot.
+    pub pool: Option<PoolPlan>,
     pub os: Os,
     pub envelope: Envelope,
     pub hcloud: Hcloud,
     pub join: Join,
     pub tailscale: TailscalePlan,
     pub k3s: K3sPlan,
+    /// The node's labels and taints: K3s registers these, and the autoscaler is told the
+    /// same ones for a pool.
+    pub labels: Vec<Label>,
+    pub taints: Vec<Taint>,
     pub firewall: FirewallPlan,
     /// How K3s, tailscaled and the firewall are tied together at every boot.
     pub services: Services,
@@ -204,6 +221,9 @@ pub struct NodePlan {
     pub packages: Vec<String>,
     pub files: Vec<FilePlan>,
     pub retries: Retries,
+    /// When the OS may reboot for an update (Flatcar, Fedora CoreOS), one window per node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reboot_window: Option<updates::RebootWindow>,
 }
 
 // Resolution is shared with validation; these names stay reachable as `plan::...`.
@@ -211,7 +231,11 @@ pub use crate::resolve::{
     DEFAULT_OS, ExpandedNode, comma_list, effective_backend, expand, node_backend, parse_args,
 };
 
-pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> ClusterPlan {
+pub fn plan(
+    spec: &Spec,
+    (ignition_version, compress): (IgnitionVersion, bool),
+    oauth: bool,
+) -> ClusterPlan {
     let nodes = expand(spec);
     let servers: Vec<&str> = nodes
         .iter()
@@ -220,9 +244,17 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
         .collect();
     let init = servers.first().copied().unwrap_or_default().to_string();
 
+    // Each node's index among the servers or the agents: its reboot window's slot.
+    let (mut servers_seen, mut agents_seen) = (0, 0);
     let plans = nodes
         .iter()
         .map(|n| {
+            let seen = match n.role {
+                Role::Server => &mut servers_seen,
+                Role::Agent => &mut agents_seen,
+            };
+            let role_index = *seen;
+            *seen += 1;
             let os = n.fields.os.unwrap_or(DEFAULT_OS);
             let envelope = Envelope::for_os(os);
             let role = match n.role {
@@ -254,8 +286,31 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                 allow_pod_metadata: spec.firewall.allow_pod_metadata,
             });
 
-            let tailscale = plan_tailscale(spec, &n.name, os, oauth);
-            let k3s = plan_k3s(spec, n, role, os);
+            let pool = n.pool.map(|size| PoolPlan {
+                name: n.name.clone(),
+                min: size.min,
+                max: size.max,
+                name_source: NameSource::for_envelope(envelope),
+            });
+            let labels: Vec<Label> = n
+                .fields
+                .labels
+                .iter()
+                .flatten()
+                .map(|(key, value)| Label {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect();
+            let taints: Vec<Taint> = n
+                .fields
+                .taints
+                .iter()
+                .flatten()
+                .map(|t| Taint::parse(t))
+                .collect();
+            let tailscale = plan_tailscale(spec, n.role, os, oauth, pool.is_some());
+            let k3s = plan_k3s(spec, n, role, os, (&labels, &taints));
             let services = plan_services(k3s.unit, backend, spec.k3s.flannel_backend);
 
             let mut packages = vec!["ca-certificates".to_string(), "curl".to_string()];
@@ -344,22 +399,30 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
                     FileKind::TailscaledDropIn,
                 ));
             }
+            let reboot_window = updates::reboot_window(os, role, role_index);
+            if let Some(w) = &reboot_window {
+                files.push(file(w.path, 0o644, FileKind::OsUpdates));
+            }
             files.sort_by(|a, b| a.path.cmp(&b.path));
 
             NodePlan {
                 name: n.name.clone(),
                 role,
+                pool,
                 os,
                 envelope,
                 hcloud: n.fields.hcloud.clone().unwrap_or_default(),
                 join,
                 tailscale,
                 k3s,
+                labels,
+                taints,
                 firewall,
                 services,
                 packages,
                 files,
                 retries: Retries::default(),
+                reboot_window,
             }
         })
         .collect();
@@ -367,6 +430,7 @@ pub fn plan(spec: &Spec, ignition_version: IgnitionVersion, oauth: bool) -> Clus
     ClusterPlan {
         cluster: spec.cluster.name.clone(),
         ignition_version,
+        compress,
         nodes: plans,
     }
 }

@@ -1,7 +1,7 @@
 //! The plan's Tailscale part: how a node installs Tailscale and the `tailscale up` it runs.
 
 use super::{AUTH_KEY_PATH, Retries};
-use crate::spec::{Os, Spec};
+use crate::spec::{Os, Role, Spec};
 use serde::Serialize;
 
 /// Where Flatcar gets the static build: /usr is read-only there, /opt is not.
@@ -38,6 +38,10 @@ pub enum TailscaleInstall {
         list: &'static str,
         /// What `apt-get install` gets: `tailscale`, or `tailscale=VERSION` when pinned.
         package: String,
+        /// Pinned: `apt-get install --allow-downgrades`, since the installed package (a
+        /// baked image's) may be newer than the pin, and apt-get -y refuses a downgrade
+        /// without it.
+        allow_downgrades: bool,
     },
     /// The static build's `tailscale` and `tailscaled` in `dir` (with `tailscale` linked into
     /// `link_dir` when `dir` is not on PATH), run by meshboot's own tailscaled unit (Flatcar,
@@ -125,14 +129,41 @@ fn static_build(version: Option<&String>) -> StaticBuild {
     }
 }
 
+/// When the bootstrap takes an installed Tailscale (a baked image's, or one already there)
+/// instead of installing it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Installed {
+    /// No version pinned: any `tailscale` on the PATH.
+    Any,
+    /// `tailscale.version` is pinned: only that version, as `tailscale version` prints it
+    /// on its first line (tailscale/tailscale version/print.go: `Short()` first). Any other
+    /// version is replaced by the pinned one.
+    Version { version: String },
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TailscalePlan {
     pub install: TailscaleInstall,
-    /// `tailscale up` arguments; the key is passed as `file:`, never by value.
+    /// The tags this node advertises: `tailscale.tags`, then its role's tags. A key minted
+    /// for the node (`--mint-auth-key`) carries exactly these.
+    pub tags: Vec<String>,
+    /// Which installed Tailscale is kept instead of installing it.
+    pub installed: Installed,
+    /// `tailscale up`'s key argument: the key is passed as `file:`, never by value.
+    pub auth_key_arg: String,
+    /// `tailscale up`'s arguments after the key and `--hostname=<the node's name>` (which
+    /// the bootstrap passes from `NODE_NAME`: a pool node learns its name at boot).
     pub up_args: Vec<String>,
-    /// True when the auth key is an OAuth client secret (the key file gets
-    /// `?ephemeral=false&preauthorized=true`).
-    pub oauth: bool,
+    /// Parameters appended to an OAuth client secret in the key file (`None` for a pre-auth
+    /// key, whose properties are its own). Such secrets default to ephemeral nodes that need
+    /// approval (Tailscale KB 1215, "Registering new nodes using OAuth credentials"): fixed
+    /// nodes get `?ephemeral=false&preauthorized=true`, pool nodes `?ephemeral=true&...`, so
+    /// that servers the autoscaler deletes leave the tailnet by themselves.
+    pub key_params: Option<&'static str>,
+    /// The node joins as an ephemeral node: meshboot enforces it for an OAuth secret (the
+    /// key parameters); for a pre-auth key, the key itself must be ephemeral (README).
+    pub ephemeral: bool,
     /// What reads `tailscale status --json` on this node's OS (see [`JsonTool`]).
     pub json: JsonTool,
 }
@@ -159,8 +190,34 @@ pub enum JsonTool {
     Jq,
 }
 
-pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> TailscalePlan {
+/// The tags a node in `role` advertises: the cluster's, then the role's, each once.
+pub fn node_tags(ts: &crate::spec::Tailscale, role: Role) -> Vec<String> {
+    let role_tags = match role {
+        Role::Server => &ts.server_tags,
+        Role::Agent => &ts.agent_tags,
+    };
+    let mut tags: Vec<String> = Vec::new();
+    for t in ts.tags.iter().chain(role_tags) {
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+    tags
+}
+
+/// The key file's parameters for an OAuth client secret on a fixed node and on a pool node.
+pub const OAUTH_FIXED: &str = "?ephemeral=false&preauthorized=true";
+pub const OAUTH_POOL: &str = "?ephemeral=true&preauthorized=true";
+
+pub(super) fn plan_tailscale(
+    spec: &Spec,
+    role: Role,
+    os: Os,
+    oauth: bool,
+    pool: bool,
+) -> TailscalePlan {
     let ts = &spec.tailscale;
+    let tags = node_tags(ts, role);
     let install = match os {
         Os::Ubuntu2204 => apt("ubuntu", "jammy", ts),
         Os::Ubuntu2404 => apt("ubuntu", "noble", ts),
@@ -180,16 +237,15 @@ pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> Ta
         Os::Ubuntu2204 | Os::Ubuntu2404 | Os::Debian12 => JsonTool::Python3,
         Os::Flatcar | Os::FedoraCoreos => JsonTool::Jq,
     };
-    let mut up_args = vec![
-        "up".to_string(),
-        format!("--auth-key=file:{AUTH_KEY_PATH}"),
-        format!("--hostname={name}"),
-    ];
-    if !ts.tags.is_empty() {
-        up_args.push(format!("--advertise-tags={}", ts.tags.join(",")));
+    let mut up_args = Vec::new();
+    if !tags.is_empty() {
+        up_args.push(format!("--advertise-tags={}", tags.join(",")));
     }
     up_args.push(format!("--ssh={}", ts.ssh));
     up_args.push(format!("--accept-dns={}", ts.accept_dns));
+    // Always said: `up` with flags is the complete set of settings, and the mode decides
+    // whether the host firewall sees tailscale0 traffic (README, "The host firewall").
+    up_args.push(format!("--netfilter-mode={}", ts.netfilter_mode.name()));
     if let Some(url) = &ts.login_server {
         up_args.push(format!("--login-server={url}"));
     }
@@ -197,10 +253,20 @@ pub(super) fn plan_tailscale(spec: &Spec, name: &str, os: Os, oauth: bool) -> Ta
         "--timeout={}s",
         Retries::default().tailscale_up_timeout_s
     ));
+    let installed = match &ts.version {
+        Some(version) => Installed::Version {
+            version: version.clone(),
+        },
+        None => Installed::Any,
+    };
     TailscalePlan {
         install,
+        tags,
+        installed,
+        auth_key_arg: format!("--auth-key=file:{AUTH_KEY_PATH}"),
         up_args,
-        oauth,
+        key_params: oauth.then_some(if pool { OAUTH_POOL } else { OAUTH_FIXED }),
+        ephemeral: pool,
         json,
     }
 }
@@ -223,5 +289,6 @@ fn apt(
             Some(v) => format!("tailscale={v}"),
             None => "tailscale".into(),
         },
+        allow_downgrades: ts.version.is_some(),
     }
 }

@@ -1,12 +1,15 @@
 //! The cloud-init envelope: `#cloud-config` built as data and serialized with serde_yaml.
 //!
-//! `write_files` delivers every file with its mode and root ownership, `packages` installs
+//! `write_files` delivers every file with its mode and root ownership (with `--compress`,
+//! every file that gets smaller as base64 of gzip, `encoding: gz+b64`), `packages` installs
 //! only what the node needs (no upgrade), and `runcmd` enables and starts the bootstrap
 //! unit.
 
 use super::{RenderError, RenderedFile};
 use crate::plan::{self, NodePlan};
+use base64::Engine as _;
 use serde::Serialize;
+use std::borrow::Cow;
 
 #[derive(Serialize)]
 struct CloudConfig<'a> {
@@ -23,21 +26,48 @@ struct WriteFile<'a> {
     path: &'a str,
     owner: &'static str,
     permissions: String,
-    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+    content: Cow<'a, str>,
 }
 
-pub fn document(node: &NodePlan, files: &[RenderedFile]) -> Result<String, RenderError> {
+/// cloud-init's name for base64 of gzip in `write_files` (cc_write_files.py,
+/// `canonicalize_extraction`: "gz+b64", "gzip+b64", "gz+base64" and "gzip+base64" all mean
+/// application/base64 then application/x-gzip; the schema lists gz+b64 since 22.x).
+pub const GZIP_BASE64: &str = "gz+b64";
+
+/// A file's `encoding` and `content`: plain, or with `compress`, base64 of its gzip when
+/// that is shorter (a one-line key file is not).
+fn content(text: &str, compress: bool) -> (Option<&'static str>, Cow<'_, str>) {
+    if compress {
+        let packed = base64::engine::general_purpose::STANDARD.encode(super::gzip(text.as_bytes()));
+        if packed.len() < text.len() {
+            return (Some(GZIP_BASE64), Cow::Owned(packed));
+        }
+    }
+    (None, Cow::Borrowed(text))
+}
+
+pub fn document(
+    node: &NodePlan,
+    files: &[RenderedFile],
+    compress: bool,
+) -> Result<String, RenderError> {
     let doc = CloudConfig {
         package_update: !node.packages.is_empty(),
         package_upgrade: false,
         packages: &node.packages,
         write_files: files
             .iter()
-            .map(|f| WriteFile {
-                path: &f.path,
-                owner: "root:root",
-                permissions: format!("{:04o}", f.mode),
-                content: &f.contents,
+            .map(|f| {
+                let (encoding, content) = content(&f.contents, compress);
+                WriteFile {
+                    path: &f.path,
+                    owner: "root:root",
+                    permissions: format!("{:04o}", f.mode),
+                    encoding,
+                    content,
+                }
             })
             .collect(),
         // Through systemd, like Ignition: the unit re-runs the bootstrap at every boot until

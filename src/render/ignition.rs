@@ -1,6 +1,9 @@
 //! The Ignition envelope: Ignition 3.x built from typed structs and serialized with serde_json.
 //!
-//! Files travel as `data:` URLs with their modes and root ownership; systemd units go under
+//! Files travel as `data:` URLs with their modes and root ownership, URL-escaped or base64
+//! as butane would pick (with `--compress`, gzipped where that is smaller,
+//! `compression: gzip`); units, which Ignition takes as
+//! plain text only, stay as they are; systemd units go under
 //! `systemd.units`, and the bootstrap unit is enabled so it runs once on first boot. Like
 //! butane and afterburn, the builder refuses duplicate paths and units.
 
@@ -46,6 +49,31 @@ pub struct Owner {
 #[derive(Serialize)]
 pub struct Resource {
     pub source: String,
+    /// `gzip` when `source` holds the gzipped contents (Ignition spec 3.3.0,
+    /// `storage.files[].contents.compression`: "the type of compression used on the
+    /// contents (null or gzip)").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<&'static str>,
+}
+
+/// A file's contents as a `data:` URL, the shortest of the encodings butane chooses from
+/// (coreos/butane `base/util/url.go`, `MakeDataURL`): URL-escaped, base64, and with
+/// `compress`, base64 of its gzip (counting the `gzip` the `compression` field spends).
+fn resource(bytes: &[u8], compress: bool) -> Resource {
+    let source = data_url(bytes);
+    if compress {
+        let packed = base64_data_url(&super::gzip(bytes));
+        if packed.len() + "gzip".len() < source.len() {
+            return Resource {
+                source: packed,
+                compression: Some("gzip"),
+            };
+        }
+    }
+    Resource {
+        source,
+        compression: None,
+    }
 }
 
 #[derive(Serialize)]
@@ -61,15 +89,47 @@ pub struct Unit {
     pub contents: String,
 }
 
-/// `data:;base64,...` for `bytes`.
+/// `bytes` as a `data:` URL: URL-escaped (`data:,...`) or base64 (`data:;base64,...`),
+/// whichever is shorter, as butane picks. A script mostly of letters escapes to nearly its
+/// own length, where base64 always adds a third; one full of spaces and symbols is shorter
+/// in base64.
 pub fn data_url(bytes: &[u8]) -> String {
+    let escaped = escape(bytes);
+    let b64 = base64_data_url(bytes);
+    if b64.len() < "data:,".len() + escaped.len() {
+        b64
+    } else {
+        format!("data:,{escaped}")
+    }
+}
+
+fn base64_data_url(bytes: &[u8]) -> String {
     format!(
         "data:;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
     )
 }
 
-pub fn document(files: &[RenderedFile], version: IgnitionVersion) -> Result<String, RenderError> {
+/// RFC 2397 escaping as Ignition's and butane's data URL library does it
+/// (vincent-petithory/dataurl `Escape`): RFC 2396's unreserved characters stay, every
+/// other byte becomes `%XX`.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn document(
+    files: &[RenderedFile],
+    version: IgnitionVersion,
+    compress: bool,
+) -> Result<String, RenderError> {
     let mut paths = BTreeSet::new();
     let mut config = Config {
         ignition: Ignition {
@@ -94,9 +154,7 @@ pub fn document(files: &[RenderedFile], version: IgnitionVersion) -> Result<Stri
                 overwrite: true,
                 user: Owner { name: "root" },
                 group: Owner { name: "root" },
-                contents: Resource {
-                    source: data_url(f.contents.as_bytes()),
-                },
+                contents: resource(f.contents.as_bytes(), compress),
             }),
         }
     }
@@ -105,4 +163,21 @@ pub fn document(files: &[RenderedFile], version: IgnitionVersion) -> Result<Stri
     let mut out = serde_json::to_string(&config).map_err(|e| RenderError(e.to_string()))?;
     out.push('\n');
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_urls_take_the_shorter_encoding() {
+        // Letters and unreserved marks stay as they are: shorter than base64.
+        assert_eq!(data_url(b"xxxxxxxx-x.y"), "data:,xxxxxxxx-x.y");
+        // Spaces cost three bytes each escaped: base64 is shorter.
+        assert_eq!(data_url(b"        "), "data:;base64,ICAgICAgICA=");
+        // Shorter escaped, if only by a byte.
+        assert_eq!(data_url(b"a b\nc d\n"), "data:,a%20b%0Ac%20d%0A");
+        // Every byte outside RFC 2396's unreserved set is escaped, UTF-8 bytes included.
+        assert_eq!(escape("a b/ü'()*!~".as_bytes()), "a%20b%2F%C3%BC'()*!~");
+    }
 }

@@ -29,6 +29,9 @@ pub const K3S_DROP_IN: &str = "k3s-meshboot.conf.j2";
 pub const MESH_WAIT: &str = "wait-for-mesh.sh.j2";
 pub const UFW_GUARD_UNIT: &str = "meshboot-firewall-ufw.service.j2";
 pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service.j2";
+pub const HCLOUD_SCRIPT: &str = "hcloud.sh.j2";
+pub const PACKER_TEMPLATE: &str = "meshboot.pkr.hcl.j2";
+pub const BAKE_SCRIPT: &str = "bake.sh.j2";
 
 const TEMPLATES: &[(&str, &str)] = &[
     (BOOTSTRAP, include_str!("../../templates/bootstrap.sh.j2")),
@@ -65,6 +68,12 @@ const TEMPLATES: &[(&str, &str)] = &[
         BOOTSTRAP_UNIT,
         include_str!("../../templates/meshboot-bootstrap.service.j2"),
     ),
+    (HCLOUD_SCRIPT, include_str!("../../templates/hcloud.sh.j2")),
+    (
+        PACKER_TEMPLATE,
+        include_str!("../../templates/meshboot.pkr.hcl.j2"),
+    ),
+    (BAKE_SCRIPT, include_str!("../../templates/bake.sh.j2")),
 ];
 
 /// A failure while rendering: always a meshboot bug, never the user's input.
@@ -95,6 +104,20 @@ impl From<minijinja::Error> for RenderError {
     }
 }
 
+/// `bytes` gzipped, deterministically: no file name, modification time 0 and the OS byte
+/// "unknown" in the header (RFC 1952 2.3.1: MTIME 0 means no time stamp; OS 255 unknown),
+/// so the same input always compresses to the same bytes.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(Vec::new(), flate2::Compression::best());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
 /// Quotes `s` as one word for a POSIX shell. Words made only of safe characters stay bare
 /// so the script stays readable; anything else is single-quoted, with `'` written as `'\''`.
 pub fn shell_quote(s: &str) -> String {
@@ -106,6 +129,51 @@ pub fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
+}
+
+/// Quotes `s` as an HCL string literal: `"` and `\` escaped, line breaks and other control
+/// characters as escapes, and `${` / `%{` doubled so that HCL reads them literally
+/// (HCL native syntax spec, "Template Literals": `$${` and `%%{` are the escapes of the
+/// interpolation and directive markers).
+pub fn hcl_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' | '%' if chars.peek() == Some(&'{') => {
+                out.push(c);
+                out.push(c);
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn hcl_filter(v: Value) -> Result<String, minijinja::Error> {
+    match v.as_str() {
+        Some(s) => Ok(hcl_quote(s)),
+        None => Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            "`hcl` applied to a value that is not a string",
+        )),
+    }
+}
+
+/// A value inside a `#` comment: on one line.
+fn hcl_comment_filter(v: Value) -> String {
+    v.to_string()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 fn sh_filter(v: Value) -> Result<String, minijinja::Error> {
@@ -149,6 +217,8 @@ fn environment() -> &'static Environment<'static> {
             .unwrap_or_default();
         env.set_syntax(syntax);
         env.add_filter("sh", sh_filter);
+        env.add_filter("hcl", hcl_filter);
+        env.add_filter("hcl_comment", hcl_comment_filter);
         env.add_filter("port", port_filter);
         for (name, source) in TEMPLATES {
             // The templates are part of the binary; a broken one fails the template test.
@@ -207,6 +277,37 @@ pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, Render
     )
 }
 
+/// The OS-update reboot settings of `node`: Flatcar's update.conf, or Zincati's TOML.
+fn os_updates(node: &NodePlan) -> Result<String, RenderError> {
+    let w = node
+        .reboot_window
+        .as_ref()
+        .ok_or_else(|| RenderError("an OS-update file without a reboot window".into()))?;
+    match w.path {
+        plan::updates::FLATCAR_UPDATE_CONF => Ok(plan::updates::flatcar_update_conf(w)),
+        _ => plan::updates::zincati_config(w).map_err(RenderError),
+    }
+}
+
+/// The script `meshboot hcloud` prints.
+pub fn hcloud_script(plan: &crate::delivery::hcloud::HcloudPlan) -> Result<String, RenderError> {
+    render_template(
+        HCLOUD_SCRIPT,
+        context! { plan => Value::from(minijinja::value::Serde(plan)) },
+    )
+}
+
+/// The two files `meshboot packer` writes: the Packer template and bake.sh.
+pub fn packer_files(
+    plan: &crate::delivery::packer::PackerPlan,
+) -> Result<(String, String), RenderError> {
+    let ctx = || context! { plan => Value::from(minijinja::value::Serde(plan)) };
+    Ok((
+        render_template(PACKER_TEMPLATE, ctx())?,
+        render_template(BAKE_SCRIPT, ctx())?,
+    ))
+}
+
 /// One file of a node, ready to deliver.
 #[derive(Debug, Clone)]
 pub struct RenderedFile {
@@ -231,10 +332,20 @@ pub fn node_files(
                 FileKind::Bootstrap => bootstrap_script(&cluster.cluster, node)?,
                 FileKind::K3sConfig => k3s_config(node)?,
                 FileKind::AuthKey => {
+                    if let Some(minted) = secrets.minted.get(&node.tailscale.tags) {
+                        return Ok(RenderedFile {
+                            path: f.path.clone(),
+                            mode: f.mode,
+                            contents: format!("{}\n", minted.expose()),
+                            unit: None,
+                            enable: false,
+                        });
+                    }
                     let mut key = secrets.auth_key.expose().to_string();
-                    if node.tailscale.oauth && !key.contains('?') {
-                        // OAuth client secrets default to ephemeral, unauthorised nodes.
-                        key.push_str("?ephemeral=false&preauthorized=true");
+                    if let Some(params) = node.tailscale.key_params
+                        && !key.contains('?')
+                    {
+                        key.push_str(params);
                     }
                     key + "\n"
                 }
@@ -263,6 +374,7 @@ pub fn node_files(
                 FileKind::MeshWait => render_template(MESH_WAIT, services(node))?,
                 FileKind::UfwGuardUnit => render_template(UFW_GUARD_UNIT, context! {})?,
                 FileKind::BootstrapUnit => render_template(BOOTSTRAP_UNIT, context! { paths => paths() })?,
+                FileKind::OsUpdates => os_updates(node)?,
             };
             Ok(RenderedFile {
                 path: f.path.clone(),
@@ -282,6 +394,8 @@ pub struct Artifact {
     pub file_name: String,
     pub envelope: Envelope,
     pub contents: String,
+    /// Its large files are gzipped (`--compress`).
+    pub compressed: bool,
 }
 
 /// Renders `node` in its own envelope.
@@ -296,29 +410,33 @@ pub fn render_node(
         secrets,
         node.envelope,
         cluster.ignition_version,
+        cluster.compress,
     )
 }
 
-/// Renders `node` in a chosen envelope (tests compare both envelopes of one node).
+/// Renders `node` in a chosen envelope, compressed or not (tests compare both envelopes,
+/// and both forms, of one node; the size budget asks what compression would save).
 pub fn render_node_as(
     cluster: &ClusterPlan,
     node: &NodePlan,
     secrets: &Secrets,
     envelope: Envelope,
     ignition_version: IgnitionVersion,
+    compress: bool,
 ) -> Result<Artifact, RenderError> {
     let files = node_files(cluster, node, secrets)?;
     // The envelopes differ only in how they deliver the files and enable the bootstrap
     // unit: cloud-init enables and starts it from `runcmd`, Ignition through its preset.
     let contents = match envelope {
-        Envelope::CloudInit => cloud_init::document(node, &files)?,
-        Envelope::Ignition => ignition::document(&files, ignition_version)?,
+        Envelope::CloudInit => cloud_init::document(node, &files, compress)?,
+        Envelope::Ignition => ignition::document(&files, ignition_version, compress)?,
     };
     let artifact = Artifact {
         node: node.name.clone(),
         file_name: format!("{}.{}", node.name, envelope.extension()),
         envelope,
         contents,
+        compressed: compress,
     };
     check_rendered(&artifact, &files)?;
     Ok(artifact)

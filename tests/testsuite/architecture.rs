@@ -320,10 +320,19 @@ const STAGES: &[&str] = &[
     "resolve",
     "validate",
     "secrets",
-    // Stages 3-5.
+    // Minting short-lived keys from an OAuth secret (stage 2c, beside the secrets).
+    "mint",
+    // Stages 3-5, and beside them the cluster-wide outputs built from the spec and plan:
+    // the tailnet policy, the kubeconfig commands, the upgrade Plans, and (delivery) what
+    // Hetzner and its cluster-autoscaler need, planned beside the nodes'.
     "plan",
+    "policy",
+    "delivery",
     "render",
+    "kubeconfig",
+    "upgrade",
     "emit",
+    "autoscaler",
     // The spec's schema, the pipeline as a whole, and the command line.
     "schema",
     "lib",

@@ -134,7 +134,7 @@ fn render_of_an_unknown_node_is_a_usage_error_listing_the_nodes() {
 
 #[test]
 fn check_and_plan_succeed_without_printing_secrets() {
-    let c = meshboot(&["check", &fixture("headscale-oauth.yaml")]);
+    let c = meshboot(&["check", &fixture("headscale.yaml")]);
     assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
     assert!(
         stdout(&c).contains("ok, 3 nodes in cluster hs-lab"),
@@ -430,9 +430,15 @@ const SUBCOMMANDS: &[&str] = &[
     "render",
     "check",
     "plan",
+    "hcloud",
+    "packer",
+    "autoscaler",
     "init",
     "completions",
     "schema",
+    "policy",
+    "upgrade",
+    "kubeconfig",
 ];
 
 #[test]
@@ -487,5 +493,85 @@ fn help_texts_are_snapshots() {
         let o = meshboot_env(&[sub, "--help"], &[]);
         assert_eq!(o.status.code(), Some(0), "{sub}: {}", stderr(&o));
         insta::assert_snapshot!(format!("help-{sub}"), stdout(&o));
+    }
+}
+
+/// A node over Hetzner's 32 KiB limit is refused with what `--compress` would make of it,
+/// computed by rendering it compressed: it fits, or it stays over by a stated amount.
+#[test]
+fn an_oversized_node_is_told_what_compress_would_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(fixtures_dir().join("single-server.yaml")).unwrap();
+    let with_args = |args: Vec<String>| {
+        let list = args
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        base.replace("k3s:\n", &format!("k3s:\n  server_args: [{list}]\n"))
+    };
+    // Repetitive args compress well; pseudo-random lowercase words do not.
+    let repetitive: Vec<String> = (0..10)
+        .map(|i| {
+            format!(
+                "--kube-apiserver-arg=feature-gates={}",
+                format!("gate{i}=true,").repeat(300)
+            )
+        })
+        .collect();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut word = || {
+        (0..4000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (b'a' + (x % 26) as u8) as char
+            })
+            .collect::<String>()
+    };
+    let random: Vec<String> = (0..20)
+        .map(|i| format!("--kube-apiserver-arg=x{i}={}", word()))
+        .collect();
+    for (args, fits) in [(repetitive, true), (random, false)] {
+        let spec = dir.path().join("big.yaml");
+        std::fs::write(&spec, with_args(args)).unwrap();
+        let spec = spec.to_str().unwrap();
+        let out = dir.path().join(format!("out-{fits}"));
+        let o = meshboot(&["build", spec, "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(!out.exists(), "something was written");
+        let e = stderr(&o);
+        assert!(e.contains("error: solo-1.yaml: "), "{e}");
+        let compressed = meshboot(&["render", spec, "--node", "solo-1", "--compress"]);
+        if fits {
+            assert_eq!(compressed.status.code(), Some(0), "{}", stderr(&compressed));
+            let len = compressed.stdout.len();
+            assert!(
+                e.contains(&format!(
+                    "`--compress` would fit it: {len} bytes compressed"
+                )),
+                "{e}"
+            );
+            let o = meshboot(&["build", spec, "--out", out.to_str().unwrap(), "--compress"]);
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        } else {
+            assert_eq!(compressed.status.code(), Some(1));
+            let told = stderr(&compressed);
+            let len: usize = told
+                .split("solo-1.yaml: ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .expect("the compressed size");
+            assert!(
+                e.contains(&format!(
+                    "even with `--compress` it would be {len} bytes, {} over",
+                    len - 32768
+                )),
+                "{e}"
+            );
+            assert!(told.contains("it is compressed already, and"), "{told}");
+        }
     }
 }

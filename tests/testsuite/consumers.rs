@@ -152,6 +152,36 @@ fn cloud_configs() -> Vec<Input> {
     envelopes(Envelope::CloudInit)
 }
 
+/// Every cloud-init artifact of every fixture rendered with `--compress`.
+fn compressed_cloud_configs() -> Vec<Input> {
+    let opts = Options {
+        compress: true,
+        ..Options::default()
+    };
+    let mut v = Vec::new();
+    for f in good_fixtures() {
+        let name = f.file_name().expect("file name").to_string();
+        let (_, artifacts) = compile(&f, &opts);
+        for a in artifacts
+            .iter()
+            .filter(|a| a.envelope == Envelope::CloudInit)
+        {
+            assert!(
+                a.contents.contains("encoding: gz+b64"),
+                "{}: nothing compressed",
+                a.file_name
+            );
+            v.push(input(
+                &name,
+                a,
+                format!("{} (--compress)", a.file_name),
+                a.contents.clone(),
+            ));
+        }
+    }
+    v
+}
+
 fn ignition_configs() -> Vec<Input> {
     envelopes(Envelope::Ignition)
 }
@@ -260,6 +290,14 @@ const CLOUD_INIT_SCHEMA: Consumer = Consumer {
     },
     at_least: 10,
     broken: "#cloud-config\nwrite_files:\n  - path: /x\n    permissions: 600\n",
+};
+
+/// `cloud-init schema` on the `--compress` output (`encoding: gz+b64`).
+const CLOUD_INIT_SCHEMA_COMPRESSED: Consumer = Consumer {
+    tool: "cloud-init schema (--compress)",
+    inputs: compressed_cloud_configs,
+    broken: "#cloud-config\nwrite_files:\n  - path: /x\n    encoding: gz+b64\n    content: 1\n    permissions: 600\n",
+    ..CLOUD_INIT_SCHEMA
 };
 
 /// `ignition-validate`, warning-free.
@@ -408,11 +446,9 @@ const UFW: Consumer = Consumer {
     broken: "ufw allow 99999/tcp\n",
 };
 
-/// Runs the script in `file` with the real ufw in a sandbox: new network namespace,
-/// scratch copies of ufw's configuration, host read-only.
-fn ufw_sandbox(file: &Path) -> Output {
-    let w = tempfile::tempdir().unwrap();
-    let p = w.path();
+/// Scratch copies of ufw's configuration in `p` (etc-ufw, default-ufw, lib-ufw), for a
+/// sandbox to bind over the host's.
+fn copy_ufw_config(p: &Path) {
     for (from, to) in [
         ("/etc/ufw", "etc-ufw"),
         ("/etc/default/ufw", "default-ufw"),
@@ -425,6 +461,14 @@ fn ufw_sandbox(file: &Path) -> Output {
             stdout_and_stderr(&o)
         );
     }
+}
+
+/// Runs the script in `file` with the real ufw in a sandbox: new network namespace,
+/// scratch copies of ufw's configuration, host read-only.
+fn ufw_sandbox(file: &Path) -> Output {
+    let w = tempfile::tempdir().unwrap();
+    let p = w.path();
+    copy_ufw_config(p);
     run(Command::new("bwrap")
         .args([
             "--ro-bind",
@@ -485,6 +529,64 @@ fn cloud_init_schema_accepts_every_cloud_config() {
 #[test]
 fn cloud_init_schema_rejects_a_broken_config() {
     assert_rejects_broken(&CLOUD_INIT_SCHEMA);
+}
+
+#[test]
+fn cloud_init_schema_accepts_every_compressed_cloud_config() {
+    judge(&CLOUD_INIT_SCHEMA_COMPRESSED);
+    assert_rejects_broken(&CLOUD_INIT_SCHEMA_COMPRESSED);
+}
+
+/// cloud-init's own `write_files` (cc_write_files.py from the Debian package, run by the
+/// system Python that cloud-init runs under) decodes every `--compress` cloud-config into a
+/// scratch root: each file's bytes and mode are those of the uncompressed build.
+#[test]
+fn cloud_init_write_files_decodes_compressed_files_to_the_uncompressed_bytes() {
+    const PYTHON: &str = "/usr/bin/python3";
+    require(PYTHON, "python3");
+    require("cloud-init", "cloud-init");
+    // write_files(name, files, owner) writes each path with its encoding and permissions
+    // (cloud-init 22.4, cloudinit/config/cc_write_files.py); the paths are moved under root.
+    const WRITE: &str = "import sys, yaml\nfrom cloudinit.config import cc_write_files\nroot = sys.argv[2]\nfiles = yaml.safe_load(open(sys.argv[1]))['write_files']\nfor f in files:\n    f['path'] = root + f['path']\ncc_write_files.write_files('write_files', files, 'root:root')\n";
+    let compressed = Options {
+        compress: true,
+        ..Options::default()
+    };
+    let mut checked_files = 0;
+    for f in good_fixtures() {
+        let (_, plain) = compile(&f, &Options::default());
+        let (_, packed) = compile(&f, &compressed);
+        for (p, c) in plain
+            .iter()
+            .zip(&packed)
+            .filter(|(p, _)| p.envelope == Envelope::CloudInit)
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("user-data");
+            std::fs::write(&config, &c.contents).unwrap();
+            let root = dir.path().join("root");
+            let o = run(Command::new(PYTHON)
+                .args(["-c", WRITE])
+                .arg(&config)
+                .arg(&root));
+            assert!(
+                o.status.success(),
+                "{}: {}",
+                c.file_name,
+                stdout_and_stderr(&o)
+            );
+            for (path, mode, contents) in delivered_files(p) {
+                let written = root.join(path.trim_start_matches('/'));
+                let bytes = std::fs::read(&written)
+                    .unwrap_or_else(|e| panic!("{} {path}: {e}", c.file_name));
+                assert_eq!(bytes, contents.as_bytes(), "{} {path}", c.file_name);
+                let m = std::fs::metadata(&written).unwrap().permissions().mode() & 0o7777;
+                assert_eq!(m, mode, "{} {path}", c.file_name);
+                checked_files += 1;
+            }
+        }
+    }
+    assert!(checked_files >= 100, "{checked_files}");
 }
 
 #[test]
@@ -679,74 +781,86 @@ fn ignition_files_stage_lays_down_what_cloud_init_would() {
         for node in &checked.plan.nodes {
             // Render the same node in both envelopes: what Ignition really lays down must
             // be what cloud-init's write_files would, plus the units Ignition enables.
-            let render = |envelope| {
+            // Compressed (`--compress`: gzip data URLs), the real Ignition lays down the
+            // same tree as uncompressed cloud-init would.
+            let render = |envelope, compress| {
                 render_node_as(
                     &checked.plan,
                     node,
                     &checked.secrets,
                     envelope,
                     IgnitionVersion::V3_3,
+                    compress,
                 )
                 .unwrap()
             };
-            let ign = render(Envelope::Ignition);
-            let ci = render(Envelope::CloudInit);
-            let root = ignition_files_stage(&ign.contents);
+            let ci = render(Envelope::CloudInit, false);
+            for compress in [false, true] {
+                let ign = render(Envelope::Ignition, compress);
+                if compress {
+                    assert!(
+                        ign.contents.contains("\"compression\":\"gzip\""),
+                        "{fixture} {}: nothing compressed",
+                        node.name
+                    );
+                }
+                let root = ignition_files_stage(&ign.contents);
 
-            let cloud_init_files = delivered_files(&ci);
-            let got = laid_down(root.path(), &cloud_init_files);
-            for (path, mode, contents) in &cloud_init_files {
-                let (m, uid, gid, c) = &got[path];
+                let cloud_init_files = delivered_files(&ci);
+                let got = laid_down(root.path(), &cloud_init_files);
+                for (path, mode, contents) in &cloud_init_files {
+                    let (m, uid, gid, c) = &got[path];
+                    assert_eq!(
+                        (m, uid, gid),
+                        (mode, &0, &0),
+                        "{fixture} {}: {path} mode/owner",
+                        node.name
+                    );
+                    assert_eq!(c, contents, "{fixture} {}: {path} contents", node.name);
+                }
+                // Both envelopes deliver exactly the same files.
+                let ign_paths: Vec<String> = delivered_files(&ign)
+                    .into_iter()
+                    .map(|(p, _, _)| p)
+                    .collect();
+                let ci_paths: Vec<String> =
+                    cloud_init_files.iter().map(|(p, _, _)| p.clone()).collect();
+                assert_eq!(ign_paths, ci_paths, "{fixture} {}", node.name);
+                let unit = root
+                    .path()
+                    .join("etc/systemd/system/meshboot-bootstrap.service");
                 assert_eq!(
-                    (m, uid, gid),
-                    (mode, &0, &0),
-                    "{fixture} {}: {path} mode/owner",
+                    std::fs::metadata(&unit).unwrap().permissions().mode() & 0o777,
+                    0o644
+                );
+
+                // Enabled units: the bootstrap's, and on nftables nodes the firewall's (the
+                // table's firewall, not the plan's); the config enables exactly those, and
+                // Ignition records them in its preset file.
+                let row = Row::of(fixture.file_name().expect("file name"), &node.name);
+                let mut want = vec![BOOTSTRAP_UNIT.to_string()];
+                if matches!(row.firewall, Firewall::Nftables(_)) {
+                    want.push(FIREWALL_UNIT.to_string());
+                }
+                want.sort();
+                assert_eq!(
+                    enabled_units(&ign.contents),
+                    want,
+                    "{fixture} {}: units the config enables",
                     node.name
                 );
-                assert_eq!(c, contents, "{fixture} {}: {path} contents", node.name);
+                let preset = std::fs::read_to_string(
+                    root.path()
+                        .join("etc/systemd/system-preset/20-ignition.preset"),
+                )
+                .expect("Ignition wrote no preset file");
+                let mut enabled: Vec<&str> = preset
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("enable "))
+                    .collect();
+                enabled.sort();
+                assert_eq!(enabled, want, "{fixture} {}: enabled units", node.name);
             }
-            // Both envelopes deliver exactly the same files.
-            let ign_paths: Vec<String> = delivered_files(&ign)
-                .into_iter()
-                .map(|(p, _, _)| p)
-                .collect();
-            let ci_paths: Vec<String> =
-                cloud_init_files.iter().map(|(p, _, _)| p.clone()).collect();
-            assert_eq!(ign_paths, ci_paths, "{fixture} {}", node.name);
-            let unit = root
-                .path()
-                .join("etc/systemd/system/meshboot-bootstrap.service");
-            assert_eq!(
-                std::fs::metadata(&unit).unwrap().permissions().mode() & 0o777,
-                0o644
-            );
-
-            // Enabled units: the bootstrap's, and on nftables nodes the firewall's (the
-            // table's firewall, not the plan's); the config enables exactly those, and
-            // Ignition records them in its preset file.
-            let row = Row::of(fixture.file_name().expect("file name"), &node.name);
-            let mut want = vec![BOOTSTRAP_UNIT.to_string()];
-            if matches!(row.firewall, Firewall::Nftables(_)) {
-                want.push(FIREWALL_UNIT.to_string());
-            }
-            want.sort();
-            assert_eq!(
-                enabled_units(&ign.contents),
-                want,
-                "{fixture} {}: units the config enables",
-                node.name
-            );
-            let preset = std::fs::read_to_string(
-                root.path()
-                    .join("etc/systemd/system-preset/20-ignition.preset"),
-            )
-            .expect("Ignition wrote no preset file");
-            let mut enabled: Vec<&str> = preset
-                .lines()
-                .filter_map(|l| l.strip_prefix("enable "))
-                .collect();
-            enabled.sort();
-            assert_eq!(enabled, want, "{fixture} {}: enabled units", node.name);
         }
     }
 }
@@ -1014,4 +1128,148 @@ fn nft_forwards_a_public_port_dnatted_to_another_pod_port() {
             "matching the pod's port after DNAT let the connection through, so this test proves nothing:\n{out}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Netfilter modes against the real kernel: who filters tailscale0
+
+/// tailscaled's `--netfilter-mode=on`, stood in by the two rules that matter here, as
+/// tailscale/tailscale `util/linuxfw/iptables_runner.go` writes them: `AddHooks` puts
+/// `-j ts-input` first in INPUT, `addBase4` appends `-i tailscale0 -j ACCEPT` to ts-input.
+/// `nodivert` makes the chains but adds no hook, `off` makes nothing
+/// (`wgengine/router/osrouter/router_linux.go`, `setNetfilterModeLocked`): for the host
+/// firewall both are "no tailscaled rule in the way".
+const TAILSCALED_ON: &str = "iptables -N ts-input && iptables -I INPUT 1 -j ts-input && iptables -A ts-input -i tailscale0 -j ACCEPT";
+
+/// Loads a firewall (`setup`, a shell script run in the node's network namespace, with
+/// `firewall` bound read-only at /run/firewall), optionally tailscaled's `on` hook, then
+/// connects to each port from a peer on the far end of a veth named `tailscale0`. A port
+/// is let through when the kernel answers (connection refused: nothing listens), dropped
+/// when the connection times out. Returns (port, let through) per port.
+fn mesh_probe(setup: &str, firewall: &str, tailscaled_on: bool, ports: &[u16]) -> Vec<(u16, bool)> {
+    require("ip", "iproute2");
+    require("bwrap", "bubblewrap");
+    let w = tempfile::tempdir().unwrap();
+    let p = w.path();
+    copy_ufw_config(p);
+    std::fs::write(p.join("firewall"), firewall).unwrap();
+    std::fs::write(p.join("setup.sh"), setup).unwrap();
+    let id = format!(
+        "{}{}",
+        std::process::id(),
+        p.file_name().unwrap().to_string_lossy()
+    );
+    let id: String = id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(10)
+        .collect();
+    let probes: Vec<String> = ports
+        .iter()
+        .map(|port| {
+            format!(
+                "if ip netns exec \"$B\" timeout 3 bash -c 'exec 3<>/dev/tcp/100.64.0.1/{port}' 2>/dev/null; then echo {port} open; \
+                 elif [ $? -eq 124 ]; then echo {port} dropped; else echo {port} open; fi"
+            )
+        })
+        .collect();
+    let bwrap = format!(
+        "bwrap --ro-bind / / --dev /dev --proc /proc --tmpfs /run --tmpfs /tmp \
+         --bind {d}/etc-ufw /etc/ufw --bind {d}/default-ufw /etc/default/ufw --bind {d}/lib-ufw /lib/ufw \
+         --ro-bind {d}/firewall /run/firewall --ro-bind {d}/setup.sh /run/setup.sh \
+         --die-with-parent /bin/sh -e /run/setup.sh",
+        d = p.display()
+    );
+    let script = format!(
+        "set -e\nA=mbnfa{id}; B=mbnfb{id}; T=mbt{id}\n\
+         ip netns add \"$A\"; ip netns add \"$B\"\n\
+         trap 'ip netns del \"$A\"; ip netns del \"$B\"' EXIT\n\
+         ip link add \"$T\" type veth peer name mbp{id}\n\
+         ip link set \"$T\" netns \"$A\"; ip link set mbp{id} netns \"$B\"\n\
+         ip -n \"$A\" link set \"$T\" name tailscale0\n\
+         ip -n \"$A\" addr add 100.64.0.1/24 dev tailscale0; ip -n \"$A\" link set tailscale0 up; ip -n \"$A\" link set lo up\n\
+         ip -n \"$B\" addr add 100.64.0.2/24 dev mbp{id}; ip -n \"$B\" link set mbp{id} up\n\
+         ip netns exec \"$A\" {bwrap} >/dev/null\n\
+         {on}\n\
+         set +e\n{probes}\n",
+        on = if tailscaled_on {
+            format!("ip netns exec \"$A\" sh -c '{TAILSCALED_ON}'")
+        } else {
+            String::new()
+        },
+        probes = probes.join("\n")
+    );
+    let o = run(Command::new("bash").arg("-c").arg(&script));
+    let out = stdout_and_stderr(&o);
+    assert!(o.status.success(), "the probe failed:\n{out}");
+    ports
+        .iter()
+        .map(|port| {
+            let open = out.lines().any(|l| l == format!("{port} open"));
+            let dropped = out.lines().any(|l| l == format!("{port} dropped"));
+            assert!(open != dropped, "{port}: no verdict:\n{out}");
+            (*port, open)
+        })
+        .collect()
+}
+
+/// The delivered file at `path` of `node` in `fixture`.
+fn delivered_file(fixture: &str, node: &str, path: &str) -> String {
+    let (_, artifacts) = compile(&support::fixtures_dir().join(fixture), &Options::default());
+    let a = artifacts.iter().find(|a| a.node == node).expect("node");
+    delivered_files(a)
+        .into_iter()
+        .find(|(p, _, _)| p == path)
+        .map(|(_, _, c)| c)
+        .expect("file")
+}
+
+#[test]
+fn nftables_limits_tailscale0_to_the_k3s_ports_in_every_netfilter_mode() {
+    require("nft", "nftables");
+    let ruleset = delivered_file(
+        "nftables.yaml",
+        "nft-server-1",
+        meshboot::plan::NFTABLES_PATH,
+    );
+    // nft-server-1 opens 2379-2380, 6443, 9100 and 10250/tcp on tailscale0 (expect.rs).
+    for on in [false, true] {
+        let got = mesh_probe(
+            "nft -f /run/firewall\n",
+            &ruleset,
+            on,
+            &[6443, 10250, 2380, 8080, 31000],
+        );
+        assert_eq!(
+            got,
+            [
+                (6443, true),
+                (10250, true),
+                (2380, true),
+                (8080, false),
+                (31000, false)
+            ],
+            "tailscaled on: {on}"
+        );
+    }
+}
+
+#[test]
+fn ufw_limits_tailscale0_unless_tailscaled_hooks_in_first() {
+    require("ufw", "ufw");
+    let script = delivered_file("mesh.yaml", "mesh-cp", meshboot::plan::BOOTSTRAP_PATH);
+    let ufw: Vec<String> = script
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("quiet ufw "))
+        .map(|rest| format!("ufw {rest}"))
+        .collect();
+    assert!(ufw.len() > 10, "{ufw:?}");
+    let setup = format!("{}\n", ufw.join("\n"));
+    // nodivert / off: ufw sees tailscale0 and lets in only the ports it lists.
+    let got = mesh_probe(&setup, "", false, &[6443, 9100, 8080]);
+    assert_eq!(got, [(6443, true), (9100, true), (8080, false)]);
+    // on: tailscaled's ts-input accepts everything on tailscale0 before ufw's rules, which
+    // is why the tailnet policy is the mesh firewall then.
+    let got = mesh_probe(&setup, "", true, &[6443, 8080]);
+    assert_eq!(got, [(6443, true), (8080, true)]);
 }

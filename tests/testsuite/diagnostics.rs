@@ -275,3 +275,31 @@ fn a_default_setting_is_reported_at_its_section() {
     assert!(untagged.contains(":5:1\n"), "{untagged}");
     assert!(untagged.contains("5 | tailscale:"), "{untagged}");
 }
+
+/// Role tags count: nodes are untagged only when neither `tags` nor their role's own tags
+/// give them one. Servers tagged by `server_tags` alone leave the agents untagged.
+#[test]
+fn nodes_are_untagged_only_when_their_role_has_no_tags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = Utf8PathBuf::from_path_buf(dir.path().join("spec.yaml")).expect("UTF-8");
+    let fixture =
+        std::fs::read_to_string(root().join("fixtures/err_warnings_day2.yaml")).expect("fixture");
+    let with_agent = |tags: &str| {
+        fixture.replace("  tags: []\n", tags).replace(
+            "    role: server\n",
+            "    role: server\n  - name: w-1\n    role: agent\n",
+        )
+    };
+    for (tags, warned) in [
+        ("  tags: []\n", true),
+        ("  server_tags: [tag:cp]\n", true),
+        ("  agent_tags: [tag:w]\n", true),
+        ("  server_tags: [tag:cp]\n  agent_tags: [tag:w]\n", false),
+        ("  tags: [tag:k3s]\n", false),
+    ] {
+        std::fs::write(&path, with_agent(tags)).expect("spec");
+        let (code, report) = diagnose(&path, false);
+        assert_eq!(code, exit::OK, "{report}");
+        assert_eq!(report.contains("no tags:"), warned, "{tags}{report}");
+    }
+}

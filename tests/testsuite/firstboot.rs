@@ -8,7 +8,7 @@
 //! the envelope starts (cloud-init's `runcmd`, or the Ignition unit's `ExecStart`) with the
 //! host file system read-only, a private /tmp and /run, no network, its own PID, IPC and UTS
 //! namespaces, no capabilities and an empty environment. Only the node's own directories are
-//! writable (`NODE_DIRS`: /etc/meshboot, /etc/rancher, /etc/systemd/system, the apt source
+//! writable (`NODE_DIRS`: /etc/meshboot, /etc/rancher, /etc/systemd/system, /etc/flatcar, /etc/zincati, the apt source
 //! and keyring directories, /opt, /var, /usr/local/bin), each a scratch directory; the rest
 //! of /etc is a read-only view of the host's. The stand-ins sit in /usr/local/sbin, which
 //! the bootstrap's own PATH puts right after /opt/bin: /opt/bin stays the node's, so the
@@ -59,6 +59,7 @@
 //! and `gzip`; a missing tool fails the test naming the Debian package, it never skips.
 
 mod adversarial;
+mod baked;
 mod calls;
 mod checks;
 pub(crate) mod expect;

@@ -34,7 +34,7 @@ fn accepted_specs() -> Vec<Utf8PathBuf> {
 
 #[test]
 fn with_an_agent_token_agents_never_hold_the_server_token() {
-    let spec = support::fixtures_dir().join("headscale-oauth.yaml");
+    let spec = support::fixtures_dir().join("headscale.yaml");
     let (checked, artifacts) = compile(&spec, &Options::default());
     let mut agents = 0;
     for (node, a) in checked.plan.nodes.iter().zip(&artifacts) {
@@ -86,10 +86,12 @@ fn secrets_live_only_in_their_0600_root_files() {
         for a in &artifacts {
             let what = format!("{spec}: {}", a.file_name);
             let files = delivered(a);
+            let secret_path =
+                |p: &str| p == AUTH_KEY_PATH || p == TOKEN_PATH || p == AGENT_TOKEN_PATH;
             for f in &files {
                 assert_eq!(f.owner, "root:root", "{what}: {}", f.path);
                 let holds_secret = secrets.iter().any(|s| f.contents.contains(s.as_str()));
-                if f.path == AUTH_KEY_PATH || f.path == TOKEN_PATH || f.path == AGENT_TOKEN_PATH {
+                if secret_path(&f.path) {
                     assert_eq!(f.mode, 0o600, "{what}: {} mode {:o}", f.path, f.mode);
                     assert!(holds_secret, "{what}: {} holds no secret", f.path);
                     assert_eq!(f.contents.lines().count(), 1, "{what}: one line");
@@ -109,22 +111,38 @@ fn secrets_live_only_in_their_0600_root_files() {
                 }
             }
             // In the raw envelope, a secret appears only inside its file (cloud-init holds
-            // the files as text, Ignition as base64).
+            // the files as text, Ignition as URL-escaped text or base64).
+            let ignition_sources: Vec<String> = if a.file_name.ends_with(".ign") {
+                let doc: serde_json::Value = serde_json::from_str(&a.contents).expect("ignition");
+                doc["storage"]["files"]
+                    .as_array()
+                    .expect("files")
+                    .iter()
+                    .filter(|f| secret_path(f["path"].as_str().expect("path")))
+                    .map(|f| {
+                        f["contents"]["source"]
+                            .as_str()
+                            .expect("source")
+                            .to_string()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             for s in &secrets {
                 let in_files = files
                     .iter()
-                    .filter(|f| {
-                        f.path == AUTH_KEY_PATH
-                            || f.path == TOKEN_PATH
-                            || f.path == AGENT_TOKEN_PATH
-                    })
+                    .filter(|f| secret_path(&f.path))
                     .map(|f| f.contents.matches(s.as_str()).count())
                     .sum::<usize>();
                 let raw = a.contents.matches(s.as_str()).count();
                 let expected = if a.file_name.ends_with(".yaml") {
                     in_files
                 } else {
-                    0
+                    ignition_sources
+                        .iter()
+                        .map(|src| src.matches(s.as_str()).count())
+                        .sum()
                 };
                 assert_eq!(raw, expected, "{what}: a secret appears outside its file");
             }
@@ -167,10 +185,7 @@ fn secrets_live_only_in_their_0600_root_files() {
 
 #[test]
 fn an_oauth_secret_gets_its_parameters_in_its_file_only() {
-    let (_, artifacts) = compile(
-        &fixtures_dir().join("headscale-oauth.yaml"),
-        &Options::default(),
-    );
+    let (_, artifacts) = compile(&fixtures_dir().join("mesh.yaml"), &Options::default());
     for a in &artifacts {
         let files = delivered(a);
         let key = files
@@ -183,6 +198,33 @@ fn an_oauth_secret_gets_its_parameters_in_its_file_only() {
         );
         assert_eq!(key.mode, 0o600);
     }
+}
+
+/// Pool nodes join as ephemeral nodes, fixed nodes do not: with an OAuth client secret,
+/// meshboot sets it in the key file (Tailscale KB 1215: `?ephemeral=...&preauthorized=...`).
+#[test]
+fn with_an_oauth_secret_pool_nodes_are_ephemeral_and_fixed_nodes_are_not() {
+    let (_, artifacts) = compile(
+        &fixtures_dir().join("pools-flatcar.yaml"),
+        &Options::default(),
+    );
+    let key_of = |node: &str| {
+        let a = artifacts.iter().find(|a| a.node == node).expect("node");
+        delivered(a)
+            .into_iter()
+            .find(|f| f.path == AUTH_KEY_PATH)
+            .expect("key file")
+    };
+    let pool = key_of("flock");
+    assert_eq!(
+        pool.contents,
+        format!("{FAKE_OAUTH_SECRET}?ephemeral=true&preauthorized=true\n")
+    );
+    assert_eq!(pool.mode, 0o600);
+    assert_eq!(
+        key_of("core-1").contents,
+        format!("{FAKE_OAUTH_SECRET}?ephemeral=false&preauthorized=true\n")
+    );
 }
 
 #[test]
@@ -358,6 +400,7 @@ fn rendered_key_and_token(dir: &Path, spec: &str) -> Result<(String, String), St
         file_name: "solo-1.yaml".into(),
         envelope: meshboot::plan::Envelope::CloudInit,
         contents: String::from_utf8(o.stdout).expect("utf8"),
+        compressed: false,
     };
     let files = delivered(&a);
     let get = |p: &str| {

@@ -6,12 +6,17 @@
 //! Run one area with `cargo test --test testsuite firstboot::` (a module path filter).
 
 mod architecture;
+mod autoscaler;
 mod cli;
 mod consumers;
 mod diagnostics;
 mod firstboot;
+mod hcloud;
 mod hygiene;
 mod injection;
+mod mesh;
+mod mint;
+mod packer;
 mod props;
 mod render;
 mod support;

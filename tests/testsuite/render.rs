@@ -166,7 +166,12 @@ fn every_artifact_parses_back_and_its_scripts_pass_sh_n() {
                     a.file_name
                 );
             }
-            assert_k3s_config_leaves_the_boot_keys_to_the_drop_in(a);
+            let fixture = f.file_name().expect("file name");
+            let pool = NODES
+                .iter()
+                .find(|n| n.fixture == fixture && n.node == a.node)
+                .is_some_and(|n| n.pool.is_some());
+            assert_k3s_config_leaves_the_boot_keys_to_the_drop_in(a, pool);
         }
     }
 }
@@ -174,8 +179,9 @@ fn every_artifact_parses_back_and_its_scripts_pass_sh_n() {
 /// config.yaml comes with the node, 0600, as a YAML mapping naming the node, and without the
 /// keys the bootstrap's drop-in writes plainly: K3s reads the drop-in after config.yaml and
 /// a plain key there replaces config.yaml's value (docs.k3s.io, "Multiple Config Files"),
-/// so only `tls-san` may be in both (the drop-in appends to it with `tls-san+:`).
-fn assert_k3s_config_leaves_the_boot_keys_to_the_drop_in(a: &Artifact) {
+/// so only `tls-san` may be in both (the drop-in appends to it with `tls-san+:`). A pool's
+/// config.yaml names no node: each of its servers learns its name at boot.
+fn assert_k3s_config_leaves_the_boot_keys_to_the_drop_in(a: &Artifact, pool: bool) {
     let (_, mode, contents) = delivered_files(a)
         .into_iter()
         .find(|(path, _, _)| path == meshboot::plan::K3S_CONFIG_PATH)
@@ -185,7 +191,7 @@ fn assert_k3s_config_leaves_the_boot_keys_to_the_drop_in(a: &Artifact) {
         .unwrap_or_else(|e| panic!("{}: config.yaml: {e}\n{contents}", a.file_name));
     assert_eq!(
         config.get("node-name").and_then(|v| v.as_str()),
-        Some(a.node.as_str()),
+        (!pool).then_some(a.node.as_str()),
         "{}",
         a.file_name
     );
@@ -234,6 +240,16 @@ struct NodeFacts {
     ufw: bool,
     dual_stack: bool,
     flatcar: bool,
+    /// A pool (`autoscale`), named at boot from where its OS has the server's name.
+    pool: Option<Named>,
+}
+
+/// Where a pool node reads its server's name: cloud-init images have it as the hostname,
+/// Flatcar and Fedora CoreOS ask the metadata service.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Named {
+    Hostname,
+    Metadata,
 }
 
 type Facts = (bool, bool, bool, bool, bool);
@@ -253,6 +269,20 @@ const fn facts(
         ufw,
         dual_stack,
         flatcar,
+        pool: None,
+    }
+}
+
+/// [`facts`] of a pool's node.
+const fn pool_facts(
+    fixture: &'static str,
+    node: &'static str,
+    named: Named,
+    os: Facts,
+) -> NodeFacts {
+    NodeFacts {
+        pool: Some(named),
+        ..facts(fixture, node, Boot::Agent, os)
     }
 }
 
@@ -287,29 +317,36 @@ const NODES: &[NodeFacts] = &[
     facts("init.yaml", "cp-1", Boot::InitAlone, UBUNTU_UFW),
     facts("init.yaml", "worker-1", Boot::Agent, UBUNTU_UFW),
     facts("init.yaml", "worker-2", Boot::Agent, UBUNTU_UFW),
-    facts(
-        "headscale-oauth.yaml",
-        "hs-server",
-        Boot::InitAlone,
-        UBUNTU_UFW,
-    ),
-    facts(
-        "headscale-oauth.yaml",
-        "hs-agent-1",
-        Boot::Agent,
-        UBUNTU_UFW,
-    ),
-    facts(
-        "headscale-oauth.yaml",
-        "hs-agent-2",
-        Boot::Agent,
-        UBUNTU_UFW,
-    ),
+    facts("headscale.yaml", "hs-server", Boot::InitAlone, UBUNTU_UFW),
+    facts("headscale.yaml", "hs-agent-1", Boot::Agent, UBUNTU_UFW),
+    facts("headscale.yaml", "hs-agent-2", Boot::Agent, UBUNTU_UFW),
+    facts("mesh.yaml", "mesh-cp", Boot::InitAlone, UBUNTU_UFW),
+    facts("mesh.yaml", "mesh-worker", Boot::Agent, UBUNTU_UFW),
     facts("nftables.yaml", "nft-server-1", Boot::InitProbing, APT_NFT),
     facts("nftables.yaml", "nft-server-2", Boot::JoinServer, APT_NFT),
     facts("nftables.yaml", "nft-server-3", Boot::JoinServer, APT_NFT),
     facts("nftables.yaml", "nft-agent", Boot::Agent, APT_NFT),
     facts("single-server.yaml", "solo-1", Boot::InitAlone, UBUNTU_UFW),
+    facts("hetzner.yaml", "hz-server", Boot::InitAlone, UBUNTU_UFW),
+    facts("hetzner.yaml", "hz-edge", Boot::Agent, UBUNTU_UFW),
+    facts("hetzner.yaml", "hz-core", Boot::Agent, STATIC_PINNED),
+    facts("hetzner.yaml", "hz-debian", Boot::Agent, UBUNTU_UFW),
+    facts("pools.yaml", "cp-1", Boot::InitAlone, UBUNTU_UFW),
+    facts("pools.yaml", "steady", Boot::Agent, UBUNTU_UFW),
+    pool_facts("pools.yaml", "burst", Named::Hostname, UBUNTU_UFW),
+    pool_facts("pools.yaml", "arm", Named::Hostname, APT_NFT),
+    facts(
+        "pools-flatcar.yaml",
+        "core-1",
+        Boot::InitAlone,
+        STATIC_PINNED,
+    ),
+    pool_facts(
+        "pools-flatcar.yaml",
+        "flock",
+        Named::Metadata,
+        STATIC_PINNED,
+    ),
 ];
 
 /// Code that only some nodes can run: (what it is, a marker of it in the script, whether
@@ -364,7 +401,11 @@ const MARKERS: &[Marker] = &[
     ("the mesh IPv6 address", "TS_IP6", |n| n.dual_stack),
     ("ufw", "ufw", |n| n.ufw),
     ("nftables", "nft -f", |n| !n.ufw),
-    ("the static build's own binaries", "[ -x ", |n| !n.apt),
+    (
+        "the static build's own binaries",
+        "tailscaled ] && [ -x ",
+        |n| !n.apt,
+    ),
     (
         "a tailscale anywhere on PATH",
         "command -v tailscale",
@@ -381,6 +422,19 @@ const MARKERS: &[Marker] = &[
     ("a jq regex function", "capture(", |_| false),
     // `tailscale ip -4 NAME` resolves a stale offline machine holding NAME as readily.
     ("a peer looked up by name", "tailscale ip -4 \"$", |_| false),
+    ("the pool's name", "POOL=", |n| n.pool.is_some()),
+    ("the server's name check", "pool_node_name", |n| {
+        n.pool.is_some()
+    }),
+    ("node-name written at boot", "printf 'node-name:", |n| {
+        n.pool.is_some()
+    }),
+    ("the hostname cloud-init set", "uname -n", |n| {
+        n.pool == Some(Named::Hostname)
+    }),
+    ("the metadata service", "169.254.169.254/hetzner", |n| {
+        n.pool == Some(Named::Metadata)
+    }),
 ];
 
 /// The markers whose presence in `script` differs from what `node` can run: code it holds
@@ -464,6 +518,7 @@ fn a_dead_branch_put_back_is_found() {
         ),
         ("ip6=$(tailscale ip -6)\n", "the mesh IPv6 address"),
         ("nft -f /etc/meshboot/firewall.nft\n", "nftables"),
+        ("NODE_NAME=$(uname -n)\n", "the hostname cloud-init set"),
     ] {
         let dead = dead_branches(solo, &format!("{script}{injected}"));
         assert!(
@@ -479,4 +534,78 @@ fn a_dead_branch_put_back_is_found() {
     let script = bootstrap_script(artifacts.iter().find(|a| a.node == "pool-1").unwrap());
     let dead = dead_branches(pool, &format!("{script}printf 'cluster-init: true\\n'\n"));
     assert_eq!(dead, ["cluster-init (\"cluster-init\")"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// --compress
+
+/// What `--compress` does to each file of a node: its encoding and its size before and
+/// after, as a reviewable snapshot (the bytes themselves are gzip); and the output stays
+/// byte-identical from run to run (gzip without a time stamp or a name).
+#[test]
+fn compressed_artifacts_say_what_they_packed() {
+    let opts = Options {
+        compress: true,
+        ..Options::default()
+    };
+    for fixture in ["pools.yaml", "pools-flatcar.yaml"] {
+        let path = support::fixtures_dir().join(fixture);
+        let (_, plain) = compile(&path, &Options::default());
+        let (_, packed) = compile(&path, &opts);
+        let (_, again) = compile(&path, &opts);
+        let mut review = String::new();
+        for ((p, c), c2) in plain.iter().zip(&packed).zip(&again) {
+            assert_eq!(
+                c.contents, c2.contents,
+                "{}: not deterministic",
+                c.file_name
+            );
+            assert_eq!(delivered_files(p), delivered_files(c), "{}", c.file_name);
+            review.push_str(&format!(
+                "{}: {} bytes, {} with --compress\n",
+                c.file_name,
+                p.contents.len(),
+                c.contents.len()
+            ));
+            let entries: Vec<(String, String, usize)> = match c.envelope {
+                Envelope::CloudInit => {
+                    let doc: serde_yaml::Value = serde_yaml::from_str(&c.contents).unwrap();
+                    doc["write_files"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .map(|f| {
+                            (
+                                f["path"].as_str().unwrap().to_string(),
+                                f["encoding"].as_str().unwrap_or("plain").to_string(),
+                                f["content"].as_str().unwrap().len(),
+                            )
+                        })
+                        .collect()
+                }
+                Envelope::Ignition => {
+                    let doc: serde_json::Value = serde_json::from_str(&c.contents).unwrap();
+                    doc["storage"]["files"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| {
+                            (
+                                f["path"].as_str().unwrap().to_string(),
+                                f["contents"]["compression"]
+                                    .as_str()
+                                    .unwrap_or("plain")
+                                    .to_string(),
+                                f["contents"]["source"].as_str().unwrap().len(),
+                            )
+                        })
+                        .collect()
+                }
+            };
+            for (path, how, len) in entries {
+                review.push_str(&format!("  {path}: {how}, {len} bytes in the envelope\n"));
+            }
+        }
+        insta::assert_snapshot!(format!("compressed@{fixture}"), review);
+    }
 }

@@ -45,7 +45,7 @@ pub fn assert_converged(sb: &Sandbox, run: &Run) {
     assert!(
         log.lines().last().is_some_and(|l| l.contains(&format!(
             "meshboot[finish]: node {} is bootstrapped",
-            sb.name()
+            sb.server()
         ))),
         "the log does not end with the finish line\n{}",
         sb.report()
@@ -148,7 +148,7 @@ pub fn assert_firewall_first(sb: &Sandbox, calls: &[Call], firewall: Firewall) {
                 open_ports(&ruleset),
                 ports.labelled(),
                 "{}: the ports the loaded ruleset opens\n{ruleset}",
-                sb.name()
+                sb.server()
             );
             assert!(!calls.iter().any(|c| c.tool == "ufw"), "{}", sb.report());
         }
@@ -410,7 +410,7 @@ pub fn assert_steps_in_order(sb: &Sandbox, calls: &[Call], expect: &Expect) {
 /// Every `tailscale up` passes exactly the table's arguments, the key as `file:` and a
 /// timeout (FIELD.md: `--timeout` defaults to 0s, blocking forever).
 pub fn assert_up_args(sb: &Sandbox, calls: &[Call], expect: &Expect) {
-    let hostname = format!("--hostname={}", sb.name());
+    let hostname = format!("--hostname={}", sb.server());
     let want: Vec<String> = ["up", AUTH_KEY_ARG, &hostname]
         .into_iter()
         .chain(expect.row.up.iter().copied())
@@ -421,7 +421,7 @@ pub fn assert_up_args(sb: &Sandbox, calls: &[Call], expect: &Expect) {
             c.args,
             want,
             "`tailscale up` of {}\n{}",
-            sb.name(),
+            sb.server(),
             sb.report()
         );
         assert!(c.args.iter().any(|a| a == AUTH_KEY_ARG), "{c}");
@@ -540,13 +540,13 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
         drop_in, on_disk,
         "the drop-in changed after the K3s install"
     );
-    let ctx = || format!("K3s config of {}:\n{seen}---\n{drop_in}", sb.name());
+    let ctx = || format!("K3s config of {}:\n{seen}---\n{drop_in}", sb.server());
 
     // config.yaml holds what is known at build time, exactly.
     let mut static_want = expect.row.k3s_config();
     let mut names = Vec::new();
     if expect.is_server() {
-        names.push(sb.name().to_string());
+        names.push(sb.server().to_string());
         names.extend(expect.row.tls_san.iter().map(|n| n.to_string()));
         static_want.insert(
             "tls-san".into(),
@@ -579,7 +579,7 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
         OWN_IP.to_string()
     };
     assert_eq!(get("node-ip"), Some(node_ip.clone()), "{}", ctx());
-    assert_eq!(get("node-name").as_deref(), Some(sb.name()), "{}", ctx());
+    assert_eq!(get("node-name").as_deref(), Some(sb.server()), "{}", ctx());
     assert_eq!(
         get("token-file").as_deref(),
         Some(plan::TOKEN_PATH),
@@ -597,6 +597,15 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
     );
     let mut want = static_want;
     want.insert("node-ip".into(), Value::String(node_ip));
+    // A pool node's name comes from its server, in the drop-in.
+    if expect.row.pool.is_some() {
+        want.insert("node-name".into(), sb.server().into());
+        assert!(
+            !base.contains_key("node-name"),
+            "a pool's config.yaml names its nodes\n{}",
+            ctx()
+        );
+    }
     if expect.is_server() {
         assert_eq!(
             get("advertise-address").as_deref(),
@@ -699,7 +708,7 @@ pub fn assert_install_env(sb: &Sandbox, expect: &Expect) {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    assert_eq!(install, want, "INSTALL_K3S_* of {}\n{env}", sb.name());
+    assert_eq!(install, want, "INSTALL_K3S_* of {}\n{env}", sb.server());
     let k3s: Vec<&String> = vars.keys().filter(|k| k.starts_with("K3S_")).collect();
     assert!(
         k3s.is_empty(),
@@ -732,7 +741,7 @@ pub fn assert_files_and_modes(sb: &Sandbox, expect: &Expect) {
             sb.mode(path),
             mode,
             "{path} on {} is {:04o}, not {mode:04o}",
-            sb.name(),
+            sb.server(),
             sb.mode(path)
         );
     }

@@ -115,6 +115,20 @@ pub struct Row {
     pub tls_san: &'static [&'static str],
     /// node-ip and tls-san carry the node's IPv6 address too.
     pub dual_stack: bool,
+    /// A pool (`autoscale`): the node takes its server's name, `<node>-<hex>`, at boot, from
+    /// where its OS has it.
+    pub pool: Option<NamedBy>,
+}
+
+/// Where a pool node finds its server's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedBy {
+    /// The kernel's hostname, which cloud-init sets from Hetzner's metadata before runcmd
+    /// (cloud-init's Hetzner datasource: `local-hostname` is the metadata's `hostname`).
+    Hostname,
+    /// Hetzner's metadata service, `http://169.254.169.254/hetzner/v1/metadata/hostname`
+    /// (docs.hetzner.cloud "Server Metadata"; what afterburn's hetzner provider reads).
+    Metadata,
 }
 
 impl Row {
@@ -136,7 +150,10 @@ impl Row {
             .unwrap_or_else(|e| {
                 panic!("{} {}: the row's K3s config: {e}", self.fixture, self.node)
             });
-        config.insert("node-name".into(), self.node.into());
+        // A pool node's name is known at boot only: the drop-in holds it.
+        if self.pool.is_none() {
+            config.insert("node-name".into(), self.node.into());
+        }
         if spec_args {
             let key = if self.role.is_server() {
                 "server_args"
@@ -310,6 +327,7 @@ const CLUSTER_UP: &[&str] = &[
     "--advertise-tags=tag:k3s",
     "--ssh=false",
     "--accept-dns=false",
+    "--netfilter-mode=on",
     "--timeout=60s",
 ];
 const CLUSTER_SERVER_ENV: &[(&str, &str)] = &[
@@ -359,6 +377,7 @@ const fn cluster_server(node: &'static str, role: Role) -> Row {
         k3s: K3sConfig::Literal(CLUSTER_SERVER_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -380,6 +399,7 @@ const fn cluster_worker(node: &'static str) -> Row {
         k3s: K3sConfig::Literal(CLUSTER_WORKER_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -411,6 +431,7 @@ const FLATCAR_UP: &[&str] = &[
     "--advertise-tags=tag:k3s,tag:ignite",
     "--ssh=true",
     "--accept-dns=false",
+    "--netfilter-mode=on",
     "--timeout=60s",
 ];
 const FLATCAR_TAILSCALE: TailscaleFrom = TailscaleFrom::Static {
@@ -459,6 +480,7 @@ const fn flatcar_server(node: &'static str, role: Role) -> Row {
         k3s: K3sConfig::Literal(FLATCAR_SERVER_K3S),
         tls_san: &["api.ignite.example"],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -487,11 +509,12 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
 // ---------------------------------------------------------------------------------------
-// headscale-oauth.yaml: Ubuntu 22.04 behind ufw, an OAuth secret with tags, a Headscale
+// headscale.yaml: Ubuntu 22.04 behind ufw, an OAuth secret with tags, a Headscale
 // login server, and an agent token (servers get agent-token-file; agents' token-file holds
 // the agent token).
 
@@ -511,13 +534,14 @@ const HEADSCALE_UP: &[&str] = &[
     "--advertise-tags=tag:k3s-server,tag:lab",
     "--ssh=false",
     "--accept-dns=false",
+    "--netfilter-mode=on",
     "--login-server=https://headscale.example.com",
     "--timeout=60s",
 ];
 
 const fn headscale_agent(node: &'static str) -> Row {
     Row {
-        fixture: "headscale-oauth.yaml",
+        fixture: "headscale.yaml",
         node,
         role: Role::Agent { via: "hs-server" },
         os: "ubuntu-22.04",
@@ -539,6 +563,7 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -551,6 +576,7 @@ const NFT_UP: &[&str] = &[
     "--advertise-tags=tag:k3s",
     "--ssh=false",
     "--accept-dns=true",
+    "--netfilter-mode=on",
     "--timeout=60s",
 ];
 
@@ -585,6 +611,7 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -615,6 +642,7 @@ const LOGIN_SERVER_UP: &[&str] = &[
     "--advertise-tags=tag:k3s,tag:edge-1",
     "--ssh=false",
     "--accept-dns=false",
+    "--netfilter-mode=on",
     "--login-server=https://hs.example.com:8443/a;touch+meshboot-canary&&touch%20meshboot-canary!b?c=d&e[f]=g@h,i%27j#frag;k",
     "--timeout=60s",
 ];
@@ -643,6 +671,7 @@ const fn extra_args(
         }),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
 
@@ -679,13 +708,277 @@ const fn starter_agent(node: &'static str) -> Row {
         k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// hetzner.yaml: Tailscale 1.90.6 and K3s v1.33.13+k3s1 pinned, an agent token, ufw with
+// public SSH and 443 everywhere; hz-edge (Ubuntu 22.04) adds 80/tcp and 3478-3480/udp,
+// hz-core is an Arm Flatcar agent behind nftables, hz-debian a Debian 12 agent.
+
+const HZ_AGENT_ENV: &[(&str, &str)] = &[
+    ("INSTALL_K3S_EXEC", "agent"),
+    SKIP_START,
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
+];
+
+// pools.yaml: an Ubuntu 24.04 server and a fixed agent behind ufw, an agent token, and two
+// pools: `burst` (Ubuntu, ufw, a label and a taint) and `arm` (Debian 12, nftables).
+// pools-flatcar.yaml: a Flatcar server and pool `flock` (Ignition), an OAuth secret.
+
+const POOL_AGENT_ENV: &[(&str, &str)] = &[
+    ("INSTALL_K3S_EXEC", "agent"),
+    SKIP_START,
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
+];
+
+/// ufw on an hetzner.yaml agent: public SSH and 443, then `extra` public rules, the mesh
+/// ports of an agent, and `forward` routed rules to the pods after the usual ones.
+const fn hz_agent(
+    node: &'static str,
+    os: &'static str,
+    repo: &'static str,
+    firewall: &'static [&'static str],
+) -> Row {
+    Row {
+        fixture: "hetzner.yaml",
+        node,
+        role: Role::Agent { via: "hz-server" },
+        os,
+        firewall: Firewall::Ufw(firewall),
+        tailscale: TailscaleFrom::Apt(repo),
+        up: CLUSTER_UP,
+        install_env: HZ_AGENT_ENV,
+        k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
+        tls_san: &[],
+        dual_stack: false,
+        pool: None,
+    }
+}
+
+const HZ_DEBIAN_UFW: &[&str] = &[
+    "default deny incoming",
+    "default allow outgoing",
+    "default deny routed",
+    "allow 22/tcp",
+    "allow 443/tcp",
+    "allow 41641/udp",
+    "allow in on tailscale0 to any port 10250 proto tcp",
+    "allow in on tailscale0 to any port 8472 proto udp",
+    "allow in on cni0",
+    "allow in on flannel.1",
+    "allow from 10.42.0.0/16",
+    "allow from 10.43.0.0/16",
+    "route deny from 10.42.0.0/16 to 169.254.169.254",
+    "route allow in on cni0",
+    "route allow in on flannel.1",
+    "route allow in on tailscale0",
+    "route allow from 10.42.0.0/16",
+    "route allow proto tcp from any to 10.42.0.0/16 port 443",
+];
+
+const HZ_EDGE_UFW: &[&str] = &[
+    "default deny incoming",
+    "default allow outgoing",
+    "default deny routed",
+    "allow 22/tcp",
+    "allow 80/tcp",
+    "allow 443/tcp",
+    "allow 3478:3480/udp",
+    "allow 41641/udp",
+    "allow in on tailscale0 to any port 10250 proto tcp",
+    "allow in on tailscale0 to any port 8472 proto udp",
+    "allow in on cni0",
+    "allow in on flannel.1",
+    "allow from 10.42.0.0/16",
+    "allow from 10.43.0.0/16",
+    "route deny from 10.42.0.0/16 to 169.254.169.254",
+    "route allow in on cni0",
+    "route allow in on flannel.1",
+    "route allow in on tailscale0",
+    "route allow from 10.42.0.0/16",
+    "route allow proto tcp from any to 10.42.0.0/16 port 80",
+    "route allow proto tcp from any to 10.42.0.0/16 port 443",
+    "route allow proto udp from any to 10.42.0.0/16 port 3478:3480",
+];
+
+const HZ_SERVER: Row = Row {
+    fixture: "hetzner.yaml",
+    node: "hz-server",
+    role: Role::Init,
+    os: "ubuntu-24.04",
+    firewall: Firewall::Ufw(&[
+        "default deny incoming",
+        "default allow outgoing",
+        "default deny routed",
+        "allow 22/tcp",
+        "allow 443/tcp",
+        "allow 41641/udp",
+        "allow in on tailscale0 to any port 2379:2380 proto tcp",
+        "allow in on tailscale0 to any port 6443 proto tcp",
+        "allow in on tailscale0 to any port 10250 proto tcp",
+        "allow in on tailscale0 to any port 8472 proto udp",
+        "allow in on cni0",
+        "allow in on flannel.1",
+        "allow from 10.42.0.0/16",
+        "allow from 10.43.0.0/16",
+        "route deny from 10.42.0.0/16 to 169.254.169.254",
+        "route allow in on cni0",
+        "route allow in on flannel.1",
+        "route allow in on tailscale0",
+        "route allow from 10.42.0.0/16",
+        "route allow proto tcp from any to 10.42.0.0/16 port 443",
+    ]),
+    tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+    up: CLUSTER_UP,
+    install_env: CLUSTER_SERVER_ENV,
+    k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
+    tls_san: &[],
+    dual_stack: false,
+    pool: None,
+};
+
+const HZ_CORE: Row = Row {
+    fixture: "hetzner.yaml",
+    node: "hz-core",
+    role: Role::Agent { via: "hz-server" },
+    os: "flatcar",
+    firewall: Firewall::Nftables(Ports {
+        public_tcp: &["22", "443"],
+        public_udp: &["41641"],
+        mesh_tcp: &["10250"],
+        mesh_udp: &["8472"],
+    }),
+    tailscale: FLATCAR_TAILSCALE,
+    up: CLUSTER_UP,
+    install_env: &[
+        ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
+        ("INSTALL_K3S_EXEC", "agent"),
+        SKIP_START,
+        ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
+    ],
+    k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
+    tls_san: &[],
+    dual_stack: false,
+    pool: None,
+};
+
+const fn pools_agent(node: &'static str, pool: Option<NamedBy>, k3s: &'static str) -> Row {
+    Row {
+        fixture: "pools.yaml",
+        node,
+        role: Role::Agent { via: "cp-1" },
+        os: "ubuntu-24.04",
+        firewall: Firewall::Ufw(UFW_AGENT),
+        tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+        up: CLUSTER_UP,
+        install_env: POOL_AGENT_ENV,
+        k3s: K3sConfig::Literal(k3s),
+        tls_san: &[],
+        dual_stack: false,
+        pool,
+    }
+}
+
+const FLOCK_SERVER_ENV: &[(&str, &str)] = &[
+    ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
+    ("INSTALL_K3S_EXEC", "server"),
+    SKIP_START,
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
+];
 
 // ---------------------------------------------------------------------------------------
 // The table.
 
 pub static TABLE: &[Row] = &[
+    // pools.yaml
+    Row {
+        fixture: "pools.yaml",
+        node: "cp-1",
+        role: Role::Init,
+        os: "ubuntu-24.04",
+        firewall: Firewall::Ufw(UFW_SERVER),
+        tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+        up: CLUSTER_UP,
+        install_env: CLUSTER_SERVER_ENV,
+        k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
+        tls_san: &[],
+        dual_stack: false,
+        pool: None,
+    },
+    pools_agent("steady", None, PLAIN_AGENT_K3S),
+    pools_agent(
+        "burst",
+        Some(NamedBy::Hostname),
+        "
+flannel-iface: tailscale0
+kube-proxy-arg: [nodeport-addresses=100.64.0.0/10]
+node-label: [node.kubernetes.io/pool=burst]
+node-taint: ['burst=true:NoSchedule']
+token-file: /etc/meshboot/k3s-token
+",
+    ),
+    Row {
+        fixture: "pools.yaml",
+        node: "arm",
+        role: Role::Agent { via: "cp-1" },
+        os: "debian-12",
+        firewall: Firewall::Nftables(NFT_AGENT),
+        tailscale: TailscaleFrom::Apt("debian/bookworm"),
+        up: CLUSTER_UP,
+        install_env: POOL_AGENT_ENV,
+        k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
+        tls_san: &[],
+        dual_stack: false,
+        pool: Some(NamedBy::Hostname),
+    },
+    // pools-flatcar.yaml
+    Row {
+        fixture: "pools-flatcar.yaml",
+        node: "core-1",
+        role: Role::Init,
+        os: "flatcar",
+        firewall: Firewall::Nftables(NFT_SERVER),
+        tailscale: FLATCAR_TAILSCALE,
+        up: CLUSTER_UP,
+        install_env: FLOCK_SERVER_ENV,
+        k3s: K3sConfig::Literal(
+            "
+agent-token-file: /etc/meshboot/k3s-agent-token
+cluster-cidr: 10.42.0.0/16
+flannel-backend: vxlan
+flannel-iface: tailscale0
+kube-proxy-arg: [nodeport-addresses=100.64.0.0/10]
+service-cidr: 10.43.0.0/16
+token-file: /etc/meshboot/k3s-token
+",
+        ),
+        tls_san: &[],
+        dual_stack: false,
+        pool: None,
+    },
+    Row {
+        fixture: "pools-flatcar.yaml",
+        node: "flock",
+        role: Role::Agent { via: "core-1" },
+        os: "flatcar",
+        firewall: Firewall::Nftables(NFT_AGENT),
+        tailscale: FLATCAR_TAILSCALE,
+        up: CLUSTER_UP,
+        install_env: CLUSTER_WORKER_ENV,
+        k3s: K3sConfig::Literal(
+            "
+flannel-iface: tailscale0
+kube-proxy-arg: [nodeport-addresses=100.64.0.0/10]
+node-label: [pool=flock]
+token-file: /etc/meshboot/k3s-token
+",
+        ),
+        tls_san: &[],
+        dual_stack: false,
+        pool: Some(NamedBy::Metadata),
+    },
     // cluster.yaml
     cluster_server("cp-1", Role::Init),
     cluster_server("cp-2", Role::Server { via: "cp-1" }),
@@ -709,6 +1002,7 @@ pub static TABLE: &[Row] = &[
         k3s: K3sConfig::Literal(DUAL_SERVER_K3S),
         tls_san: &[],
         dual_stack: true,
+        pool: None,
     },
     Row {
         fixture: "dual-stack.yaml",
@@ -729,6 +1023,7 @@ pub static TABLE: &[Row] = &[
         k3s: K3sConfig::Literal(DUAL_AGENT_K3S),
         tls_san: &[],
         dual_stack: true,
+        pool: None,
     },
     // flatcar.yaml
     flatcar_server("core-1", Role::Init),
@@ -767,10 +1062,11 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
-    // headscale-oauth.yaml
+    // headscale.yaml
     Row {
-        fixture: "headscale-oauth.yaml",
+        fixture: "headscale.yaml",
         node: "hs-server",
         role: Role::Init,
         os: "ubuntu-22.04",
@@ -781,6 +1077,7 @@ token-file: /etc/meshboot/k3s-token
         k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
     headscale_agent("hs-agent-1"),
     headscale_agent("hs-agent-2"),
@@ -797,9 +1094,94 @@ token-file: /etc/meshboot/k3s-token
         k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
     starter_agent("worker-1"),
     starter_agent("worker-2"),
+    // mesh.yaml: per-role tags, Tailscale SSH, nodivert, a tailnet (the server's MagicDNS
+    // name joins its tls-san), mesh port 9100.
+    Row {
+        fixture: "mesh.yaml",
+        node: "mesh-cp",
+        role: Role::Init,
+        os: "ubuntu-24.04",
+        firewall: Firewall::Ufw(&[
+            "default deny incoming",
+            "default allow outgoing",
+            "default deny routed",
+            "allow 41641/udp",
+            "allow in on tailscale0 to any port 22 proto tcp",
+            "allow in on tailscale0 to any port 2379:2380 proto tcp",
+            "allow in on tailscale0 to any port 6443 proto tcp",
+            "allow in on tailscale0 to any port 9100 proto tcp",
+            "allow in on tailscale0 to any port 10250 proto tcp",
+            "allow in on tailscale0 to any port 8472 proto udp",
+            "allow in on cni0",
+            "allow in on flannel.1",
+            "allow from 10.42.0.0/16",
+            "allow from 10.43.0.0/16",
+            "route deny from 10.42.0.0/16 to 169.254.169.254",
+            "route allow in on cni0",
+            "route allow in on flannel.1",
+            "route allow in on tailscale0",
+            "route allow from 10.42.0.0/16",
+        ]),
+        tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+        up: &[
+            "--advertise-tags=tag:k3s,tag:k3s-server",
+            "--ssh=true",
+            "--accept-dns=false",
+            "--netfilter-mode=nodivert",
+            "--timeout=60s",
+        ],
+        install_env: CLUSTER_SERVER_ENV,
+        k3s: K3sConfig::Literal(AGENT_TOKEN_SERVER_K3S),
+        tls_san: &["mesh-cp.example-org.ts.net"],
+        dual_stack: false,
+        pool: None,
+    },
+    Row {
+        fixture: "mesh.yaml",
+        node: "mesh-worker",
+        role: Role::Agent { via: "mesh-cp" },
+        os: "ubuntu-24.04",
+        firewall: Firewall::Ufw(&[
+            "default deny incoming",
+            "default allow outgoing",
+            "default deny routed",
+            "allow 41641/udp",
+            "allow in on tailscale0 to any port 22 proto tcp",
+            "allow in on tailscale0 to any port 9100 proto tcp",
+            "allow in on tailscale0 to any port 10250 proto tcp",
+            "allow in on tailscale0 to any port 8472 proto udp",
+            "allow in on cni0",
+            "allow in on flannel.1",
+            "allow from 10.42.0.0/16",
+            "allow from 10.43.0.0/16",
+            "route deny from 10.42.0.0/16 to 169.254.169.254",
+            "route allow in on cni0",
+            "route allow in on flannel.1",
+            "route allow in on tailscale0",
+            "route allow from 10.42.0.0/16",
+        ]),
+        tailscale: TailscaleFrom::Apt("ubuntu/noble"),
+        up: &[
+            "--advertise-tags=tag:k3s,tag:k3s-agent",
+            "--ssh=true",
+            "--accept-dns=false",
+            "--netfilter-mode=nodivert",
+            "--timeout=60s",
+        ],
+        install_env: &[
+            ("INSTALL_K3S_EXEC", "agent"),
+            SKIP_START,
+            ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
+        ],
+        k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
+        tls_san: &[],
+        dual_stack: false,
+        pool: None,
+    },
     // nftables.yaml
     netfilter_server("nft-server-1", Role::Init),
     netfilter_server(
@@ -844,6 +1226,7 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
     // single-server.yaml: public SSH and 80/443 (forwarded to pods too).
     Row {
@@ -890,7 +1273,13 @@ token-file: /etc/meshboot/k3s-token
         ),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
+    // hetzner.yaml
+    HZ_SERVER,
+    hz_agent("hz-edge", "ubuntu-22.04", "ubuntu/jammy", HZ_EDGE_UFW),
+    HZ_CORE,
+    hz_agent("hz-debian", "debian-12", "debian/bookworm", HZ_DEBIAN_UFW),
     // adversarial/extra_args.yaml
     extra_args(
         "cp-1",
@@ -957,6 +1346,7 @@ token-file: /etc/meshboot/k3s-token
         k3s: K3sConfig::Literal(ADV_SERVER_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
     Row {
         fixture: "adversarial/login_server.yaml",
@@ -970,6 +1360,7 @@ token-file: /etc/meshboot/k3s-token
         k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
         tls_san: &[],
         dual_stack: false,
+        pool: None,
     },
 ];
 

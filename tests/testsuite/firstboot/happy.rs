@@ -3,7 +3,9 @@
 use super::calls::Call;
 use super::checks::*;
 use super::expect::*;
-use super::sandbox::{Sandbox, artifacts_of, node, write_file};
+use super::sandbox::{
+    Sandbox, artifacts_of, compressed_node, node, random_server_name, write_file,
+};
 use super::world::{INIT_IP, OWN_IP, OWN_IP6};
 use crate::support::good_fixtures;
 use meshboot::plan;
@@ -126,8 +128,7 @@ fn flatcar_image_with_tailscale_already_installed_still_gets_opt_bin_for_k3s() {
         sb.report()
     );
     assert!(
-        sb.log()
-            .contains("the static Tailscale build is already installed"),
+        sb.log().contains("tailscale is already installed"),
         "{}",
         sb.report()
     );
@@ -199,15 +200,10 @@ fn single_server_initialises_with_no_other_server_to_look_for() {
 }
 
 #[test]
-fn oauth_headscale_server_passes_its_login_server_and_keeps_the_secret_out_of_argv() {
-    let mut sb = Sandbox::new(node("headscale-oauth.yaml", "hs-server"));
-    let key = fs::read_to_string(sb.host(plan::AUTH_KEY_PATH)).expect("key");
-    assert!(
-        key.ends_with("?ephemeral=false&preauthorized=true\n"),
-        "{key}"
-    );
+fn headscale_server_passes_its_login_server_and_keeps_the_key_out_of_argv() {
+    let mut sb = Sandbox::new(node("headscale.yaml", "hs-server"));
     let run = sb.run();
-    let expect = Expect::of("headscale-oauth.yaml", "hs-server");
+    let expect = Expect::of("headscale.yaml", "hs-server");
     assert_bootstrapped(&sb, &run, &expect);
     let up = sb
         .calls()
@@ -220,6 +216,18 @@ fn oauth_headscale_server_passes_its_login_server_and_keeps_the_secret_out_of_ar
     ] {
         assert!(up.args.iter().any(|a| a == arg), "{arg} missing: {up}");
     }
+}
+
+#[test]
+fn an_oauth_secret_reaches_tailscale_up_through_its_file_with_its_parameters() {
+    let mut sb = Sandbox::new(node("mesh.yaml", "mesh-cp"));
+    let key = fs::read_to_string(sb.host(plan::AUTH_KEY_PATH)).expect("key");
+    assert!(
+        key.ends_with("?ephemeral=false&preauthorized=true\n"),
+        "{key}"
+    );
+    let run = sb.run();
+    assert_bootstrapped(&sb, &run, &Expect::of("mesh.yaml", "mesh-cp"));
 }
 
 /// The table covers every node of every fixture, and every node boots as its row says.
@@ -268,4 +276,175 @@ fn dual_stack_cluster_gets_a_dual_stack_node_ip() {
         "node-ip {node_ip} for cluster-cidr {cluster_cidr}"
     );
     assert_eq!(node_ip, format!("{OWN_IP},{OWN_IP6}"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Pools: one file, any number of servers, each named by the autoscaler
+
+/// A pool node boots under its server's random `<pool>-<hex>` name: tailscale's
+/// `--hostname` and K3s's `node-name` are that name, read from where its OS has it (the
+/// hostname cloud-init set, or the metadata service), and the drop-in carries it.
+#[test]
+fn pool_nodes_take_their_servers_random_names() {
+    for (fixture, pool) in [("pools.yaml", "burst"), ("pools-flatcar.yaml", "flock")] {
+        let expect = Expect::of(fixture, pool);
+        let mut sb = Sandbox::new(node(fixture, pool));
+        let server = sb.server().to_string();
+        assert!(
+            server.starts_with(&format!("{pool}-")) && server != format!("{pool}-"),
+            "{server}"
+        );
+        sb.peer(&expect.join.as_ref().expect("an agent").0, INIT_IP);
+        let run = sb.run();
+        assert_bootstrapped(&sb, &run, &expect);
+        let calls = sb.calls();
+        let up = calls
+            .iter()
+            .find(|c| c.is_tailscale_up())
+            .expect("tailscale up");
+        assert!(
+            up.args.contains(&format!("--hostname={server}")),
+            "{up}\n{}",
+            sb.report()
+        );
+        assert_eq!(
+            merged_k3s_config(&sb)["node-name"].as_str(),
+            Some(server.as_str())
+        );
+        let asked_metadata = calls.iter().any(|c| {
+            c.url() == Some(plan::HETZNER_HOSTNAME_URL)
+                || c.args.iter().any(|a| a == plan::HETZNER_HOSTNAME_URL)
+        });
+        assert_eq!(
+            asked_metadata,
+            expect.row.pool == Some(NamedBy::Metadata),
+            "{}",
+            sb.report()
+        );
+        assert!(
+            sb.log()
+                .contains(&format!("is named {server}, after its server")),
+            "{}",
+            sb.report()
+        );
+        assert_rerun_is_a_noop(&mut sb);
+    }
+}
+
+/// Two servers of one pool boot from the same file under their own names.
+#[test]
+fn one_pool_file_boots_two_differently_named_servers() {
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let n = node("pools.yaml", "arm");
+        let server = random_server_name("arm");
+        let mut sb = Sandbox::new(n.on_server(&server));
+        sb.peer("cp-1", INIT_IP);
+        let run = sb.run();
+        assert_bootstrapped(&sb, &run, &Expect::of("pools.yaml", "arm"));
+        names.push(
+            merged_k3s_config(&sb)["node-name"]
+                .as_str()
+                .map(String::from),
+        );
+    }
+    assert_ne!(names[0], names[1]);
+}
+
+/// A server whose name is not `<pool>-...` as a DNS label stops at the node-name step,
+/// right after the firewall, with nothing installed: no Tailscale, no K3s.
+#[test]
+fn a_bad_server_name_stops_the_pool_node_before_anything_is_installed() {
+    for (fixture, pool, bad) in [
+        ("pools.yaml", "burst", "other-1a2b"),
+        ("pools.yaml", "burst", "burst-"),
+        ("pools.yaml", "arm", "arm-Upper"),
+        ("pools-flatcar.yaml", "flock", "flock-1;touch${IFS}x"),
+        ("pools-flatcar.yaml", "flock", "flock"),
+    ] {
+        let mut sb = Sandbox::new(node(fixture, pool).on_server(bad));
+        sb.peer("cp-1", INIT_IP);
+        sb.peer("core-1", INIT_IP);
+        let run = sb.run();
+        assert_failed_at(&sb, &run, "node-name");
+        let calls = sb.calls();
+        assert_firewall_first(&sb, &calls, Row::of(fixture, pool).firewall);
+        for c in &calls {
+            assert!(
+                matches!(
+                    c.tool.as_str(),
+                    "ufw" | "nft" | "systemctl" | "curl" | "sleep"
+                ) && c.url().is_none_or(|u| u == plan::HETZNER_HOSTNAME_URL)
+                    && !c.args.iter().any(|a| a == "tailscaled"),
+                "{bad}: {c} ran after a bad name\n{}",
+                sb.report()
+            );
+        }
+        for path in [
+            "/opt/tailscale",
+            "/opt/bin/tailscale",
+            plan::K3S_BOOT_CONFIG_PATH,
+        ] {
+            assert!(!sb.exists(path), "{bad}: {path}\n{}", sb.report());
+        }
+        assert!(
+            sb.log().contains("is not ") && sb.log().contains(&format!("one of pool {pool}")),
+            "{}",
+            sb.report()
+        );
+    }
+}
+
+/// A node built with `--compress` boots exactly like the same node built without: the same
+/// calls with the same arguments and exit codes, the same log (without its time stamps),
+/// the same K3s config, for one node of each envelope and role.
+#[test]
+fn a_compressed_node_boots_exactly_like_an_uncompressed_one() {
+    for (fixture, name) in [
+        ("cluster.yaml", "cp-1"),
+        ("cluster.yaml", "worker-1"),
+        ("pools.yaml", "burst"),
+        ("pools-flatcar.yaml", "flock"),
+    ] {
+        let plain = node(fixture, name);
+        let server = plain.server.clone();
+        let packed = compressed_node(fixture, name).on_server(&server);
+        assert_ne!(plain.artifact.contents, packed.artifact.contents);
+        assert!(packed.artifact.contents.len() < plain.artifact.contents.len());
+        let boot = |n| {
+            let mut sb = Sandbox::new(n);
+            sb.peer("cp-1", INIT_IP);
+            sb.peer("core-1", INIT_IP);
+            let run = sb.run();
+            assert_bootstrapped(&sb, &run, &Expect::of(fixture, name));
+            let log: Vec<String> = sb
+                .log()
+                .lines()
+                .map(|l| {
+                    l.split_once(' ')
+                        .map(|(_, rest)| rest.to_string())
+                        .unwrap_or_default()
+                })
+                .collect();
+            // mktemp's directory is random in each run: /tmp/tmp.XXXXXXXXXX/...
+            let calls: Vec<Call> = sb
+                .calls()
+                .into_iter()
+                .map(|mut c| {
+                    for a in &mut c.args {
+                        if let Some(rest) = a.strip_prefix("/tmp/tmp.") {
+                            let tail = rest.split_once('/').map(|(_, t)| t).unwrap_or("");
+                            *a = format!("/tmp/<mktemp>/{tail}");
+                        }
+                    }
+                    c
+                })
+                .collect();
+            (calls, log, merged_k3s_config(&sb))
+        };
+        let (a, b) = (boot(plain), boot(packed));
+        assert_eq!(a.0, b.0, "{fixture} {name}: the calls differ");
+        assert_eq!(a.1, b.1, "{fixture} {name}: the logs differ");
+        assert_eq!(a.2, b.2, "{fixture} {name}: the K3s configs differ");
+    }
 }

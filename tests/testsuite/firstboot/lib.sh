@@ -90,3 +90,11 @@ crash_point() {
   kill -KILL "$crash_target"
   exit 137
 }
+
+# standin_install SRC DEST VERSION: installs stand-in SRC at DEST (mode 0755), reporting
+# VERSION when asked (its STANDIN_VERSION line): what a package or tarball of that version
+# would put there.
+standin_install() {
+  sed "s/^STANDIN_VERSION=.*/STANDIN_VERSION=$3/" "$1" >"$2"
+  chmod 0755 "$2"
+}

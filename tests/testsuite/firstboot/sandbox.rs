@@ -22,6 +22,8 @@ pub const NODE_DIRS: &[&str] = &[
     "/etc/systemd/system",
     "/etc/systemd/network",
     "/etc/apt/sources.list.d",
+    "/etc/flatcar",
+    "/etc/zincati",
     "/usr/share/keyrings",
     "/opt",
     "/var",
@@ -51,23 +53,77 @@ pub fn sandbox_tools() -> PathBuf {
 pub struct Node {
     pub name: String,
     pub artifact: Artifact,
+    /// The server's name, which the sandbox's hostname and metadata service hand out: the
+    /// node's name, or for a pool a random `<pool>-<hex>`, as the autoscaler names its
+    /// servers (`fmt.Sprintf("%s-%x", n.id, rand.Int63())`, kubernetes/autoscaler
+    /// cluster-autoscaler/cloudprovider/hetzner/hetzner_node_group.go).
+    pub server: String,
+}
+
+impl Node {
+    /// The same node booted on a server called `server`.
+    pub fn on_server(self, server: &str) -> Node {
+        Node {
+            server: server.to_string(),
+            ..self
+        }
+    }
+}
+
+/// A random server name for pool `pool`: `<pool>-` and the hex of a random 63-bit number.
+pub fn random_server_name(pool: &str) -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("{pool}-{:x}", h.finish() >> 1)
 }
 
 /// Compiles `fixture` (relative to `fixtures/`) with the fake secrets and picks node `name`.
+/// A pool (a row of the expectation table with `pool`) boots on a randomly named server.
 pub fn node(fixture: &str, name: &str) -> Node {
     let artifact = artifacts_of(fixture)
         .into_iter()
         .find(|a| a.node == name)
         .unwrap_or_else(|| panic!("{fixture} renders no node {name}"));
+    let pool = super::expect::TABLE
+        .iter()
+        .any(|r| r.fixture == fixture && r.node == name && r.pool.is_some());
     Node {
         name: name.to_string(),
         artifact,
+        server: if pool {
+            random_server_name(name)
+        } else {
+            name.to_string()
+        },
     }
 }
 
 /// Every artifact `fixture` renders, in node order.
 pub fn artifacts_of(fixture: &str) -> Vec<Artifact> {
     compile(&fixtures_dir().join(fixture), &Options::default()).1
+}
+
+/// [`node`], rendered with `--compress`.
+pub fn compressed_node(fixture: &str, name: &str) -> Node {
+    let opts = Options {
+        compress: true,
+        ..Options::default()
+    };
+    let artifact = compile(&fixtures_dir().join(fixture), &opts)
+        .1
+        .into_iter()
+        .find(|a| a.node == name)
+        .unwrap_or_else(|| panic!("{fixture} renders no node {name}"));
+    Node {
+        artifact,
+        ..node(fixture, name)
+    }
 }
 
 /// The command the envelope starts on first boot: the `ExecStart` of the bootstrap unit
@@ -193,6 +249,11 @@ impl Sandbox {
         write_file(&sb.world("own-ip"), &format!("{OWN_IP}\n"), 0o644);
         write_file(&sb.world("own-ip6"), &format!("{OWN_IP6}\n"), 0o644);
         write_file(&sb.world("netmap"), "", 0o644);
+        write_file(
+            &sb.world("metadata-hostname"),
+            &format!("{}\n", sb.node.server),
+            0o644,
+        );
         write_file(&sb.world("calls.log"), "", 0o644);
         fs::create_dir_all(sb.world("ctl")).expect("ctl");
         fs::create_dir_all(sb.world("state")).expect("state");
@@ -202,8 +263,9 @@ impl Sandbox {
         sb
     }
 
-    pub fn name(&self) -> &str {
-        &self.node.name
+    /// The name the node runs under: its server's.
+    pub fn server(&self) -> &str {
+        &self.node.server
     }
 
     /// The scratch copy of a path on the node (which must be in one of `NODE_DIRS`).
@@ -282,7 +344,7 @@ impl Sandbox {
 
     pub fn mode(&self, node_path: &str) -> u32 {
         let meta = fs::symlink_metadata(self.host(node_path))
-            .unwrap_or_else(|e| panic!("{node_path} on {}: {e}\n{}", self.name(), self.report()));
+            .unwrap_or_else(|e| panic!("{node_path} on {}: {e}\n{}", self.server(), self.report()));
         meta.permissions().mode() & 0o7777
     }
 
@@ -293,8 +355,9 @@ impl Sandbox {
     /// Everything worth seeing when an assertion fails.
     pub fn report(&self) -> String {
         format!(
-            "--- node {} ({}), run {}\n--- recorded calls:\n{}--- {}:\n{}--- output of the last run:\n{}",
-            self.name(),
+            "--- node {} on server {} ({}), run {}\n--- recorded calls:\n{}--- {}:\n{}--- output of the last run:\n{}",
+            self.node.name,
+            self.server(),
             self.node.artifact.file_name,
             self.runs,
             show(&parse_calls(
@@ -368,7 +431,7 @@ impl Sandbox {
             "--unshare-ipc",
             "--unshare-uts",
         ]);
-        cmd.args(["--hostname", self.name()]);
+        cmd.args(["--hostname", self.server()]);
         cmd.args(["--cap-drop", "ALL", "--die-with-parent", "--new-session"]);
         cmd.args([
             "--clearenv",

@@ -154,6 +154,24 @@ pub struct Delivered {
     pub contents: String,
 }
 
+/// A `data:,` URL's body decoded: `%XX` is a byte, anything else itself (RFC 2397).
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("escape");
+            out.push(u8::from_str_radix(hex, 16).expect("hex escape"));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// The files a rendered artifact delivers, decoded from the envelope itself (what the
 /// consumer sees), sorted by path. Units delivered by Ignition's `systemd.units` appear
 /// under /etc/systemd/system with mode 0644 and root ownership, where Ignition writes them.
@@ -165,21 +183,43 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
             serde_yaml::from_str(&a.contents).expect("cloud-config parses");
         for f in doc["write_files"].as_sequence().expect("write_files") {
             let s = |k: &str| f[k].as_str().unwrap_or_else(|| panic!("{k}")).to_string();
+            let contents = match f["encoding"].as_str() {
+                None => s("content"),
+                // What `--compress` writes; cloud-init's own decoding of it is checked in
+                // the consumers tests.
+                Some("gz+b64") => gunzip(
+                    &base64::engine::general_purpose::STANDARD
+                        .decode(s("content"))
+                        .expect("base64"),
+                ),
+                Some(other) => panic!("{}: encoding {other}", a.file_name),
+            };
             out.push(Delivered {
                 path: s("path"),
                 mode: u32::from_str_radix(&s("permissions"), 8).expect("octal"),
                 owner: s("owner"),
-                contents: s("content"),
+                contents,
             });
         }
     } else {
         let doc: serde_json::Value = serde_json::from_str(&a.contents).expect("ignition parses");
         for f in doc["storage"]["files"].as_array().expect("files") {
             let src = f["contents"]["source"].as_str().expect("source");
-            let b64 = src.strip_prefix("data:;base64,").expect("base64 data url");
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .expect("base64");
+            let bytes = match (
+                src.strip_prefix("data:;base64,"),
+                src.strip_prefix("data:,"),
+            ) {
+                (Some(b64), _) => base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .expect("base64"),
+                (None, Some(escaped)) => unescape(escaped),
+                _ => panic!("{}: not a data URL meshboot writes: {src:.40}", a.file_name),
+            };
+            let contents = match f["contents"]["compression"].as_str() {
+                None => String::from_utf8(bytes).expect("utf8"),
+                Some("gzip") => gunzip(&bytes),
+                Some(other) => panic!("{}: compression {other}", a.file_name),
+            };
             out.push(Delivered {
                 path: f["path"].as_str().expect("path").to_string(),
                 mode: f["mode"].as_u64().expect("mode") as u32,
@@ -188,7 +228,7 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
                     f["user"]["name"].as_str().expect("user"),
                     f["group"]["name"].as_str().expect("group")
                 ),
-                contents: String::from_utf8(bytes).expect("utf8"),
+                contents,
             });
         }
         for u in doc["systemd"]["units"].as_array().expect("units") {
@@ -201,6 +241,16 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
         }
     }
     out.sort();
+    out
+}
+
+/// The text gzip `bytes` hold.
+pub fn gunzip(bytes: &[u8]) -> String {
+    use std::io::Read as _;
+    let mut out = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut out)
+        .expect("gzip of UTF-8 text");
     out
 }
 

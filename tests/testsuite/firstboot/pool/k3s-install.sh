@@ -15,6 +15,8 @@
 # key replacing an earlier one (k3s-io/k3s pkg/configfilearg/parser.go, readConfigFile):
 # the token file exists, and an agent knows its server. The test merges the recorded files
 # the same way, `key+:` appends included, and checks the result.
+# With INSTALL_K3S_SKIP_DOWNLOAD=true it downloads nothing and needs the binary in place, as
+# the real script does; INSTALL_K3S_SKIP_ENABLE is accepted (it enables nothing anyway).
 # Fault ctl/k3s-install-fail: N or always.
 TOOL=k3s-install
 # shellcheck source=tests/testsuite/firstboot/lib.sh
@@ -77,11 +79,21 @@ case $cmd in
 esac
 
 bin_dir=${INSTALL_K3S_BIN_DIR:-/usr/local/bin}
-echo "[INFO]  Using ${INSTALL_K3S_VERSION:-the ${INSTALL_K3S_CHANNEL:-stable} channel} as release"
-echo "[INFO]  Installing k3s to $bin_dir/k3s"
-[ -d "$bin_dir" ] || fatal "mv: cannot move '/tmp/k3s-install.XXXXXXXXXX/k3s.bin' to '$bin_dir/k3s': No such file or directory"
-printf '#!/bin/sh\necho "fake k3s $*"\n' >"$bin_dir/k3s"
-chmod 0755 "$bin_dir/k3s"
+if [ "${INSTALL_K3S_SKIP_DOWNLOAD-}" = true ]; then
+  # As the real script: no download; the binary must already be there
+  # (download_and_verify -> verify_k3s_is_executable).
+  echo "[INFO]  Skipping k3s download and verify"
+  [ -x "$bin_dir/k3s" ] || fatal "Executable k3s binary not found at $bin_dir/k3s"
+else
+  echo "[INFO]  Using ${INSTALL_K3S_VERSION:-the ${INSTALL_K3S_CHANNEL:-stable} channel} as release"
+  echo "[INFO]  Installing k3s to $bin_dir/k3s"
+  # As the real script: it moves the binary into the bin dir without creating it.
+  [ -d "$bin_dir" ] || fatal "mv: cannot move '/tmp/k3s-install.XXXXXXXXXX/k3s.bin' to '$bin_dir/k3s': No such file or directory"
+  # The fake binary answers --version as k3s does: `k3s version <release> (<commit>)`.
+  printf '#!/bin/sh\ncase "$*" in --version) echo "k3s version %s (fakecommit)"; echo "go version go1.0" ;; *) echo "fake k3s $*" ;; esac\n' \
+    "${INSTALL_K3S_VERSION:-v0.0.0+${INSTALL_K3S_CHANNEL:-stable}}" >"$bin_dir/k3s"
+  chmod 0755 "$bin_dir/k3s"
+fi
 echo "[INFO]  env: Creating environment file /etc/systemd/system/$service.service.env"
 env | grep '^K3S_' >"/etc/systemd/system/$service.service.env" || true
 chmod 0600 "/etc/systemd/system/$service.service.env"

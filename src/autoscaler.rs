@@ -1,0 +1,340 @@
+//! Delivery to the Hetzner cluster-autoscaler: what `meshboot autoscaler` prints, built from
+//! the checked plan and the pools' rendered files.
+//!
+//! The official provider (kubernetes/autoscaler, cluster-autoscaler/cloudprovider/hetzner)
+//! reads its node groups from `--nodes=MIN:MAX:TYPE:LOCATION:POOL` arguments and their
+//! servers' settings from `HCLOUD_CLUSTER_CONFIG`, base64 of a JSON document, or
+//! `HCLOUD_CLUSTER_CONFIG_FILE`, the path of the same JSON (hetzner_manager.go, `newManager`:
+//! `base64.StdEncoding.DecodeString`, then `json.Unmarshal` into `ClusterConfig`). Its shape
+//! (`ClusterConfig`, `ImageList`, `NodeConfig`; Go matches JSON keys to field names without
+//! regard to case): `{"imagesForArch": {"arm64", "amd64"}, "nodeConfigs": {POOL:
+//! {"cloudInit", "labels", "taints"}}}`. `cloudInit` goes verbatim into each new server's
+//! user data (hetzner_node_group.go, `createServer`: `UserData: cloudInit`), so it is the
+//! pool's built file byte for byte; `labels` and `taints` (apiv1.Taint) are what the
+//! autoscaler assumes a new node of the pool will carry (`TemplateNodeInfo`), the same values
+//! K3s registers from the plan. `imagesForArch` names one image per CPU architecture for every
+//! pool: an image name or ID, or a label selector of snapshots, the newest of which is used
+//! (`findImage`).
+//!
+//! [`check_pools`] finds what the autoscaler cannot use (a pool without a server type,
+//! location or stock image), as positioned problems; [`secret`] prints the Secret.
+
+use crate::diagnostics::Diagnostic;
+use crate::emit::sha256_hex;
+use crate::error::Error;
+use crate::plan::{ClusterPlan, Envelope, Taint};
+use crate::problem::Problem;
+use crate::render::Artifact;
+use crate::resolve::{expand, node_os};
+use crate::spec::{Os, Spec};
+use base64::Engine as _;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// The environment variable that holds base64 of the JSON.
+pub const CONFIG_ENV: &str = "HCLOUD_CLUSTER_CONFIG";
+/// The environment variable that names a file holding the JSON (not base64).
+pub const CONFIG_FILE_ENV: &str = "HCLOUD_CLUSTER_CONFIG_FILE";
+/// The Secret's key for the JSON when it is mounted as a file.
+pub const CONFIG_FILE_KEY: &str = "cluster-config.json";
+/// Where the README's Deployment mounts the Secret for `--config-file`.
+pub const CONFIG_MOUNT: &str = "/etc/meshboot-autoscaler";
+
+/// The kernel's limit on one environment string, `NAME=value` and its NUL
+/// (MAX_ARG_STRLEN, 32 pages of 4 KiB: include/uapi/linux/binfmts.h). A longer
+/// `HCLOUD_CLUSTER_CONFIG` makes the container fail with "argument list too long".
+pub const MAX_ENV_STRING: usize = 32 * 4096;
+/// The most a Secret may hold (Kubernetes: "Individual secrets are limited to 1MiB").
+pub const MAX_SECRET: usize = 1024 * 1024;
+
+/// The CPU architecture of a Hetzner server type: the CAX line is Ampere (arm64), every
+/// other line (CX, CPX, CCX) x86 (amd64) (docs.hetzner.com, "Server types").
+pub fn arch_of(server_type: &str) -> &'static str {
+    if server_type.starts_with("cax") {
+        "arm64"
+    } else {
+        "amd64"
+    }
+}
+
+/// Hetzner's stock image of `os`, by name (`hcloud image list`): the same name serves both
+/// architectures. Flatcar and Fedora CoreOS have none: they need a snapshot.
+pub fn stock_image(os: Os) -> Option<&'static str> {
+    match os {
+        Os::Ubuntu2204 => Some("ubuntu-22.04"),
+        Os::Ubuntu2404 => Some("ubuntu-24.04"),
+        Os::Debian12 => Some("debian-12"),
+        Os::Flatcar | Os::FedoraCoreos => None,
+    }
+}
+
+/// What the autoscaler cannot use, at the pools' places in the spec: a pool without
+/// `hcloud.type` or `hcloud.location` (its `--nodes` needs both), one whose OS has no stock
+/// image, and two pools of one architecture that need different images.
+pub fn check_pools(spec: &Spec) -> Vec<Diagnostic> {
+    let mut d = Vec::new();
+    let mut images: BTreeMap<&'static str, (String, String)> = BTreeMap::new();
+    for n in expand(spec).iter().filter(|n| n.pool.is_some()) {
+        let at = format!("nodes[{}].autoscale", n.entry);
+        let hcloud = n.fields.hcloud.clone().unwrap_or_default();
+        for (key, value) in [
+            ("type", &hcloud.server_type),
+            ("location", &hcloud.location),
+        ] {
+            if value.is_none() {
+                d.push(
+                    Diagnostic::new(
+                        &at,
+                        Problem::PoolWithoutHcloud {
+                            pool: n.name.clone(),
+                            key,
+                        },
+                    )
+                    .on_key(),
+                );
+            }
+        }
+        let os = node_os(n);
+        let Some(image) = stock_image(os) else {
+            d.push(
+                Diagnostic::new(
+                    &at,
+                    Problem::PoolWithoutImage {
+                        pool: n.name.clone(),
+                        os: os.name(),
+                    },
+                )
+                .on_key(),
+            );
+            continue;
+        };
+        let Some(server_type) = &hcloud.server_type else {
+            continue;
+        };
+        let arch = arch_of(server_type);
+        match images.get(arch) {
+            Some((other_pool, other_image)) if other_image != image => d.push(
+                Diagnostic::new(
+                    &at,
+                    Problem::PoolImagesDiffer {
+                        arch,
+                        pool: n.name.clone(),
+                        image: image.to_string(),
+                        other_pool: other_pool.clone(),
+                        other_image: other_image.clone(),
+                    },
+                )
+                .on_key(),
+            ),
+            Some(_) => {}
+            None => {
+                images.insert(arch, (n.name.clone(), image.to_string()));
+            }
+        }
+    }
+    d
+}
+
+/// `ClusterConfig` of hetzner_manager.go, as JSON.
+#[derive(Debug, Serialize)]
+pub struct ClusterConfig {
+    #[serde(rename = "imagesForArch")]
+    pub images_for_arch: BTreeMap<&'static str, String>,
+    #[serde(rename = "nodeConfigs")]
+    pub node_configs: BTreeMap<String, NodeConfig>,
+}
+
+/// `NodeConfig` of hetzner_manager.go, as JSON.
+#[derive(Debug, Serialize)]
+pub struct NodeConfig {
+    /// The pool's built file, byte for byte.
+    #[serde(rename = "cloudInit")]
+    pub cloud_init: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+}
+
+/// One pool's `--nodes` argument.
+pub fn nodes_arg(min: u32, max: u32, server_type: &str, location: &str, pool: &str) -> String {
+    format!("--nodes={min}:{max}:{server_type}:{location}:{pool}")
+}
+
+/// The cluster config and the `--nodes` arguments of `plan`'s pools, whose files are
+/// `artifacts` (in plan order). [`check_pools`] has made sure every pool has a type, a
+/// location and an image; a pool without them here is a meshboot bug.
+pub fn cluster_config(
+    plan: &ClusterPlan,
+    artifacts: &[Artifact],
+) -> Result<(ClusterConfig, Vec<String>), Error> {
+    let bug = |what: &str| {
+        Error::Internal(format!(
+            "error: internal error: {what}; this is a meshboot bug, please report it\n"
+        ))
+    };
+    let mut config = ClusterConfig {
+        images_for_arch: BTreeMap::new(),
+        node_configs: BTreeMap::new(),
+    };
+    let mut args = Vec::new();
+    for (node, artifact) in plan.nodes.iter().zip(artifacts) {
+        let Some(pool) = &node.pool else { continue };
+        if artifact.node != node.name {
+            return Err(bug("the artifacts are not in plan order"));
+        }
+        let (Some(server_type), Some(location)) = (&node.hcloud.server_type, &node.hcloud.location)
+        else {
+            return Err(bug(&format!("pool {} has no type or location", node.name)));
+        };
+        let image = stock_image(node.os)
+            .filter(|_| node.envelope == Envelope::CloudInit)
+            .ok_or_else(|| bug(&format!("pool {} has no image", node.name)))?;
+        config
+            .images_for_arch
+            .insert(arch_of(server_type), image.to_string());
+        config.node_configs.insert(
+            node.name.clone(),
+            NodeConfig {
+                cloud_init: artifact.contents.clone(),
+                labels: node
+                    .labels
+                    .iter()
+                    .map(|l| (l.key.clone(), l.value.clone()))
+                    .collect(),
+                taints: node.taints.clone(),
+            },
+        );
+        args.push(nodes_arg(
+            pool.min,
+            pool.max,
+            server_type,
+            location,
+            &pool.name,
+        ));
+    }
+    Ok((config, args))
+}
+
+/// How `meshboot autoscaler` hands the JSON over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// `HCLOUD_CLUSTER_CONFIG` from the Secret's key of that name (base64 of the JSON).
+    #[default]
+    Env,
+    /// The JSON as the Secret's `cluster-config.json`, mounted as a file that
+    /// `HCLOUD_CLUSTER_CONFIG_FILE` names: no size limit but the Secret's.
+    File,
+}
+
+/// The Secret's name.
+pub fn secret_name(cluster: &str) -> String {
+    format!("meshboot-{cluster}-autoscaler")
+}
+
+#[derive(Serialize)]
+struct Secret<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata<'a>,
+    #[serde(rename = "type")]
+    secret_type: &'static str,
+    data: BTreeMap<&'static str, String>,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    name: &'a str,
+    namespace: &'static str,
+    labels: BTreeMap<&'static str, &'static str>,
+}
+
+/// What `meshboot autoscaler` prints: the Secret as YAML, after comments that say how to run
+/// the autoscaler with it (its `--nodes` arguments and environment).
+pub fn secret(
+    plan: &ClusterPlan,
+    artifacts: &[Artifact],
+    delivery: Delivery,
+) -> Result<String, Error> {
+    let (config, args) = cluster_config(plan, artifacts)?;
+    let json = serde_json::to_string(&config)
+        .map_err(|e| Error::Internal(format!("error: internal error: {e}\n")))?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let name = secret_name(&plan.cluster);
+    let (key, value) = match delivery {
+        Delivery::Env => {
+            let value = b64(&json);
+            let env_len = CONFIG_ENV.len() + 1 + value.len() + 1;
+            if env_len > MAX_ENV_STRING {
+                return Err(Error::InvalidSpec(format!(
+                    "error: {CONFIG_ENV} would be {env_len} bytes, over the kernel's {MAX_ENV_STRING}-byte limit on one environment variable (the autoscaler would not start: \"argument list too long\")\n  = help: pass --config-file: the Secret then holds the JSON as {CONFIG_FILE_KEY}, mounted as a file that {CONFIG_FILE_ENV} names ({} bytes)\n",
+                    json.len()
+                )));
+            }
+            (CONFIG_ENV, value)
+        }
+        Delivery::File => (CONFIG_FILE_KEY, json.clone()),
+    };
+    let data_len = b64(&value).len();
+    if value.len() > MAX_SECRET {
+        return Err(Error::InvalidSpec(format!(
+            "error: the Secret would hold {} bytes, over Kubernetes' {MAX_SECRET}-byte limit on a Secret ({data_len} bytes as base64 in the manifest)\n  = help: fewer pools, or smaller pool files (`--compress`)\n",
+            value.len()
+        )));
+    }
+    let manifest = Secret {
+        api_version: "v1",
+        kind: "Secret",
+        metadata: Metadata {
+            name: &name,
+            namespace: "kube-system",
+            labels: BTreeMap::from([("app.kubernetes.io/managed-by", "meshboot")]),
+        },
+        secret_type: "Opaque",
+        data: BTreeMap::from([(key, b64(&value))]),
+    };
+    let yaml = serde_yaml::to_string(&manifest)
+        .map_err(|e| Error::Internal(format!("error: internal error: {e}\n")))?;
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# The Hetzner cluster-autoscaler's configuration for cluster {}, written by meshboot.\n# It holds secrets (every pool's first-boot file): apply it, do not commit it.\n#   meshboot autoscaler SPEC | kubectl apply --server-side -f -",
+        plan.cluster
+    );
+    let _ = writeln!(
+        out,
+        "# Run cluster-autoscaler with --cloud-provider=hetzner, one --nodes=MIN:MAX:TYPE:LOCATION:POOL per pool:"
+    );
+    for a in &args {
+        let _ = writeln!(out, "#   {a}");
+    }
+    let _ = writeln!(
+        out,
+        "# and this environment (HCLOUD_TOKEN from a Secret of your own):"
+    );
+    match delivery {
+        Delivery::Env => {
+            let _ = writeln!(
+                out,
+                "#   - name: {CONFIG_ENV}\n#     valueFrom: {{ secretKeyRef: {{ name: {name}, key: {CONFIG_ENV} }} }}"
+            );
+        }
+        Delivery::File => {
+            let _ = writeln!(
+                out,
+                "#   - name: {CONFIG_FILE_ENV}\n#     value: {CONFIG_MOUNT}/{CONFIG_FILE_KEY}\n# with the Secret mounted at {CONFIG_MOUNT} (a volume `secret: {{ secretName: {name} }}`)."
+            );
+        }
+    }
+    for (pool, node) in &config.node_configs {
+        let _ = writeln!(
+            out,
+            "# nodeConfigs.{pool}.cloudInit: {} bytes, sha256 {} (the pool's built file)",
+            node.cloud_init.len(),
+            sha256_hex(node.cloud_init.as_bytes())
+        );
+    }
+    out.push_str(&yaml);
+    Ok(out)
+}
