@@ -619,6 +619,14 @@ pub enum Problem {
         hint: VersionHint,
     },
     K3sChannel(String),
+    /// The pinned release predates K3s's fix for flannel.1 vanishing with tailscale0
+    /// (a warning); `fixed_in`: the first fixed release of its line, if that line has one.
+    K3sBeforeFlannelFix {
+        version: String,
+        fixed_in: Option<&'static str>,
+    },
+    /// Nodes join the tailnet without tags (a warning).
+    UntaggedNodes,
     /// Not a component this meshboot knows, but it could be one (a warning).
     UnknownComponent {
         item: String,
@@ -732,6 +740,8 @@ impl Problem {
             | Problem::PlainHttpLoginServer
             | Problem::AgentsHoldServerToken
             | Problem::NoK3sVersion
+            | Problem::K3sBeforeFlannelFix { .. }
+            | Problem::UntaggedNodes
             | Problem::UnknownComponent { .. }
             | Problem::NoFirewall
             | Problem::OAuthShipped
@@ -930,7 +940,15 @@ impl Problem {
             TailscaleVersion(_) => "write a release number such as 1.90.6, or leave it out for the newest stable release".into(),
             AgentsHoldServerToken => "add `agent_token: { env: K3S_AGENT_TOKEN }`: servers then accept agents with it, and agents never hold the server token".into(),
             VersionAndChannel => "pin `version` (recommended: every node, now and later, runs the same release) or follow a `channel`, not both".into(),
-            NoK3sVersion => "set `version: v1.33.5+k3s1` (or another release) so that every node runs the same release".into(),
+            NoK3sVersion => "set `version: v1.33.13+k3s1` (or another release) so that every node runs the same release".into(),
+            K3sBeforeFlannelFix { fixed_in, .. } => {
+                let pin = match fixed_in {
+                    Some(first) => format!("pin {first} or later of this line"),
+                    None => "this line has no fix: move to v1.33.13+k3s1 or later".into(),
+                };
+                format!("meshboot restarts K3s whenever tailscaled starts, but until the fix any other re-creation of tailscale0 still cuts pod traffic between nodes until K3s restarts; {pin} (the first fixed releases are v1.33.13, v1.34.9, v1.35.6 and v1.36.2)")
+            }
+            UntaggedNodes => "add `tags: [tag:k3s]` (tags your key may apply), or `server_tags` and `agent_tags` for every role: tagged nodes are owned by the tailnet, their keys do not expire, and the tailnet policy can name them".into(),
             K3sVersion { version: v, hint } => match hint {
                 VersionHint::IsChannel => format!("`{v}` is a channel: write `channel: {v}` instead of `version:`"),
                 VersionHint::AddPrefixAndSuffix => format!("did you mean `v{v}+k3s1`? K3s releases look like v1.33.5+k3s1"),
@@ -1256,6 +1274,15 @@ impl Display for Problem {
                 write!(f, "{} is not a K3s release", quote_short(version))
             }
             K3sChannel(c) => write!(f, "{} is not a K3s channel", quote_short(c)),
+            K3sBeforeFlannelFix { version, .. } => write!(
+                f,
+                "K3s {} predates the fix for flannel.1 vanishing when tailscale0 is recreated (k3s-io/k3s#12436)",
+                quote_short(version)
+            ),
+            UntaggedNodes => write!(
+                f,
+                "no tags: nodes join the tailnet owned by the key's user, and their node keys expire (180 days by default), splitting the cluster"
+            ),
             UnknownComponent { item, .. } => write!(
                 f,
                 "{} is not a component this meshboot knows K3s can disable",

@@ -29,6 +29,18 @@ use crate::firewall::{TAILSCALE_V4, TAILSCALE_V6};
 /// The most servers (embedded etcd members) a cluster may have.
 pub const MAX_SERVERS: usize = 7;
 
+/// The first K3s release of each line with the fix for flannel.1 disappearing when its
+/// interface (tailscale0) is recreated: k3s-io/k3s#12436, fixed by #14086 and backported in
+/// #14117 (1.33, validated on v1.33.13-rc2), #14116 (1.34, v1.34.9-rc2), #14115 (1.35,
+/// v1.35.6-rc2) and #14114 (1.36, v1.36.2-rc2). Lines before 1.33 got no backport; later ones
+/// branched after the fix.
+const FLANNEL_FIX: &[(u32, u32, &str)] = &[
+    (33, 13, "v1.33.13+k3s1"),
+    (34, 9, "v1.34.9+k3s1"),
+    (35, 6, "v1.35.6+k3s1"),
+    (36, 2, "v1.36.2+k3s1"),
+];
+
 /// Components K3s can `--disable`.
 const K3S_COMPONENTS: &[&str] = &[
     "coredns",
@@ -58,7 +70,9 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
     check_pools(spec, &mut d);
     check_os_firewall(spec, &nodes, &mut d);
     check_tailscale(spec, &mut d);
+    check_untagged(spec, &mut d);
     check_k3s(spec, &mut d);
+    check_flannel_fix(spec, &mut d);
     check_firewall(spec, &mut d);
     d
 }
@@ -825,6 +839,52 @@ fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
     check_tailscale_version(spec, d);
 }
 
+/// Untagged nodes are owned by the user whose key joined them, and their node keys expire
+/// (Tailscale's key expiry, 180 days by default; tagged nodes' do not), which splits the
+/// cluster when they do. An OAuth client secret without tags is refused when secrets are
+/// read; any other key gets this warning.
+fn check_untagged(spec: &Spec, d: &mut Vec<Diagnostic>) {
+    let ts = &spec.tailscale;
+    // A role's nodes advertise `tags` and the role's own tags (plan::node_tags).
+    let untagged = |role: Role, role_tags: &[String]| {
+        ts.tags.is_empty() && role_tags.is_empty() && spec.nodes.iter().any(|n| n.role == role)
+    };
+    if untagged(Role::Server, &ts.server_tags) || untagged(Role::Agent, &ts.agent_tags) {
+        d.push(Diagnostic::new("tailscale.tags", Problem::UntaggedNodes).on_key_or_parent());
+    }
+}
+
+/// A pinned K3s release before the flannel fix ([`FLANNEL_FIX`]), in a cluster whose flannel
+/// runs VXLAN over tailscale0: the device the fix is about.
+fn check_flannel_fix(spec: &Spec, d: &mut Vec<Diagnostic>) {
+    let k = &spec.k3s;
+    if k.flannel_backend != FlannelBackend::Vxlan {
+        return;
+    }
+    let Some(v) = &k.version else { return };
+    if let Some(fixed_in) = predates_flannel_fix(v) {
+        d.push(Diagnostic::new(
+            "k3s.version",
+            Problem::K3sBeforeFlannelFix {
+                version: v.clone(),
+                fixed_in,
+            },
+        ));
+    }
+}
+
+/// For a K3s release `v1.MINOR.PATCH+k3sN` before the flannel fix of its line: the first
+/// fixed release of that line, if it has one. None for a fixed release (or another string).
+fn predates_flannel_fix(v: &str) -> Option<Option<&'static str>> {
+    let semver = v.strip_prefix("v1.")?.split_once('+')?.0;
+    let (minor, patch) = semver.split_once('.')?;
+    let (minor, patch): (u32, u32) = (minor.parse().ok()?, patch.parse().ok()?);
+    match FLANNEL_FIX.iter().find(|(m, _, _)| *m == minor) {
+        Some((_, first, release)) => (patch < *first).then_some(Some(*release)),
+        None => (minor < FLANNEL_FIX[0].0).then_some(None),
+    }
+}
+
 fn check_tailscale_version(spec: &Spec, d: &mut Vec<Diagnostic>) {
     if let Some(v) = &spec.tailscale.version
         && !is_semver(v)
@@ -1123,6 +1183,33 @@ mod tests {
         assert!(label_problem(&"a".repeat(64)).is_some());
         assert!(is_san("api.example.com") && is_san("10.0.0.1") && is_san("fd00::1"));
         assert!(!is_san("$(touch x)") && !is_san("a b"));
+    }
+
+    #[test]
+    fn the_flannel_fix_is_found_per_release_line() {
+        // k3s-io/k3s#14114-#14117: the first fixed patch of 1.33 to 1.36; nothing for 1.32.
+        assert_eq!(predates_flannel_fix("v1.32.13+k3s1"), Some(None));
+        assert_eq!(
+            predates_flannel_fix("v1.33.5+k3s1"),
+            Some(Some("v1.33.13+k3s1"))
+        );
+        assert_eq!(
+            predates_flannel_fix("v1.33.12+k3s2"),
+            Some(Some("v1.33.13+k3s1"))
+        );
+        assert_eq!(
+            predates_flannel_fix("v1.36.1+k3s1"),
+            Some(Some("v1.36.2+k3s1"))
+        );
+        for fixed in [
+            "v1.33.13+k3s1",
+            "v1.34.9+k3s2",
+            "v1.35.10+k3s1",
+            "v1.36.2+k3s1",
+            "v1.37.0+k3s1",
+        ] {
+            assert_eq!(predates_flannel_fix(fixed), None, "{fixed}");
+        }
     }
 
     #[test]

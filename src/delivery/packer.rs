@@ -16,7 +16,9 @@
 //! into the installed root before it has ever booted.
 
 use super::{Arch, CLUSTER_LABEL, stock_image};
-use crate::plan::{BAKED_K3S_INSTALLER, ClusterPlan, K3S_INSTALL_URL, TAILSCALE_STATIC_DIR};
+use crate::plan::{
+    BAKED_K3S_INSTALLER, ClusterPlan, K3S_INSTALL_URL, TAILSCALE_STATIC_DIR, TailscaleInstall,
+};
 use crate::spec::{Choice, Os, Spec};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -77,10 +79,11 @@ pub struct BakePaths {
     pub k3s_bin_disk: String,
     /// The install script the node runs with INSTALL_K3S_SKIP_DOWNLOAD.
     pub installer_disk: String,
-    /// The static Tailscale build (rescue route) and the link to its CLI.
+    /// The static Tailscale build (rescue route) and the link to its CLI: empty where the
+    /// build's own directory is on PATH (Fedora CoreOS, plan `TailscaleInstall::Static`).
     pub tailscale_dir_disk: String,
     pub tailscale_link_disk: String,
-    /// The link's target on the node.
+    /// The CLI on the node (the link's target).
     pub tailscale_bin: String,
 }
 
@@ -184,14 +187,24 @@ pub fn plan_packer(spec: &Spec, plan: &ClusterPlan) -> PackerPlan {
                 }
             };
             let k3s_bin = format!("{bin_dir}/k3s");
-            let tailscale_link = format!("{bin_dir}/tailscale");
+            // The static build goes where these nodes' bootstrap looks for it.
+            let (ts_dir, ts_link_dir) = nodes
+                .first()
+                .and_then(|(name, _)| plan.nodes.iter().find(|n| n.name == *name))
+                .and_then(|n| match &n.tailscale.install {
+                    TailscaleInstall::Static { dir, link_dir, .. } => Some((*dir, *link_dir)),
+                    TailscaleInstall::Apt { .. } => None,
+                })
+                .unwrap_or((TAILSCALE_STATIC_DIR, Some(bin_dir)));
             let paths = BakePaths {
                 k3s_bin_disk: disk(&k3s_bin),
                 k3s_bin,
                 installer_disk: disk(BAKED_K3S_INSTALLER),
-                tailscale_dir_disk: disk(TAILSCALE_STATIC_DIR),
-                tailscale_link_disk: disk(&tailscale_link),
-                tailscale_bin: format!("{TAILSCALE_STATIC_DIR}/tailscale"),
+                tailscale_dir_disk: disk(ts_dir),
+                tailscale_link_disk: ts_link_dir
+                    .map(|l| disk(&format!("{l}/tailscale")))
+                    .unwrap_or_default(),
+                tailscale_bin: format!("{ts_dir}/tailscale"),
             };
             Bake {
                 paths,

@@ -15,14 +15,15 @@
 //!
 //! Agents get windows on Saturday, two hours apart, twelve slots round-robin. A pool is
 //! one file for all its servers, so a window written into it would reboot the whole pool
-//! at once: a pool node gets all twelve agent windows instead ([`WindowChoice`]), and its
-//! bootstrap writes the one the checksum of the server's name picks (POSIX `cksum`), then
+//! at once: a pool node gets agent windows instead, one per server the pool may have, at
+//! most the twelve ([`WindowChoice`]), and its bootstrap writes the one the checksum of the
+//! server's name picks (POSIX `cksum`), then
 //! restarts the service that reads it (locksmithd and Zincati read their configuration
 //! when they start). The pool's servers spread over the windows; two of them may still
 //! draw the same one. Ubuntu and Debian do not reboot by themselves (unattended-upgrades'
 //! Automatic-Reboot is off).
 
-use super::NodeRole;
+use super::{NodeRole, PoolPlan};
 use crate::spec::Os;
 use serde::Serialize;
 
@@ -72,15 +73,18 @@ pub struct WindowChoice {
     pub windows: Vec<RebootWindow>,
 }
 
-/// The windows of pool `pool` on an OS that reboots for updates by itself: the agents'
-/// twelve; `None` on the others.
-pub fn pool_windows(os: Os, pool: &str) -> Option<WindowChoice> {
+/// The windows of a pool of at most `max` servers on an OS that reboots for updates by
+/// itself: the first of the agents' twelve, one per server the pool may have (more would
+/// only lengthen the file every server boots, which counts against Hetzner's 32 KiB);
+/// `None` on the others.
+pub fn pool_windows(os: Os, pool: &PoolPlan) -> Option<WindowChoice> {
     let unit = match os {
         Os::Flatcar => "locksmithd.service",
         Os::FedoraCoreos => "zincati.service",
         _ => return None,
     };
-    let slots = AGENT_SLOTS as usize;
+    let slots = pool.max.clamp(1, AGENT_SLOTS) as usize;
+    let pool = pool.name.as_str();
     let windows: Vec<RebootWindow> = (0..slots)
         .filter_map(|i| {
             let mut w = reboot_window(os, NodeRole::Agent, i)?;
@@ -130,7 +134,7 @@ fn header(w: &RebootWindow) -> String {
     match &w.of_pool {
         None => HEADER.to_string(),
         Some(p) => format!(
-            "Written by meshboot: pool {}, window {} of {} (README, \"Upgrades\").",
+            "Written by meshboot: pool {}, window {} of {}.",
             p.pool, p.number, p.of
         ),
     }
@@ -217,19 +221,36 @@ mod tests {
 
     #[test]
     fn a_pool_chooses_among_the_agents_windows() {
-        let choice = pool_windows(Os::Flatcar, "flock").expect("flatcar");
+        let pool = |max| PoolPlan {
+            name: "flock".into(),
+            min: 0,
+            max,
+            name_source: super::super::NameSource::Hostname,
+        };
+        let choice = pool_windows(Os::Flatcar, &pool(30)).expect("flatcar");
         assert_eq!(choice.unit, "locksmithd.service");
         assert_eq!(choice.windows.len(), AGENT_SLOTS as usize);
         let starts: std::collections::BTreeSet<&str> =
             choice.windows.iter().map(|w| w.start.as_str()).collect();
         assert_eq!(starts.len(), choice.windows.len(), "{starts:?}");
-        assert!(
-            flatcar_update_conf(&choice.windows[2])
-                .starts_with("# Written by meshboot: pool flock, window 3 of 12 (README")
-        );
-        assert!(pool_windows(Os::Debian12, "p").is_none());
         assert_eq!(
-            pool_windows(Os::FedoraCoreos, "p").expect("fcos").unit,
+            flatcar_update_conf(&choice.windows[2]).lines().next(),
+            Some("# Written by meshboot: pool flock, window 3 of 12.")
+        );
+        // One window per server the pool may have, at least one.
+        let five = pool_windows(Os::Flatcar, &pool(5)).expect("flatcar");
+        assert_eq!(five.windows.len(), 5);
+        assert_eq!(five.windows[4].start, "08:00");
+        assert_eq!(
+            pool_windows(Os::Flatcar, &pool(0))
+                .expect("flatcar")
+                .windows
+                .len(),
+            1
+        );
+        assert!(pool_windows(Os::Debian12, &pool(5)).is_none());
+        assert_eq!(
+            pool_windows(Os::FedoraCoreos, &pool(5)).expect("fcos").unit,
             "zincati.service"
         );
     }

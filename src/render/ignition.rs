@@ -1,7 +1,8 @@
 //! The Ignition envelope: Ignition 3.x built from typed structs and serialized with serde_json.
 //!
-//! Files travel as `data:` URLs with their modes and root ownership (with `--compress`,
-//! gzipped where that is smaller, `compression: gzip`); units, which Ignition takes as
+//! Files travel as `data:` URLs with their modes and root ownership, URL-escaped or base64
+//! as butane would pick (with `--compress`, gzipped where that is smaller,
+//! `compression: gzip`); units, which Ignition takes as
 //! plain text only, stay as they are; systemd units go under
 //! `systemd.units`, and the bootstrap unit is enabled so it runs once on first boot. Like
 //! butane and afterburn, the builder refuses duplicate paths and units.
@@ -55,20 +56,22 @@ pub struct Resource {
     pub compression: Option<&'static str>,
 }
 
-/// A file's contents as a `data:` URL: plain, or with `compress`, gzipped when that is
-/// smaller.
+/// A file's contents as a `data:` URL, the shortest of the encodings butane chooses from
+/// (coreos/butane `base/util/url.go`, `MakeDataURL`): URL-escaped, base64, and with
+/// `compress`, base64 of its gzip (counting the `gzip` the `compression` field spends).
 fn resource(bytes: &[u8], compress: bool) -> Resource {
+    let source = data_url(bytes);
     if compress {
-        let packed = super::gzip(bytes);
-        if packed.len() < bytes.len() {
+        let packed = base64_data_url(&super::gzip(bytes));
+        if packed.len() + "gzip".len() < source.len() {
             return Resource {
-                source: data_url(&packed),
+                source: packed,
                 compression: Some("gzip"),
             };
         }
     }
     Resource {
-        source: data_url(bytes),
+        source,
         compression: None,
     }
 }
@@ -86,12 +89,40 @@ pub struct Unit {
     pub contents: String,
 }
 
-/// `data:;base64,...` for `bytes`.
+/// `bytes` as a `data:` URL: URL-escaped (`data:,...`) or base64 (`data:;base64,...`),
+/// whichever is shorter, as butane picks. A script mostly of letters escapes to nearly its
+/// own length, where base64 always adds a third; one full of spaces and symbols is shorter
+/// in base64.
 pub fn data_url(bytes: &[u8]) -> String {
+    let escaped = escape(bytes);
+    let b64 = base64_data_url(bytes);
+    if b64.len() < "data:,".len() + escaped.len() {
+        b64
+    } else {
+        format!("data:,{escaped}")
+    }
+}
+
+fn base64_data_url(bytes: &[u8]) -> String {
     format!(
         "data:;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
     )
+}
+
+/// RFC 2397 escaping as Ignition's and butane's data URL library does it
+/// (vincent-petithory/dataurl `Escape`): RFC 2396's unreserved characters stay, every
+/// other byte becomes `%XX`.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 pub fn document(
@@ -127,7 +158,26 @@ pub fn document(
             }),
         }
     }
-    let mut out = serde_json::to_string_pretty(&config).map_err(|e| RenderError(e.to_string()))?;
+    // Compact, as butane emits Ignition unless asked for --pretty (coreos/butane
+    // internal/main.go): indentation would only spend the 32 KiB of user data.
+    let mut out = serde_json::to_string(&config).map_err(|e| RenderError(e.to_string()))?;
     out.push('\n');
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_urls_take_the_shorter_encoding() {
+        // Letters and unreserved marks stay as they are: shorter than base64.
+        assert_eq!(data_url(b"xxxxxxxx-x.y"), "data:,xxxxxxxx-x.y");
+        // Spaces cost three bytes each escaped: base64 is shorter.
+        assert_eq!(data_url(b"        "), "data:;base64,ICAgICAgICA=");
+        // Shorter escaped, if only by a byte.
+        assert_eq!(data_url(b"a b\nc d\n"), "data:,a%20b%0Ac%20d%0A");
+        // Every byte outside RFC 2396's unreserved set is escaped, UTF-8 bytes included.
+        assert_eq!(escape("a b/ü'()*!~".as_bytes()), "a%20b%2F%C3%BC'()*!~");
+    }
 }

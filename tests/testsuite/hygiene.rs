@@ -86,10 +86,12 @@ fn secrets_live_only_in_their_0600_root_files() {
         for a in &artifacts {
             let what = format!("{spec}: {}", a.file_name);
             let files = delivered(a);
+            let secret_path =
+                |p: &str| p == AUTH_KEY_PATH || p == TOKEN_PATH || p == AGENT_TOKEN_PATH;
             for f in &files {
                 assert_eq!(f.owner, "root:root", "{what}: {}", f.path);
                 let holds_secret = secrets.iter().any(|s| f.contents.contains(s.as_str()));
-                if f.path == AUTH_KEY_PATH || f.path == TOKEN_PATH || f.path == AGENT_TOKEN_PATH {
+                if secret_path(&f.path) {
                     assert_eq!(f.mode, 0o600, "{what}: {} mode {:o}", f.path, f.mode);
                     assert!(holds_secret, "{what}: {} holds no secret", f.path);
                     assert_eq!(f.contents.lines().count(), 1, "{what}: one line");
@@ -109,22 +111,38 @@ fn secrets_live_only_in_their_0600_root_files() {
                 }
             }
             // In the raw envelope, a secret appears only inside its file (cloud-init holds
-            // the files as text, Ignition as base64).
+            // the files as text, Ignition as URL-escaped text or base64).
+            let ignition_sources: Vec<String> = if a.file_name.ends_with(".ign") {
+                let doc: serde_json::Value = serde_json::from_str(&a.contents).expect("ignition");
+                doc["storage"]["files"]
+                    .as_array()
+                    .expect("files")
+                    .iter()
+                    .filter(|f| secret_path(f["path"].as_str().expect("path")))
+                    .map(|f| {
+                        f["contents"]["source"]
+                            .as_str()
+                            .expect("source")
+                            .to_string()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             for s in &secrets {
                 let in_files = files
                     .iter()
-                    .filter(|f| {
-                        f.path == AUTH_KEY_PATH
-                            || f.path == TOKEN_PATH
-                            || f.path == AGENT_TOKEN_PATH
-                    })
+                    .filter(|f| secret_path(&f.path))
                     .map(|f| f.contents.matches(s.as_str()).count())
                     .sum::<usize>();
                 let raw = a.contents.matches(s.as_str()).count();
                 let expected = if a.file_name.ends_with(".yaml") {
                     in_files
                 } else {
-                    0
+                    ignition_sources
+                        .iter()
+                        .map(|src| src.matches(s.as_str()).count())
+                        .sum()
                 };
                 assert_eq!(raw, expected, "{what}: a secret appears outside its file");
             }

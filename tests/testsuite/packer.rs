@@ -124,7 +124,7 @@ fn the_template_parses_as_hcl_with_one_source_per_os_and_architecture() {
         let os = name.rsplit_once('-').unwrap().0;
         let want_labels: hcl::Map<String, hcl::Value> = [
             ("meshboot.cluster", "hz"),
-            ("meshboot.k3s", "v1.33.5-k3s1"),
+            ("meshboot.k3s", "v1.33.13-k3s1"),
             ("meshboot.os", os),
             ("meshboot.tailscale", "1.90.6"),
         ]
@@ -137,32 +137,60 @@ fn the_template_parses_as_hcl_with_one_source_per_os_and_architecture() {
     assert!(hcl.contains("\"meshboot.os\" = \"flatcar\""));
 }
 
-/// bake.sh puts Tailscale and K3s where every node's bootstrap looks for them.
+/// bake.sh puts Tailscale and K3s where every node's bootstrap looks for them: for
+/// hetzner.yaml, and for it with a Fedora CoreOS node added (hetzner.yaml has none), whose
+/// static Tailscale lives in /usr/local/bin itself, with no link.
 #[test]
 fn bake_sh_fills_the_places_the_bootstrap_looks() {
-    let (checked, _) = compile(&fixtures_dir().join("hetzner.yaml"), &Options::default());
-    let plan = plan_packer(&checked.spec, &checked.plan);
-    for n in &checked.plan.nodes {
-        let image = plan
-            .images
-            .iter()
-            .find(|b| b.nodes.contains(&n.name))
-            .unwrap_or_else(|| panic!("no image for {}", n.name));
-        let baked = n.k3s.baked.as_ref().expect("pinned K3s");
-        assert_eq!(image.paths.k3s_bin, baked.bin, "{}", n.name);
-        if let meshboot::plan::TailscaleInstall::Static { dir, link_dir, .. } = &n.tailscale.install
-        {
-            assert_eq!(image.paths.tailscale_bin, format!("{dir}/tailscale"));
-            assert!(
-                image
-                    .paths
-                    .tailscale_link_disk
-                    .ends_with(&format!("{link_dir}/tailscale")),
-                "{}",
-                n.name
-            );
+    let fcos = tempfile::tempdir().unwrap();
+    let spec = camino::Utf8PathBuf::from_path_buf(fcos.path().join("hetzner-fcos.yaml")).unwrap();
+    let text = std::fs::read_to_string(fixtures_dir().join("hetzner.yaml")).unwrap();
+    std::fs::write(
+        &spec,
+        format!("{text}  - name: hz-fcos\n    role: agent\n    os: fedora-coreos\n    firewall: {{ backend: nftables }}\n"),
+    )
+    .unwrap();
+    let mut fcos_images = 0;
+    for path in [fixtures_dir().join("hetzner.yaml"), spec] {
+        let (checked, _) = compile(&path, &Options::default());
+        let plan = plan_packer(&checked.spec, &checked.plan);
+        for n in &checked.plan.nodes {
+            let image = plan
+                .images
+                .iter()
+                .find(|b| b.nodes.contains(&n.name))
+                .unwrap_or_else(|| panic!("no image for {}", n.name));
+            let baked = n.k3s.baked.as_ref().expect("pinned K3s");
+            assert_eq!(image.paths.k3s_bin, baked.bin, "{}", n.name);
+            if let meshboot::plan::TailscaleInstall::Static { dir, link_dir, .. } =
+                &n.tailscale.install
+            {
+                assert_eq!(image.paths.tailscale_bin, format!("{dir}/tailscale"));
+                match link_dir {
+                    Some(link_dir) => {
+                        assert!(image.paths.tailscale_dir_disk.ends_with(dir), "{}", n.name);
+                        assert!(
+                            image
+                                .paths
+                                .tailscale_link_disk
+                                .ends_with(&format!("{link_dir}/tailscale")),
+                            "{}",
+                            n.name
+                        );
+                    }
+                    None => {
+                        fcos_images += 1;
+                        assert_eq!(image.paths.tailscale_link_disk, "", "{}", n.name);
+                        assert_eq!(
+                            image.paths.tailscale_dir_disk,
+                            "/mnt/ostree/deploy/fedora-coreos/var/usrlocal/bin"
+                        );
+                    }
+                }
+            }
         }
     }
+    assert_eq!(fcos_images, 1, "the Fedora CoreOS node was not checked");
 }
 
 #[test]

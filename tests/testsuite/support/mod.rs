@@ -158,6 +158,24 @@ pub struct Delivered {
     pub contents: String,
 }
 
+/// A `data:,` URL's body decoded: `%XX` is a byte, anything else itself (RFC 2397).
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("escape");
+            out.push(u8::from_str_radix(hex, 16).expect("hex escape"));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// The files a rendered artifact delivers, decoded from the envelope itself (what the
 /// consumer sees), sorted by path. Units delivered by Ignition's `systemd.units` appear
 /// under /etc/systemd/system with mode 0644 and root ownership, where Ignition writes them.
@@ -191,10 +209,16 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
         let doc: serde_json::Value = serde_json::from_str(&a.contents).expect("ignition parses");
         for f in doc["storage"]["files"].as_array().expect("files") {
             let src = f["contents"]["source"].as_str().expect("source");
-            let b64 = src.strip_prefix("data:;base64,").expect("base64 data url");
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .expect("base64");
+            let bytes = match (
+                src.strip_prefix("data:;base64,"),
+                src.strip_prefix("data:,"),
+            ) {
+                (Some(b64), _) => base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .expect("base64"),
+                (None, Some(escaped)) => unescape(escaped),
+                _ => panic!("{}: not a data URL meshboot writes: {src:.40}", a.file_name),
+            };
             let contents = match f["contents"]["compression"].as_str() {
                 None => String::from_utf8(bytes).expect("utf8"),
                 Some("gzip") => gunzip(&bytes),
