@@ -322,8 +322,12 @@ pub fn policy(spec: &Spec) -> Option<Policy> {
     }
     // Admins reach the API (and SSH), not etcd or the kubelet. Tailscale takes a user, a
     // group or a tag as a test's source, never an autogroup: the first admin it takes
-    // stands for them all.
-    if let Some(admin) = admins.iter().find(|a| test_source(a)) {
+    // stands for them all (not a tag of the cluster's nodes, whose own tests say what it
+    // reaches).
+    if let Some(admin) = admins
+        .iter()
+        .find(|a| test_source(a) && !sel.nodes.contains(a))
+    {
         tests.accept(admin, "tcp", at(server, API_SERVER));
         if admin_ssh(spec) {
             tests.accept(admin, "tcp", at(server, SSH));
@@ -495,9 +499,12 @@ mod tests {
         );
     }
 
+    /// A node tag among the admins is granted SSH and the API as an admin: the tests of its
+    /// role neither deny it SSH nor say as an admin's test that it cannot reach the kubelet
+    /// its role reaches (one test per source: the two would contradict each other).
     #[test]
     fn an_agent_tag_that_is_an_admin_is_not_denied_ssh() {
-        let p = policy(&spec("[tag:a]", false)).expect("policy");
+        let p = policy(&spec("[tag:a, group:ops]", false)).expect("policy");
         let agent_tcp = p
             .tests
             .iter()
@@ -507,9 +514,12 @@ mod tests {
             !agent_tcp.deny.iter().any(|d| d.ends_with(":22")),
             "{agent_tcp:?}"
         );
-        assert!(
-            agent_tcp.accept.iter().any(|d| d.ends_with(":22")),
-            "{agent_tcp:?}"
-        );
+        for t in &p.tests {
+            assert!(
+                !t.accept.iter().any(|d| t.deny.contains(d)),
+                "a contradicting test: {t:?}"
+            );
+        }
+        assert!(sources(&p).contains(&"group:ops"), "{:?}", sources(&p));
     }
 }

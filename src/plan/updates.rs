@@ -16,12 +16,11 @@
 //! Agents get windows on Saturday, two hours apart, twelve slots round-robin. A pool is
 //! one file for all its servers, so a window written into it would reboot the whole pool
 //! at once: a pool node gets agent windows instead, one per server the pool may have, at
-//! most the twelve ([`WindowChoice`]), and its bootstrap writes the one the checksum of the
-//! server's name picks (POSIX `cksum`), then
-//! restarts the service that reads it (locksmithd and Zincati read their configuration
-//! when they start). The pool's servers spread over the windows; two of them may still
-//! draw the same one. Ubuntu and Debian do not reboot by themselves (unattended-upgrades'
-//! Automatic-Reboot is off).
+//! most the twelve ([`WindowChoice`]), and its bootstrap writes the one the checksum of
+//! the server's name picks (POSIX `cksum`), then restarts the service that reads it
+//! (locksmithd and Zincati read their configuration when they start). The pool's servers
+//! spread over the windows; two of them may still draw the same one. Ubuntu and Debian do
+//! not reboot by themselves (unattended-upgrades' Automatic-Reboot is off).
 
 use super::{NodeRole, PoolPlan};
 use crate::spec::Os;
