@@ -70,7 +70,8 @@ pub enum Command {
         mint: Mint,
     },
     /// Print a script that creates the nodes in Hetzner Cloud with the hcloud CLI: cloud
-    /// firewalls, spread placement groups, one `hcloud server create` per node
+    /// firewalls, spread placement groups, one `hcloud server create` per fixed node (pools are
+    /// the cluster-autoscaler's)
     Hcloud {
         /// The cluster spec (YAML)
         spec: Utf8PathBuf,
@@ -198,7 +199,7 @@ fn completions(shell: clap_complete::Shell) -> Output {
 pub struct Mint {
     /// Exchange an OAuth client secret (tskey-client-...) for short-lived auth keys through
     /// the Tailscale API, and deliver only those: EXPIRY like 12h, 3d (default 24h, 1h to
-    /// 90d); check and plan only take it into account
+    /// 90d); pools get ephemeral keys that last 90d; check and plan only take it into account
     #[arg(
         long,
         value_name = "EXPIRY",
@@ -336,11 +337,19 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
         crate::check_bytes(spec_path, &text, env, &opts).map_err(|f| (f, String::new()))?;
     out.stderr.push_str(&checked.warnings);
     let fail = |e: Error, out: &Output| (e, out.stderr.clone());
-    // Build and render mint the keys the nodes they write get (never with --redact).
+    // Build, render and autoscaler mint the keys of the nodes and pools they write (never
+    // with --redact).
     if let (Some(expiry), false) = (opts.mint_auth_key, opts.redact) {
         let names: Vec<&str> = match cmd {
             Command::Build { .. } => checked.plan.nodes.iter().map(|n| n.name.as_str()).collect(),
             Command::Render { node, .. } => vec![node.as_str()],
+            Command::Autoscaler { .. } => checked
+                .plan
+                .nodes
+                .iter()
+                .filter(|n| n.pool.is_some())
+                .map(|n| n.name.as_str())
+                .collect(),
             _ => Vec::new(),
         };
         if !names.is_empty() {

@@ -26,6 +26,9 @@ pub enum Locus {
     Key,
     /// The key of the path's parent (a missing key: point at the mapping it is missing from).
     ParentKey,
+    /// The key of the path where it is written, else its parent's key (a setting left at
+    /// its default).
+    KeyOrParent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +89,13 @@ impl Diagnostic {
         self
     }
 
+    /// Point the caret at the key of the path, or at its parent's key when the path is not
+    /// written (a setting whose default is the problem).
+    pub fn on_key_or_parent(mut self) -> Self {
+        self.locus = Locus::KeyOrParent;
+        self
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity() == Severity::Error
     }
@@ -123,6 +133,10 @@ impl Diagnostic {
                 let parent = &self.path[..self.path.rfind(['.', '['])?];
                 map.key_span_of(parent)
             }
+            Locus::KeyOrParent => map.written_key_span_of(&self.path).or_else(|| {
+                let parent = &self.path[..self.path.rfind(['.', '['])?];
+                map.key_span_of(parent)
+            }),
         }
     }
 

@@ -131,15 +131,27 @@ pub fn check(
         .unwrap_or(Utf8Path::new("."));
     let secrets = match secrets::resolve(&spec, spec_dir, env, opts.redact) {
         Ok(s) => {
-            if s.auth_key_is_oauth && opts.mint_auth_key.is_none() {
+            let shipped = shipped_oauth(&s, opts);
+            if shipped.auth_key {
                 diags.push(Diagnostic::new(
                     "tailscale.auth_key",
                     problem::Problem::OAuthShipped,
                 ));
             }
-            diags.extend(validate::check_oauth_in_pools(
+            diags.extend(validate::check_pool_keys(
                 &spec,
-                s.auth_key_is_oauth && opts.mint_auth_key.is_none(),
+                &validate::PoolKeys {
+                    oauth_shipped: if spec.tailscale.pool_auth_key.is_some() {
+                        shipped.pool_auth_key
+                    } else {
+                        shipped.auth_key
+                    },
+                    // A plain pre-auth key (what --redact cannot tell: it reads no secret)
+                    // that the pools share with the fixed nodes.
+                    shared_plain: !opts.redact
+                        && !s.auth_key_is_oauth
+                        && s.pool_auth_key.as_ref().is_none_or(|p| *p == s.auth_key),
+                },
             ));
             Some(s)
         }
@@ -161,9 +173,11 @@ pub fn check(
     let Some(secrets) = secrets else {
         return Err(fail(&diags));
     };
-    // A minted key is a plain pre-auth key: the OAuth suffix belongs to the secret only.
-    let ships_oauth = secrets.auth_key_is_oauth && opts.mint_auth_key.is_none();
-    let plan = plan::plan(&spec, (opts.ignition_version, opts.compress), ships_oauth);
+    let plan = plan::plan(
+        &spec,
+        (opts.ignition_version, opts.compress),
+        shipped_oauth(&secrets, opts),
+    );
     let warnings = if has_warnings {
         render_all(&diags, file, &map)
     } else {
@@ -177,6 +191,16 @@ pub fn check(
         file: file.to_string(),
         map,
     })
+}
+
+/// Which OAuth client secrets reach the nodes as they are. `--mint-auth-key` exchanges
+/// `tailscale.auth_key` for minted keys, which are plain pre-auth keys (the OAuth key
+/// parameters belong to the secret only); a pool's own `pool_auth_key` is shipped as given.
+fn shipped_oauth(s: &Secrets, opts: &Options) -> plan::ShippedOauth {
+    plan::ShippedOauth {
+        auth_key: s.auth_key_is_oauth && opts.mint_auth_key.is_none(),
+        pool_auth_key: s.pool_auth_key_is_oauth,
+    }
 }
 
 /// [`check`] for the raw bytes of a spec file: text that is not UTF-8 is an invalid spec
@@ -201,10 +225,13 @@ pub fn check_bytes(
     }
 }
 
-/// `--mint-auth-key`: exchanges the OAuth client secret for one key per tag set of the
-/// nodes named in `nodes` (each reusable, pre-authorised, not ephemeral, expiring after
-/// `expiry_s`), so that those nodes get a minted key instead of the secret. The API is
-/// Tailscale's, or the address in [`mint::API_ENV`].
+/// `--mint-auth-key`: exchanges the OAuth client secret for the keys of the nodes named in
+/// `nodes` that join with `tailscale.auth_key`, one per tag set and kind, each reusable and
+/// pre-authorised: fixed nodes' not ephemeral, expiring after `expiry_s`; pool nodes'
+/// ephemeral (servers the autoscaler deletes leave the tailnet), expiring after the longest
+/// life Tailscale allows ([`mint::MAX_EXPIRY_S`]), since a pool's key must outlive every
+/// scale-up until it is rotated. The API is Tailscale's, or the address in
+/// [`mint::API_ENV`].
 pub fn mint_keys(
     checked: &mut Checked,
     nodes: &[&str],
@@ -214,26 +241,36 @@ pub fn mint_keys(
     if !checked.secrets.auth_key_is_oauth {
         return Err(Error::mint_needs_oauth());
     }
-    let tag_sets: std::collections::BTreeSet<Vec<String>> = checked
+    let wanted: std::collections::BTreeSet<secrets::KeyFor> = checked
         .plan
         .nodes
         .iter()
         .filter(|n| nodes.contains(&n.name.as_str()))
-        .map(|n| n.tailscale.tags.clone())
+        .filter(|n| n.tailscale.key == plan::KeySource::AuthKey)
+        .map(|n| secrets::KeyFor {
+            tags: n.tailscale.tags.clone(),
+            ephemeral: n.tailscale.ephemeral,
+        })
         .collect();
-    if tag_sets.is_empty() {
+    if wanted.is_empty() {
         return Ok(());
     }
     let base = mint::api_base(env.var(mint::API_ENV).as_deref()).map_err(|e| Error::minting(&e))?;
     let minter =
         mint::Minter::new(&base, &checked.secrets.auth_key).map_err(|e| Error::minting(&e))?;
-    let kind = mint::KeyKind {
-        ephemeral: false,
-        expiry_s,
-    };
-    for tags in tag_sets {
-        let key = minter.key(&tags, kind).map_err(|e| Error::minting(&e))?;
-        checked.secrets.minted.insert(tags, key);
+    for want in wanted {
+        let kind = mint::KeyKind {
+            ephemeral: want.ephemeral,
+            expiry_s: if want.ephemeral {
+                mint::MAX_EXPIRY_S
+            } else {
+                expiry_s
+            },
+        };
+        let key = minter
+            .key(&want.tags, kind)
+            .map_err(|e| Error::minting(&e))?;
+        checked.secrets.minted.insert(want, key);
     }
     Ok(())
 }

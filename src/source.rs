@@ -114,6 +114,11 @@ impl SourceMap {
         }
     }
 
+    /// The span of the key that introduces `path`, only where that key is written.
+    pub fn written_key_span_of(&self, path: &str) -> Option<Span> {
+        self.key_spans.get(path).copied()
+    }
+
     /// The span of the key that introduces `path` (falls back to [`Self::span_of`]).
     pub fn key_span_of(&self, path: &str) -> Option<Span> {
         self.key_spans

@@ -29,6 +29,18 @@ use crate::firewall::{TAILSCALE_V4, TAILSCALE_V6};
 /// The most servers (embedded etcd members) a cluster may have.
 pub const MAX_SERVERS: usize = 7;
 
+/// The first K3s release of each line with the fix for flannel.1 disappearing when its
+/// interface (tailscale0) is recreated: k3s-io/k3s#12436, fixed by #14086 and backported in
+/// #14117 (1.33, validated on v1.33.13-rc2), #14116 (1.34, v1.34.9-rc2), #14115 (1.35,
+/// v1.35.6-rc2) and #14114 (1.36, v1.36.2-rc2). Lines before 1.33 got no backport; later ones
+/// branched after the fix.
+const FLANNEL_FIX: &[(u32, u32, &str)] = &[
+    (33, 13, "v1.33.13+k3s1"),
+    (34, 9, "v1.34.9+k3s1"),
+    (35, 6, "v1.35.6+k3s1"),
+    (36, 2, "v1.36.2+k3s1"),
+];
+
 /// Components K3s can `--disable`.
 const K3S_COMPONENTS: &[&str] = &[
     "coredns",
@@ -58,7 +70,9 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
     check_pools(spec, &mut d);
     check_os_firewall(spec, &nodes, &mut d);
     check_tailscale(spec, &mut d);
+    check_untagged(spec, &mut d);
     check_k3s(spec, &mut d);
+    check_flannel_fix(spec, &mut d);
     check_firewall(spec, &mut d);
     d
 }
@@ -67,11 +81,11 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
 /// more of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// `meshboot hcloud`: every node needs a server type, a location and an image
-    /// Hetzner can create it from.
+    /// `meshboot hcloud`: every fixed node needs a server type, a location and an image
+    /// Hetzner can create it from (pools are the autoscaler's).
     Hcloud,
-    /// `meshboot packer`: pinned versions to bake, and every node's server type (its
-    /// architecture picks the snapshot it boots from).
+    /// `meshboot packer`: pinned versions to bake, and every node's and pool's server type
+    /// (its architecture picks the snapshot it boots from).
     Packer,
 }
 
@@ -84,7 +98,12 @@ pub fn for_target(spec: &Spec, target: Target) -> Vec<Diagnostic> {
         Target::Hcloud => &["type", "location"],
         Target::Packer => &["type"],
     };
-    for n in &nodes {
+    // Pools are the cluster-autoscaler's to create (`meshboot autoscaler` checks them), but
+    // Packer must know their architecture to bake their image.
+    for n in nodes
+        .iter()
+        .filter(|n| target == Target::Packer || n.pool.is_none())
+    {
         let h = n.fields.hcloud.clone().unwrap_or_default();
         for key in keys {
             let missing = match *key {
@@ -482,22 +501,40 @@ fn check_pools(spec: &Spec, d: &mut Vec<Diagnostic>) {
     }
 }
 
-/// What an OAuth client secret means for pools (known once the secret is read): it never
-/// expires, and every pool node holds it in its user data.
-pub fn check_oauth_in_pools(spec: &Spec, oauth: bool) -> Vec<Diagnostic> {
+/// What the key pools join with means (known once the secrets are read).
+pub struct PoolKeys {
+    /// It is an OAuth client secret shipped as it is: it never expires, and every pool
+    /// node holds it in its user data.
+    pub oauth_shipped: bool,
+    /// It is the plain pre-auth key the fixed nodes join with: whether their nodes are
+    /// ephemeral is the key's, so one of the two kinds of node gets the wrong kind.
+    pub shared_plain: bool,
+}
+
+/// The warnings about the key pools join with ([`PoolKeys`]), at the field that holds it.
+pub fn check_pool_keys(spec: &Spec, keys: &PoolKeys) -> Vec<Diagnostic> {
     let pools: Vec<String> = spec
         .nodes
         .iter()
         .filter(|n| n.autoscale.is_some())
         .map(|n| n.name.clone())
         .collect();
-    if !oauth || pools.is_empty() {
+    if pools.is_empty() {
         return Vec::new();
     }
-    vec![Diagnostic::new(
-        "tailscale.auth_key",
-        Problem::OAuthInPools(pools),
-    )]
+    let field = if spec.tailscale.pool_auth_key.is_some() {
+        "tailscale.pool_auth_key"
+    } else {
+        "tailscale.auth_key"
+    };
+    let mut d = Vec::new();
+    if keys.oauth_shipped {
+        d.push(Diagnostic::new(field, Problem::OAuthInPools(pools.clone())));
+    }
+    if keys.shared_plain {
+        d.push(Diagnostic::new(field, Problem::PoolsShareFixedKey(pools)));
+    }
+    d
 }
 
 /// Checks the fields of `defaults` or of one node entry, at their own path.
@@ -802,6 +839,52 @@ fn check_tailscale(spec: &Spec, d: &mut Vec<Diagnostic>) {
     check_tailscale_version(spec, d);
 }
 
+/// Untagged nodes are owned by the user whose key joined them, and their node keys expire
+/// (Tailscale's key expiry, 180 days by default; tagged nodes' do not), which splits the
+/// cluster when they do. An OAuth client secret without tags is refused when secrets are
+/// read; any other key gets this warning.
+fn check_untagged(spec: &Spec, d: &mut Vec<Diagnostic>) {
+    let ts = &spec.tailscale;
+    // A role's nodes advertise `tags` and the role's own tags (plan::node_tags).
+    let untagged = |role: Role, role_tags: &[String]| {
+        ts.tags.is_empty() && role_tags.is_empty() && spec.nodes.iter().any(|n| n.role == role)
+    };
+    if untagged(Role::Server, &ts.server_tags) || untagged(Role::Agent, &ts.agent_tags) {
+        d.push(Diagnostic::new("tailscale.tags", Problem::UntaggedNodes).on_key_or_parent());
+    }
+}
+
+/// A pinned K3s release before the flannel fix ([`FLANNEL_FIX`]), in a cluster whose flannel
+/// runs VXLAN over tailscale0: the device the fix is about.
+fn check_flannel_fix(spec: &Spec, d: &mut Vec<Diagnostic>) {
+    let k = &spec.k3s;
+    if k.flannel_backend != FlannelBackend::Vxlan {
+        return;
+    }
+    let Some(v) = &k.version else { return };
+    if let Some(fixed_in) = predates_flannel_fix(v) {
+        d.push(Diagnostic::new(
+            "k3s.version",
+            Problem::K3sBeforeFlannelFix {
+                version: v.clone(),
+                fixed_in,
+            },
+        ));
+    }
+}
+
+/// For a K3s release `v1.MINOR.PATCH+k3sN` before the flannel fix of its line: the first
+/// fixed release of that line, if it has one. None for a fixed release (or another string).
+fn predates_flannel_fix(v: &str) -> Option<Option<&'static str>> {
+    let semver = v.strip_prefix("v1.")?.split_once('+')?.0;
+    let (minor, patch) = semver.split_once('.')?;
+    let (minor, patch): (u32, u32) = (minor.parse().ok()?, patch.parse().ok()?);
+    match FLANNEL_FIX.iter().find(|(m, _, _)| *m == minor) {
+        Some((_, first, release)) => (patch < *first).then_some(Some(*release)),
+        None => (minor < FLANNEL_FIX[0].0).then_some(None),
+    }
+}
+
 fn check_tailscale_version(spec: &Spec, d: &mut Vec<Diagnostic>) {
     if let Some(v) = &spec.tailscale.version
         && !is_semver(v)
@@ -1100,6 +1183,33 @@ mod tests {
         assert!(label_problem(&"a".repeat(64)).is_some());
         assert!(is_san("api.example.com") && is_san("10.0.0.1") && is_san("fd00::1"));
         assert!(!is_san("$(touch x)") && !is_san("a b"));
+    }
+
+    #[test]
+    fn the_flannel_fix_is_found_per_release_line() {
+        // k3s-io/k3s#14114-#14117: the first fixed patch of 1.33 to 1.36; nothing for 1.32.
+        assert_eq!(predates_flannel_fix("v1.32.13+k3s1"), Some(None));
+        assert_eq!(
+            predates_flannel_fix("v1.33.5+k3s1"),
+            Some(Some("v1.33.13+k3s1"))
+        );
+        assert_eq!(
+            predates_flannel_fix("v1.33.12+k3s2"),
+            Some(Some("v1.33.13+k3s1"))
+        );
+        assert_eq!(
+            predates_flannel_fix("v1.36.1+k3s1"),
+            Some(Some("v1.36.2+k3s1"))
+        );
+        for fixed in [
+            "v1.33.13+k3s1",
+            "v1.34.9+k3s2",
+            "v1.35.10+k3s1",
+            "v1.36.2+k3s1",
+            "v1.37.0+k3s1",
+        ] {
+            assert_eq!(predates_flannel_fix(fixed), None, "{fixed}");
+        }
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //! into the installed root before it has ever booted.
 
 use super::{Arch, CLUSTER_LABEL, stock_image};
-use crate::plan::{BAKED_K3S_INSTALLER, ClusterPlan, K3S_INSTALL_URL, TAILSCALE_STATIC_DIR};
+use crate::plan::{
+    BAKED_K3S_INSTALLER, ClusterPlan, K3S_INSTALL_URL, TAILSCALE_STATIC_DIR, TailscaleInstall,
+};
 use crate::spec::{Choice, Os, Spec};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -61,7 +63,7 @@ pub struct Bake {
     pub labels: BTreeMap<String, String>,
     /// The label selector that picks this snapshot: what `hcloud.image` should say.
     pub selector: String,
-    /// The nodes that boot from it.
+    /// The nodes that boot from it; a pool as `<pool>-*`.
     pub nodes: Vec<String>,
     /// Where the files go: on the node, and where bake.sh writes them.
     pub paths: BakePaths,
@@ -77,10 +79,11 @@ pub struct BakePaths {
     pub k3s_bin_disk: String,
     /// The install script the node runs with INSTALL_K3S_SKIP_DOWNLOAD.
     pub installer_disk: String,
-    /// The static Tailscale build (rescue route) and the link to its CLI.
+    /// The static Tailscale build (rescue route) and the link to its CLI: empty where the
+    /// build's own directory is on PATH (Fedora CoreOS, plan `TailscaleInstall::Static`).
     pub tailscale_dir_disk: String,
     pub tailscale_link_disk: String,
-    /// The link's target on the node.
+    /// The CLI on the node (the link's target).
     pub tailscale_bin: String,
 }
 
@@ -113,14 +116,19 @@ pub fn label_value(version: &str) -> String {
 pub fn plan_packer(spec: &Spec, plan: &ClusterPlan) -> PackerPlan {
     let tailscale_version = spec.tailscale.version.clone().unwrap_or_default();
     let k3s_version = spec.k3s.version.clone().unwrap_or_default();
-    let mut groups: BTreeMap<(usize, Arch), Vec<(&str, &str)>> = BTreeMap::new();
+    // Fixed nodes and pools alike: the autoscaler boots a pool's servers from its image.
+    let mut groups: BTreeMap<(usize, Arch), Vec<(String, &str)>> = BTreeMap::new();
     let os_rank = |os: Os| Os::ALL.iter().position(|(_, o)| *o == os).unwrap_or(0);
     for n in &plan.nodes {
         let server_type = n.hcloud.server_type.as_deref().unwrap_or_default();
+        let name = match n.pool {
+            Some(_) => format!("{}-*", n.name),
+            None => n.name.clone(),
+        };
         groups
             .entry((os_rank(n.os), Arch::of_server_type(server_type)))
             .or_default()
-            .push((n.name.as_str(), server_type));
+            .push((name, server_type));
     }
     let images = groups
         .into_iter()
@@ -179,14 +187,24 @@ pub fn plan_packer(spec: &Spec, plan: &ClusterPlan) -> PackerPlan {
                 }
             };
             let k3s_bin = format!("{bin_dir}/k3s");
-            let tailscale_link = format!("{bin_dir}/tailscale");
+            // The static build goes where these nodes' bootstrap looks for it.
+            let (ts_dir, ts_link_dir) = nodes
+                .first()
+                .and_then(|(name, _)| plan.nodes.iter().find(|n| n.name == *name))
+                .and_then(|n| match &n.tailscale.install {
+                    TailscaleInstall::Static { dir, link_dir, .. } => Some((*dir, *link_dir)),
+                    TailscaleInstall::Apt { .. } => None,
+                })
+                .unwrap_or((TAILSCALE_STATIC_DIR, Some(bin_dir)));
             let paths = BakePaths {
                 k3s_bin_disk: disk(&k3s_bin),
                 k3s_bin,
                 installer_disk: disk(BAKED_K3S_INSTALLER),
-                tailscale_dir_disk: disk(TAILSCALE_STATIC_DIR),
-                tailscale_link_disk: disk(&tailscale_link),
-                tailscale_bin: format!("{TAILSCALE_STATIC_DIR}/tailscale"),
+                tailscale_dir_disk: disk(ts_dir),
+                tailscale_link_disk: ts_link_dir
+                    .map(|l| disk(&format!("{l}/tailscale")))
+                    .unwrap_or_default(),
+                tailscale_bin: format!("{ts_dir}/tailscale"),
             };
             Bake {
                 paths,
@@ -201,17 +219,14 @@ pub fn plan_packer(spec: &Spec, plan: &ClusterPlan) -> PackerPlan {
                 name,
                 os,
                 arch: arch.name(),
-                arch_pkg: match arch {
-                    Arch::X86 => "amd64",
-                    Arch::Arm => "arm64",
-                },
+                arch_pkg: arch.go_name(),
                 method,
                 server_type: nodes[0].1.to_string(),
                 base_image: stock_image(os).unwrap_or(RESCUE_BASE_IMAGE),
                 rescue,
                 labels,
                 selector,
-                nodes: nodes.iter().map(|(n, _)| n.to_string()).collect(),
+                nodes: nodes.iter().map(|(n, _)| n.clone()).collect(),
             }
         })
         .collect();

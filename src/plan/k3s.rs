@@ -44,6 +44,21 @@ pub struct K3sPlan {
     pub config: BTreeMap<String, ConfigValue>,
     /// What the bootstrap adds in a config.yaml.d drop-in once the node is on the mesh.
     pub boot_config: BootConfig,
+    /// The kubelet client certificate K3s writes once a server accepted this node
+    /// (`<data-dir>/agent/client-kubelet.crt`; k3s-io/k3s pkg/agent/config `get`). The server
+    /// issues it only after checking the node's password (pkg/nodepassword), so it marks a
+    /// node that joined under its name, which an active unit alone does not on a server.
+    pub kubelet_cert: String,
+    /// Servers: the embedded etcd's data (`<data-dir>/server/db`). Deleting a server's Node
+    /// object also removes the etcd member it names (pkg/etcd member_controller
+    /// `onRemove`), and a removed member cannot rejoin until this is deleted
+    /// (k3s-io/k3s#13498, #2399: "you must backup and delete ... before rejoining").
+    pub etcd_db: Option<String>,
+    /// INSTALL_K3S_BIN_DIR, where it is not the install script's default /usr/local/bin:
+    /// `/opt/bin` on Flatcar, whose /usr is read-only. The script moves k3s there without
+    /// creating it (k3s-io/k3s install.sh `setup_binary`: `mv -f ${TMP_BIN} ${BIN_DIR}/k3s`),
+    /// so the bootstrap makes it first, whatever else did or did not on this image.
+    pub bin_dir: Option<&'static str>,
     /// A pinned K3s release: the bootstrap takes a pre-installed K3s of that release (a
     /// baked image's, see `meshboot packer`) instead of downloading it.
     pub baked: Option<BakedK3s>,
@@ -63,6 +78,11 @@ pub struct BakedK3s {
     /// and verify"); the bootstrap copies it to its usual place first.
     pub installer: &'static str,
 }
+
+/// Where K3s goes on Flatcar.
+pub const FLATCAR_BIN_DIR: &str = "/opt/bin";
+/// K3s's data directory unless `--data-dir` says otherwise.
+pub const K3S_DATA_DIR: &str = "/var/lib/rancher/k3s";
 
 /// Where `meshboot packer`'s bake.sh leaves the K3s install script it ran.
 pub const BAKED_K3S_INSTALLER: &str = "/opt/meshboot/baked/k3s-install.sh";
@@ -152,6 +172,13 @@ pub(super) fn plan_k3s(
     } else {
         &k.agent_args
     };
+    // `--data-dir` (`-d`) moves everything K3s writes, its certificates included.
+    let data_dir = parse_args(extra)
+        .into_iter()
+        .filter(|(key, _)| key == "data-dir" || key == "d")
+        .filter_map(|(_, value)| value)
+        .next_back()
+        .unwrap_or_else(|| K3S_DATA_DIR.to_string());
     for (key, value) in parse_args(extra) {
         let flag = Flag::named(&key);
         // `tls-san` from the user adds names to config.yaml's list.
@@ -222,22 +249,22 @@ pub(super) fn plan_k3s(
             value: "stable".into(),
         }),
     }
-    match os {
-        Os::Flatcar => install_env.push(EnvVar {
+    let k3s_bin_dir = (os == Os::Flatcar).then_some(FLATCAR_BIN_DIR);
+    if let Some(dir) = k3s_bin_dir {
+        install_env.push(EnvVar {
             name: "INSTALL_K3S_BIN_DIR".into(),
-            value: "/opt/bin".into(),
-        }),
-        Os::FedoraCoreos => {
-            install_env.push(EnvVar {
-                name: "INSTALL_K3S_SKIP_SELINUX_RPM".into(),
-                value: "true".into(),
-            });
-            install_env.push(EnvVar {
-                name: "INSTALL_K3S_SELINUX_WARN".into(),
-                value: "true".into(),
-            });
-        }
-        _ => {}
+            value: dir.into(),
+        });
+    }
+    if os == Os::FedoraCoreos {
+        install_env.push(EnvVar {
+            name: "INSTALL_K3S_SKIP_SELINUX_RPM".into(),
+            value: "true".into(),
+        });
+        install_env.push(EnvVar {
+            name: "INSTALL_K3S_SELINUX_WARN".into(),
+            value: "true".into(),
+        });
     }
     install_env.sort_by(|a, b| a.name.cmp(&b.name));
     let bin_dir = install_env
@@ -258,6 +285,14 @@ pub(super) fn plan_k3s(
         api_port: API_SERVER.start,
         config,
         boot_config,
+        kubelet_cert: format!(
+            "{}/agent/client-kubelet.crt",
+            data_dir.trim_end_matches('/')
+        ),
+        etcd_db: role
+            .is_server()
+            .then(|| format!("{}/server/db", data_dir.trim_end_matches('/'))),
+        bin_dir: k3s_bin_dir,
         baked,
     }
 }

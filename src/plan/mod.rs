@@ -9,15 +9,17 @@
 mod boot;
 mod k3s;
 mod pool;
+mod services;
 mod tailscale;
 pub mod updates;
 
 pub use boot::{BootConfig, Join};
 pub use k3s::{BAKED_K3S_INSTALLER, BakedK3s, ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
 pub use pool::{HETZNER_HOSTNAME_URL, Label, NameSource, PoolPlan, Taint};
+pub use services::{DROP_IN, MESH_WAIT_PATH, MESH_WAIT_S, Services};
 pub use tailscale::{
-    Arch, Installed, StaticBuild, TAILSCALE_PKGS, TAILSCALE_STATIC_DIR, TailscaleInstall,
-    TailscalePlan, Tarball, node_tags,
+    Arch, Installed, JsonTool, KeySource, ShippedOauth, StaticBuild, TAILSCALE_PKGS,
+    TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball, node_tags,
 };
 
 use crate::firewall::{FirewallInput, FirewallPlan, plan_firewall};
@@ -25,6 +27,7 @@ use crate::spec::{FirewallBackend, Hcloud, Os, PortRange, Role, Spec};
 use boot::plan_join;
 use k3s::plan_k3s;
 use serde::Serialize;
+use services::plan_services;
 use tailscale::plan_tailscale;
 
 pub const BOOTSTRAP_PATH: &str = "/opt/meshboot/bootstrap.sh";
@@ -47,6 +50,8 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service";
 pub const FIREWALL_UNIT: &str = "meshboot-firewall.service";
 pub const TAILSCALED_UNIT: &str = "tailscaled.service";
+/// Flatcar only: tells systemd-networkd to leave tailscale0 alone.
+pub const TAILSCALE_NETWORK_PATH: &str = "/etc/systemd/network/50-tailscale.network";
 
 /// Ignition spec version of the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -126,7 +131,16 @@ pub enum FileKind {
     Nftables,
     FirewallUnit,
     TailscaledUnit,
+    TailscaleNetwork,
     BootstrapUnit,
+    /// tailscaled's drop-in: requires the firewall, restarts K3s.
+    TailscaledDropIn,
+    /// The K3s unit's drop-in: after tailscaled and the mesh address, requires the firewall.
+    K3sDropIn,
+    /// The K3s unit's wait for the mesh address.
+    MeshWait,
+    /// ufw nodes' firewall unit: checks that ufw is active.
+    UfwGuardUnit,
     /// The OS's update-reboot settings ([`updates`]): Flatcar's update.conf or a Zincati
     /// config snippet.
     OsUpdates,
@@ -201,13 +215,19 @@ pub struct NodePlan {
     pub labels: Vec<Label>,
     pub taints: Vec<Taint>,
     pub firewall: FirewallPlan,
+    /// How K3s, tailscaled and the firewall are tied together at every boot.
+    pub services: Services,
     /// cloud-init `packages:` (installed before the bootstrap runs).
     pub packages: Vec<String>,
     pub files: Vec<FilePlan>,
     pub retries: Retries,
-    /// When the OS may reboot for an update (Flatcar, Fedora CoreOS), one window per node.
+    /// When the OS may reboot for an update (Flatcar, Fedora CoreOS), one window per node;
+    /// a pool's is the first of its choice, which its bootstrap replaces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reboot_window: Option<updates::RebootWindow>,
+    /// A pool node's windows, from which its bootstrap takes one by the server's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reboot_window_choice: Option<updates::WindowChoice>,
 }
 
 impl NodePlan {
@@ -249,7 +269,7 @@ pub use crate::resolve::{
 pub fn plan(
     spec: &Spec,
     (ignition_version, compress): (IgnitionVersion, bool),
-    oauth: bool,
+    oauth: ShippedOauth,
 ) -> ClusterPlan {
     let nodes = expand(spec);
     let servers: Vec<&str> = nodes
@@ -326,6 +346,7 @@ pub fn plan(
                 .collect();
             let tailscale = plan_tailscale(spec, n.role, os, oauth, pool.is_some());
             let k3s = plan_k3s(spec, n, role, os, (&labels, &taints));
+            let services = plan_services(k3s.unit, backend, spec.k3s.flannel_backend);
 
             let mut packages = vec!["ca-certificates".to_string(), "curl".to_string()];
             match backend {
@@ -351,6 +372,14 @@ pub fn plan(
             ];
             if role.is_server() && spec.k3s.agent_token.is_some() {
                 files.push(file(AGENT_TOKEN_PATH, 0o600, FileKind::AgentToken));
+            }
+            if backend == FirewallBackend::Ufw {
+                // The unit tailscaled and K3s require: ufw must be active.
+                files.push(file(
+                    &format!("{UNIT_DIR}/{FIREWALL_UNIT}"),
+                    0o644,
+                    FileKind::UfwGuardUnit,
+                ));
             }
             if backend == FirewallBackend::Nftables {
                 files.push(file(NFTABLES_PATH, 0o600, FileKind::Nftables));
@@ -382,7 +411,34 @@ pub fn plan(
                     FileKind::TailscaledUnit,
                 ));
             }
-            let reboot_window = updates::reboot_window(os, role, role_index);
+            // Flatcar's systemd-networkd has a catch-all network (zz-default.network,
+            // `Name=*`) that would manage tailscale0; this file, sorted before it, leaves the
+            // link to tailscaled, as Flatcar's own Tailscale system extension does.
+            if os == Os::Flatcar {
+                files.push(file(
+                    TAILSCALE_NETWORK_PATH,
+                    0o644,
+                    FileKind::TailscaleNetwork,
+                ));
+            }
+            files.push(file(
+                &format!("{UNIT_DIR}/{}.d/{DROP_IN}", services.k3s_unit),
+                0o644,
+                FileKind::K3sDropIn,
+            ));
+            files.push(file(MESH_WAIT_PATH, 0o700, FileKind::MeshWait));
+            if services.tailscaled_drop_in() {
+                files.push(file(
+                    &format!("{UNIT_DIR}/{TAILSCALED_UNIT}.d/{DROP_IN}"),
+                    0o644,
+                    FileKind::TailscaledDropIn,
+                ));
+            }
+            let reboot_window_choice = pool.as_ref().and_then(|p| updates::pool_windows(os, p));
+            let reboot_window = match &reboot_window_choice {
+                Some(choice) => choice.windows.first().cloned(),
+                None => updates::reboot_window(os, role, role_index),
+            };
             if let Some(w) = &reboot_window {
                 files.push(file(w.path, 0o644, FileKind::OsUpdates));
             }
@@ -401,10 +457,12 @@ pub fn plan(
                 labels,
                 taints,
                 firewall,
+                services,
                 packages,
                 files,
                 retries: Retries::default(),
                 reboot_window,
+                reboot_window_choice,
             }
         })
         .collect();

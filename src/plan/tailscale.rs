@@ -4,7 +4,14 @@ use super::{AUTH_KEY_PATH, Retries};
 use crate::spec::{Os, Role, Spec};
 use serde::Serialize;
 
+/// Where Flatcar gets the static build: /usr is read-only there, /opt is not.
 pub const TAILSCALE_STATIC_DIR: &str = "/opt/tailscale";
+/// Where Fedora CoreOS gets it: /usr/local/bin, as K3s installs there too. With SELinux
+/// enforcing, systemd may not execute a program under /opt (/var/opt): files there are not
+/// labelled as executables (k0sproject/k0sctl#440: "Failed at step EXEC spawning
+/// /var/opt/bin/k0s: Permission denied" on FCOS; the fix discussed in #448 is /usr/local/bin,
+/// "the most standard way in FCOS"); files created under /usr/local/bin get its bin_t label.
+pub const TAILSCALE_FCOS_DIR: &str = "/usr/local/bin";
 /// Tailscale's stable package server: apt repositories, static tarballs and their index.
 pub const TAILSCALE_PKGS: &str = "https://pkgs.tailscale.com/stable/";
 /// Where the apt repository's signing key goes: the `signed-by=` path that Tailscale's own
@@ -36,11 +43,14 @@ pub enum TailscaleInstall {
         /// without it.
         allow_downgrades: bool,
     },
-    /// The static build under `dir`, linked into `link_dir`, with meshboot's own tailscaled
-    /// unit (Flatcar, Fedora CoreOS).
+    /// The static build's `tailscale` and `tailscaled` in `dir` (with `tailscale` linked into
+    /// `link_dir` when `dir` is not on PATH), run by meshboot's own tailscaled unit (Flatcar,
+    /// Fedora CoreOS). The bootstrap checks for these very files, not for any `tailscale` on
+    /// PATH: the unit it delivers runs `dir/tailscaled`, so a Tailscale from elsewhere (a
+    /// Flatcar sysext under /usr) would leave that unit without its program.
     Static {
         dir: &'static str,
-        link_dir: &'static str,
+        link_dir: Option<&'static str>,
         build: StaticBuild,
     },
 }
@@ -145,6 +155,11 @@ pub struct TailscalePlan {
     /// `tailscale up`'s arguments after the key and `--hostname=<the node's name>` (which
     /// the bootstrap passes from `NODE_NAME`: a pool node learns its name at boot).
     pub up_args: Vec<String>,
+    /// Which of the spec's keys the node's key file holds: `tailscale.auth_key`, or for a
+    /// pool node `tailscale.pool_auth_key` when the spec has one (a key minted with
+    /// `--mint-auth-key` replaces `auth_key`).
+    #[serde(skip_serializing_if = "KeySource::is_auth_key")]
+    pub key: KeySource,
     /// Parameters appended to an OAuth client secret in the key file (`None` for a pre-auth
     /// key, whose properties are its own). Such secrets default to ephemeral nodes that need
     /// approval (Tailscale KB 1215, "Registering new nodes using OAuth credentials"): fixed
@@ -154,6 +169,52 @@ pub struct TailscalePlan {
     /// The node joins as an ephemeral node: meshboot enforces it for an OAuth secret (the
     /// key parameters); for a pre-auth key, the key itself must be ephemeral (README).
     pub ephemeral: bool,
+    /// What reads `tailscale status --json` on this node's OS (see [`JsonTool`]).
+    pub json: JsonTool,
+}
+
+/// The JSON reader a node's OS ships, for `tailscale status --json` (tailscale/tailscale
+/// ipn/ipnstate `Status`: `Self` and `Peer`, a map of `PeerStatus` with `HostName`,
+/// `DNSName`, `TailscaleIPs` and `Online`). Joiners pick the online peer whose `HostName` is
+/// the server's name from it: `tailscale ip -4 NAME` matches the MagicDNS base name only,
+/// online or not (cmd/tailscale/cli/ping.go, `tailscaleIPFromArg`), so a stale offline
+/// machine still holding `cp-1` would win over the re-created server, which joined as
+/// `cp-1-1`. Each node's script holds the program of its own tool only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JsonTool {
+    /// Ubuntu and Debian cloud images have python3: cloud-init, which delivers the node's
+    /// config there, is a Python program.
+    Python3,
+    /// Flatcar ships jq in its base image (flatcar/scripts coreos-base/coreos ebuild:
+    /// `app-misc/jq`, carried over from Container Linux, coreos/coreos-overlay#1291) and so
+    /// does Fedora CoreOS (coreos/fedora-coreos-tracker#254, coreos/fedora-coreos-config#145),
+    /// which has no python. Flatcar's jq is built without the oniguruma regex library
+    /// (dcos/dcos-ansible#116: "jq was compiled without ONIGURUMA regex libary"), so the
+    /// program uses no `test`, `match` or `sub`.
+    Jq,
+}
+
+/// One of the spec's Tailscale keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySource {
+    AuthKey,
+    PoolAuthKey,
+}
+
+impl KeySource {
+    pub fn is_auth_key(&self) -> bool {
+        *self == KeySource::AuthKey
+    }
+}
+
+/// Which keys are OAuth client secrets that reach the nodes as they are (not exchanged for
+/// minted keys): their key files then carry [`OAUTH_FIXED`] or [`OAUTH_POOL`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShippedOauth {
+    pub auth_key: bool,
+    pub pool_auth_key: bool,
 }
 
 /// The tags a node in `role` advertises: the cluster's, then the role's, each once.
@@ -179,7 +240,7 @@ pub(super) fn plan_tailscale(
     spec: &Spec,
     role: Role,
     os: Os,
-    oauth: bool,
+    oauth: ShippedOauth,
     pool: bool,
 ) -> TailscalePlan {
     let ts = &spec.tailscale;
@@ -190,14 +251,18 @@ pub(super) fn plan_tailscale(
         Os::Debian12 => apt("debian", "bookworm", ts),
         Os::Flatcar => TailscaleInstall::Static {
             dir: TAILSCALE_STATIC_DIR,
-            link_dir: "/opt/bin",
+            link_dir: Some("/opt/bin"),
             build: static_build(ts.version.as_ref()),
         },
         Os::FedoraCoreos => TailscaleInstall::Static {
-            dir: TAILSCALE_STATIC_DIR,
-            link_dir: "/usr/local/bin",
+            dir: TAILSCALE_FCOS_DIR,
+            link_dir: None,
             build: static_build(ts.version.as_ref()),
         },
+    };
+    let json = match os {
+        Os::Ubuntu2204 | Os::Ubuntu2404 | Os::Debian12 => JsonTool::Python3,
+        Os::Flatcar | Os::FedoraCoreos => JsonTool::Jq,
     };
     let mut up_args = Vec::new();
     if !tags.is_empty() {
@@ -221,14 +286,21 @@ pub(super) fn plan_tailscale(
         },
         None => Installed::Any,
     };
+    let (key, shipped_oauth) = if pool && ts.pool_auth_key.is_some() {
+        (KeySource::PoolAuthKey, oauth.pool_auth_key)
+    } else {
+        (KeySource::AuthKey, oauth.auth_key)
+    };
     TailscalePlan {
         install,
         tags,
         installed,
         auth_key_arg: format!("--auth-key=file:{AUTH_KEY_PATH}"),
         up_args,
-        key_params: oauth.then_some(if pool { OAUTH_POOL } else { OAUTH_FIXED }),
+        key,
+        key_params: shipped_oauth.then_some(if pool { OAUTH_POOL } else { OAUTH_FIXED }),
         ephemeral: pool,
+        json,
     }
 }
 

@@ -23,6 +23,11 @@ pub const BOOTSTRAP: &str = "bootstrap.sh.j2";
 pub const NFTABLES: &str = "nftables.nft.j2";
 pub const FIREWALL_UNIT: &str = "meshboot-firewall.service.j2";
 pub const TAILSCALED_UNIT: &str = "tailscaled.service.j2";
+pub const TAILSCALE_NETWORK: &str = "tailscale.network.j2";
+pub const TAILSCALED_DROP_IN: &str = "tailscaled-meshboot.conf.j2";
+pub const K3S_DROP_IN: &str = "k3s-meshboot.conf.j2";
+pub const MESH_WAIT: &str = "wait-for-mesh.sh.j2";
+pub const UFW_GUARD_UNIT: &str = "meshboot-firewall-ufw.service.j2";
 pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service.j2";
 pub const HCLOUD_SCRIPT: &str = "hcloud.sh.j2";
 pub const PACKER_TEMPLATE: &str = "meshboot.pkr.hcl.j2";
@@ -38,6 +43,26 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         TAILSCALED_UNIT,
         include_str!("../../templates/tailscaled.service.j2"),
+    ),
+    (
+        TAILSCALE_NETWORK,
+        include_str!("../../templates/tailscale.network.j2"),
+    ),
+    (
+        TAILSCALED_DROP_IN,
+        include_str!("../../templates/tailscaled-meshboot.conf.j2"),
+    ),
+    (
+        K3S_DROP_IN,
+        include_str!("../../templates/k3s-meshboot.conf.j2"),
+    ),
+    (
+        MESH_WAIT,
+        include_str!("../../templates/wait-for-mesh.sh.j2"),
+    ),
+    (
+        UFW_GUARD_UNIT,
+        include_str!("../../templates/meshboot-firewall-ufw.service.j2"),
     ),
     (
         BOOTSTRAP_UNIT,
@@ -218,6 +243,11 @@ fn paths() -> Value {
     }
 }
 
+/// The context of the templates that tie the services together.
+fn services(node: &NodePlan) -> Value {
+    context! { services => Value::from(minijinja::value::Serde(&node.services)) }
+}
+
 fn render_template(name: &str, ctx: Value) -> Result<String, RenderError> {
     Ok(environment().get_template(name)?.render(ctx)?)
 }
@@ -235,6 +265,13 @@ pub fn k3s_config(node: &NodePlan) -> Result<String, RenderError> {
 
 /// The bootstrap script of `node`.
 pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, RenderError> {
+    // A pool node's reboot windows, each file serialized here; the bootstrap only picks.
+    let reboot_windows = node
+        .reboot_window_choice
+        .iter()
+        .flat_map(|c| &c.windows)
+        .map(window_file)
+        .collect::<Result<Vec<_>, _>>()?;
     render_template(
         BOOTSTRAP,
         context! {
@@ -243,6 +280,8 @@ pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, Render
             paths => paths(),
             units => context! { firewall => plan::FIREWALL_UNIT },
             ufw_commands => ufw_commands(&node.firewall),
+            reboot_windows => reboot_windows,
+            reboot_choice => Value::from(minijinja::value::Serde(&node.reboot_window_choice)),
         },
     )
 }
@@ -253,6 +292,11 @@ fn os_updates(node: &NodePlan) -> Result<String, RenderError> {
         .reboot_window
         .as_ref()
         .ok_or_else(|| RenderError("an OS-update file without a reboot window".into()))?;
+    window_file(w)
+}
+
+/// The file that sets reboot window `w`.
+fn window_file(w: &plan::updates::RebootWindow) -> Result<String, RenderError> {
     match w.path {
         plan::updates::FLATCAR_UPDATE_CONF => Ok(plan::updates::flatcar_update_conf(w)),
         _ => plan::updates::zincati_config(w).map_err(RenderError),
@@ -295,7 +339,6 @@ pub fn node_files(
     node: &NodePlan,
     secrets: &Secrets,
 ) -> Result<Vec<RenderedFile>, RenderError> {
-    let ts_dir = plan::TAILSCALE_STATIC_DIR;
     node.files
         .iter()
         .map(|f| {
@@ -303,7 +346,13 @@ pub fn node_files(
                 FileKind::Bootstrap => bootstrap_script(&cluster.cluster, node)?,
                 FileKind::K3sConfig => k3s_config(node)?,
                 FileKind::AuthKey => {
-                    if let Some(minted) = secrets.minted.get(&node.tailscale.tags) {
+                    let minted_for = crate::secrets::KeyFor {
+                        tags: node.tailscale.tags.clone(),
+                        ephemeral: node.tailscale.ephemeral,
+                    };
+                    if let Some(minted) = secrets.minted.get(&minted_for)
+                        && node.tailscale.key == plan::KeySource::AuthKey
+                    {
                         return Ok(RenderedFile {
                             path: f.path.clone(),
                             mode: f.mode,
@@ -312,7 +361,13 @@ pub fn node_files(
                             enable: false,
                         });
                     }
-                    let mut key = secrets.auth_key.expose().to_string();
+                    let key = match node.tailscale.key {
+                        plan::KeySource::AuthKey => &secrets.auth_key,
+                        plan::KeySource::PoolAuthKey => secrets.pool_auth_key.as_ref().ok_or_else(|| {
+                            RenderError("a pool key file without tailscale.pool_auth_key".into())
+                        })?,
+                    };
+                    let mut key = key.expose().to_string();
                     if let Some(params) = node.tailscale.key_params
                         && !key.contains('?')
                     {
@@ -335,7 +390,15 @@ pub fn node_files(
                     context! { node => Value::from(minijinja::value::Serde(node)), mesh_interface => MESH_INTERFACE, metadata => crate::firewall::METADATA_V4 },
                 )?,
                 FileKind::FirewallUnit => render_template(FIREWALL_UNIT, context! { paths => paths() })?,
-                FileKind::TailscaledUnit => render_template(TAILSCALED_UNIT, context! { ts_dir => ts_dir })?,
+                FileKind::TailscaledUnit => match &node.tailscale.install {
+                    plan::TailscaleInstall::Static { dir, .. } => render_template(TAILSCALED_UNIT, context! { ts_dir => *dir })?,
+                    plan::TailscaleInstall::Apt { .. } => return Err(RenderError("a tailscaled unit for an apt install".into())),
+                },
+                FileKind::TailscaleNetwork => render_template(TAILSCALE_NETWORK, context! {})?,
+                FileKind::TailscaledDropIn => render_template(TAILSCALED_DROP_IN, services(node))?,
+                FileKind::K3sDropIn => render_template(K3S_DROP_IN, services(node))?,
+                FileKind::MeshWait => render_template(MESH_WAIT, services(node))?,
+                FileKind::UfwGuardUnit => render_template(UFW_GUARD_UNIT, context! {})?,
                 FileKind::BootstrapUnit => render_template(BOOTSTRAP_UNIT, context! { paths => paths() })?,
                 FileKind::OsUpdates => os_updates(node)?,
             };

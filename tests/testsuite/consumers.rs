@@ -866,6 +866,271 @@ fn ignition_files_stage_lays_down_what_cloud_init_would() {
 }
 
 // ---------------------------------------------------------------------------------------
+// The real systemd-networkd and the .network file Flatcar nodes get
+
+/// Flatcar's catch-all network, as flatcar/init ships it (systemd/network/zz-default.network):
+/// every link that is not loopback, dummy, bridge, tunnel, vxlan, wireguard or veth gets
+/// DHCP. A tun device such as tailscale0 is none of those.
+const FLATCAR_DEFAULT_NETWORK: &str = "[Network]\nDHCP=yes\nKeepConfiguration=dhcp-on-stop\nIPv6AcceptRA=true\n\n[Match]\nName=*\nType=!loopback dummy bridge tunnel vxlan wireguard\nDriver=!veth\n\n[DHCP]\nUseMTU=true\nUseDomains=true\n\n[DHCPv4]\nRoutesToDNS=false\n";
+
+/// Runs the real systemd-networkd in a throwaway network and mount namespace over the
+/// `.network` files in `dir` (as /etc/systemd/network; the host's own network files hidden),
+/// with a tun device named tailscale0, as tailscaled creates it. Returns tailscale0's
+/// ADMIN_STATE from networkd's state file (`unmanaged`, `configuring`, ...). /sys is
+/// mounted read-only, which tells networkd that no udev will announce the link.
+fn networkd_state_of_tailscale0(dir: &Path) -> String {
+    require("/lib/systemd/systemd-networkd", "systemd");
+    require("ip", "iproute2");
+    let script = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /run
+mkdir -p /run/systemd/netif/links /run/systemd/netif/leases /run/systemd/netif/lldp
+chown -R systemd-network:systemd-network /run/systemd/netif
+mount -t sysfs -o ro sysfs /sys
+mount --bind {dir} /etc/systemd/network
+mount -t tmpfs tmpfs /lib/systemd/network
+ip tuntap add dev tailscale0 mode tun
+/lib/systemd/systemd-networkd >/dev/null 2>&1 &
+networkd=$!
+index=$(cat /sys/class/net/tailscale0/ifindex)
+state=
+n=0
+while [ "$n" -lt 200 ]; do
+  state=$(sed -n 's/^ADMIN_STATE=//p' /run/systemd/netif/links/"$index" 2>/dev/null || true)
+  case $state in '' | pending) ;; *) break ;; esac
+  sleep 0.05
+  n=$((n + 1))
+done
+kill "$networkd"
+echo "tailscale0=$state"
+"#,
+        dir = dir.display()
+    );
+    let o = run(Command::new("timeout").args([
+        "60", "unshare", "--net", "--mount", "--fork", "sh", "-c", &script,
+    ]));
+    let out = stdout_and_stderr(&o);
+    assert!(o.status.success(), "networkd run failed:\n{out}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("tailscale0="))
+        .unwrap_or_else(|| panic!("no state for tailscale0:\n{out}"))
+        .to_string()
+}
+
+/// Every Flatcar node's `.network` file makes the real systemd-networkd leave tailscale0
+/// unmanaged next to Flatcar's catch-all network; without it, the catch-all takes the link
+/// (so the check can fail). What it does not prove: networkd on a real Flatcar release.
+#[test]
+fn systemd_networkd_leaves_tailscale0_to_tailscaled_on_flatcar() {
+    let mut checked = 0;
+    for (fixture, a) in artifacts() {
+        let network: Vec<(String, String)> = delivered_files(&a)
+            .into_iter()
+            .filter(|(p, _, _)| p.starts_with("/etc/systemd/network/"))
+            .map(|(p, _, c)| (p, c))
+            .collect();
+        let flatcar = Row::of(&fixture, &a.node).os == "flatcar";
+        assert_eq!(
+            !network.is_empty(),
+            flatcar,
+            "{}: .network files on a {} node: {network:?}",
+            a.file_name,
+            Row::of(&fixture, &a.node).os
+        );
+        if !flatcar {
+            continue;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("zz-default.network"),
+            FLATCAR_DEFAULT_NETWORK,
+        )
+        .expect("catch-all");
+        for (path, contents) in &network {
+            let name = path.rsplit('/').next().expect("file name");
+            std::fs::write(dir.path().join(name), contents).expect("network file");
+        }
+        assert_eq!(
+            networkd_state_of_tailscale0(dir.path()),
+            "unmanaged",
+            "{}",
+            a.file_name
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} Flatcar nodes");
+    let bare = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        bare.path().join("zz-default.network"),
+        FLATCAR_DEFAULT_NETWORK,
+    )
+    .expect("catch-all");
+    assert_ne!(
+        networkd_state_of_tailscale0(bare.path()),
+        "unmanaged",
+        "without meshboot's file the catch-all must take tailscale0, or this test proves nothing"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A real packet through a node's nftables ruleset
+
+/// One public port a node opens, sent to a pod on another port (as a servicelb or hostPort
+/// DNAT does), and one port it does not open.
+struct Forwarded {
+    fixture: &'static str,
+    node: &'static str,
+    /// An address in the fixture's pod network.
+    pod: &'static str,
+    public: u16,
+    target: u16,
+    closed: u16,
+}
+
+/// Written from the fixtures: cluster.yaml's workers open 80 and 443 (pods 10.42.0.0/16),
+/// nftables.yaml's agent opens 8000-8100 (pods 10.52.0.0/16); 9999 is open on neither.
+const FORWARDED: &[Forwarded] = &[
+    Forwarded {
+        fixture: "cluster.yaml",
+        node: "worker-1",
+        pod: "10.42.3.5",
+        public: 80,
+        target: 8080,
+        closed: 9999,
+    },
+    Forwarded {
+        fixture: "nftables.yaml",
+        node: "nft-agent",
+        pod: "10.52.1.7",
+        public: 8050,
+        target: 3000,
+        closed: 9999,
+    },
+];
+
+/// Sends a TCP connection from a client namespace to `public` and `closed` on a node
+/// namespace that loads `ruleset` and DNATs both ports to `pod:target` in a third namespace
+/// (as kube-proxy or the portmap plugin would, in a table of their own). Prints
+/// `PORT=pod` when the pod answered and `PORT=dropped` when it did not.
+fn forward_through(ruleset: &str, f: &Forwarded) -> String {
+    require("ip", "iproute2");
+    require("python3", "python3");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("firewall.nft");
+    std::fs::write(&rules, ruleset).expect("ruleset");
+    let gateway = f
+        .pod
+        .rsplit_once('.')
+        .map(|(net, _)| format!("{net}.1"))
+        .expect("IPv4");
+    let script = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /run
+ip netns add client
+ip netns add pod
+ip link set lo up
+ip link add c0 type veth peer name c1 netns client
+ip link add p0 type veth peer name p1 netns pod
+ip addr add 203.0.113.1/24 dev c0
+ip link set c0 up
+ip addr add {gateway}/24 dev p0
+ip link set p0 up
+ip netns exec client sh -c 'ip link set lo up; ip addr add 203.0.113.2/24 dev c1; ip link set c1 up; ip route add default via 203.0.113.1'
+ip netns exec pod sh -c 'ip link set lo up; ip addr add {pod}/24 dev p1; ip link set p1 up; ip route add default via {gateway}'
+echo 1 > /proc/sys/net/ipv4/ip_forward
+nft -f {rules}
+nft add table ip portmap
+nft add chain ip portmap prerouting '{{ type nat hook prerouting priority dstnat; }}'
+nft add rule ip portmap prerouting tcp dport {public} dnat to {pod}:{target}
+nft add rule ip portmap prerouting tcp dport {closed} dnat to {pod}:{target}
+ip netns exec pod python3 -c '
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", {target}))
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"pod")
+    c.close()
+' &
+server=$!
+n=0
+until ip netns exec pod python3 -c 'import socket; socket.create_connection(("127.0.0.1", {target}), timeout=1).close()' 2>/dev/null; do
+  n=$((n + 1)); [ "$n" -lt 100 ] || {{ echo "the pod never listened"; exit 1; }}
+  sleep 0.05
+done
+for port in {public} {closed}; do
+  ip netns exec client python3 -c '
+import socket, sys
+try:
+    s = socket.create_connection(("203.0.113.1", int(sys.argv[1])), timeout=1)
+    print(sys.argv[1] + "=" + s.recv(8).decode())
+except OSError:
+    print(sys.argv[1] + "=dropped")
+' "$port"
+done
+kill "$server"
+"#,
+        gateway = gateway,
+        pod = f.pod,
+        rules = rules.display(),
+        public = f.public,
+        target = f.target,
+        closed = f.closed,
+    );
+    let o = run(Command::new("timeout").args([
+        "60", "unshare", "--net", "--mount", "--fork", "sh", "-c", &script,
+    ]));
+    let out = stdout_and_stderr(&o);
+    assert!(o.status.success(), "the packet test did not run:\n{out}");
+    out
+}
+
+/// A real TCP connection to a node's public port, DNATed to a pod on another port, passes
+/// the node's real nftables ruleset, and one to a port the node does not open is dropped.
+/// The forward chain matches the port the client sent to (`ct original proto-dst`): with the
+/// pod's port after DNAT (`tcp dport`, the old rule, put back here), the connection is
+/// dropped, so the test can fail. What it does not prove: kube-proxy's or servicelb's own
+/// rules, which a stand-in DNAT rule replaces.
+#[test]
+fn nft_forwards_a_public_port_dnatted_to_another_pod_port() {
+    let all = artifacts();
+    for f in FORWARDED {
+        let a = all
+            .iter()
+            .find(|(fixture, a)| fixture == f.fixture && a.node == f.node)
+            .map(|(_, a)| a)
+            .unwrap_or_else(|| panic!("{} renders no {}", f.fixture, f.node));
+        let ruleset = delivered_files(a)
+            .into_iter()
+            .find(|(p, _, _)| p == meshboot::plan::NFTABLES_PATH)
+            .map(|(_, _, c)| c)
+            .unwrap_or_else(|| panic!("{}: no nftables ruleset", a.file_name));
+        let out = forward_through(&ruleset, f);
+        assert!(
+            out.contains(&format!("{}=pod", f.public)),
+            "{}: public port {} did not reach the pod:\n{out}\n{ruleset}",
+            a.file_name,
+            f.public
+        );
+        assert!(
+            out.contains(&format!("{}=dropped", f.closed)),
+            "{}: port {} is not public but reached the pod:\n{out}",
+            a.file_name,
+            f.closed
+        );
+        let post_dnat = ruleset.replace("meta l4proto tcp ct original proto-dst", "tcp dport");
+        assert_ne!(post_dnat, ruleset);
+        let out = forward_through(&post_dnat, f);
+        assert!(
+            out.contains(&format!("{}=dropped", f.public)),
+            "matching the pod's port after DNAT let the connection through, so this test proves nothing:\n{out}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Netfilter modes against the real kernel: who filters tailscale0
 
 /// tailscaled's `--netfilter-mode=on`, stood in by the two rules that matter here, as

@@ -49,7 +49,7 @@ fn every_err_fixture_snapshots_its_report() {
         let name = path.file_name().unwrap_or_default().to_string();
         let (code, report) = diagnose(&path, false);
 
-        let expected = if name == "err_warnings.yaml" {
+        let expected = if name.starts_with("err_warnings") {
             exit::OK
         } else {
             exit::INVALID_SPEC
@@ -253,5 +253,53 @@ fn odd_documents_get_a_sentence_not_a_crash() {
             report.contains(want),
             "{text:?}: wanted {want:?} in\n{report}"
         );
+    }
+}
+
+/// A warning about a setting left at its default points at the section it is missing from:
+/// no `tags:` at all is reported at `tailscale:`.
+#[test]
+fn a_default_setting_is_reported_at_its_section() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = Utf8PathBuf::from_path_buf(dir.path().join("spec.yaml")).expect("UTF-8");
+    let spec = std::fs::read_to_string(root().join("fixtures/err_warnings_day2.yaml"))
+        .expect("fixture")
+        .replace("  tags: []\n", "");
+    std::fs::write(&path, &spec).expect("spec");
+    let (code, report) = diagnose(&path, false);
+    assert_eq!(code, exit::OK, "{report}");
+    let untagged = blocks(&report)
+        .into_iter()
+        .find(|b| b.contains("no tags:"))
+        .unwrap_or_else(|| panic!("no warning about tags:\n{report}"));
+    assert!(untagged.contains(":5:1\n"), "{untagged}");
+    assert!(untagged.contains("5 | tailscale:"), "{untagged}");
+}
+
+/// Role tags count: nodes are untagged only when neither `tags` nor their role's own tags
+/// give them one. Servers tagged by `server_tags` alone leave the agents untagged.
+#[test]
+fn nodes_are_untagged_only_when_their_role_has_no_tags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = Utf8PathBuf::from_path_buf(dir.path().join("spec.yaml")).expect("UTF-8");
+    let fixture =
+        std::fs::read_to_string(root().join("fixtures/err_warnings_day2.yaml")).expect("fixture");
+    let with_agent = |tags: &str| {
+        fixture.replace("  tags: []\n", tags).replace(
+            "    role: server\n",
+            "    role: server\n  - name: w-1\n    role: agent\n",
+        )
+    };
+    for (tags, warned) in [
+        ("  tags: []\n", true),
+        ("  server_tags: [tag:cp]\n", true),
+        ("  agent_tags: [tag:w]\n", true),
+        ("  server_tags: [tag:cp]\n  agent_tags: [tag:w]\n", false),
+        ("  tags: [tag:k3s]\n", false),
+    ] {
+        std::fs::write(&path, with_agent(tags)).expect("spec");
+        let (code, report) = diagnose(&path, false);
+        assert_eq!(code, exit::OK, "{report}");
+        assert_eq!(report.contains("no tags:"), warned, "{tags}{report}");
     }
 }

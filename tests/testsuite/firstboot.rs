@@ -26,7 +26,7 @@
 //! config.yaml.d entry, with their modes.
 //! `sleep` returns at once and is recorded, so a backoff costs no time and is checked.
 //! Faults are control files in the world's `ctl/` that the stand-ins read: a count of
-//! failures to come or `always` (`tailscale-up-fail`, `peer-absent.NAME`, `cacerts-refuse`,
+//! failures to come or `always` (`tailscale-up-fail`, `peer-absent.HOSTNAME`, `cacerts-refuse`,
 //! `k3s-download-fail`, `ufw-fail`, ...), and `crash-on`, a string that makes the matching
 //! call kill the bootstrap with SIGKILL (power loss: no trap runs).
 //!

@@ -86,10 +86,12 @@ fn secrets_live_only_in_their_0600_root_files() {
         for a in &artifacts {
             let what = format!("{spec}: {}", a.file_name);
             let files = delivered(a);
+            let secret_path =
+                |p: &str| p == AUTH_KEY_PATH || p == TOKEN_PATH || p == AGENT_TOKEN_PATH;
             for f in &files {
                 assert_eq!(f.owner, "root:root", "{what}: {}", f.path);
                 let holds_secret = secrets.iter().any(|s| f.contents.contains(s.as_str()));
-                if f.path == AUTH_KEY_PATH || f.path == TOKEN_PATH || f.path == AGENT_TOKEN_PATH {
+                if secret_path(&f.path) {
                     assert_eq!(f.mode, 0o600, "{what}: {} mode {:o}", f.path, f.mode);
                     assert!(holds_secret, "{what}: {} holds no secret", f.path);
                     assert_eq!(f.contents.lines().count(), 1, "{what}: one line");
@@ -109,38 +111,38 @@ fn secrets_live_only_in_their_0600_root_files() {
                 }
             }
             // In the raw envelope, a secret appears only inside its file (cloud-init holds
-            // the files as text, Ignition as data URLs: percent-escaped, where a key's
-            // characters stay as they are, or base64). Ignition's secret files' URLs are
-            // taken out first: what is left must hold no secret.
-            let outside_secret_urls = if a.file_name.ends_with(".ign") {
-                let doc: serde_json::Value = serde_json::from_str(&a.contents).expect("JSON");
-                let mut rest = a.contents.clone();
-                for f in doc["storage"]["files"].as_array().expect("files") {
-                    let path = f["path"].as_str().expect("path");
-                    if [AUTH_KEY_PATH, TOKEN_PATH, AGENT_TOKEN_PATH].contains(&path) {
-                        let url = f["contents"]["source"].as_str().expect("source");
-                        rest = rest.replacen(&format!("\"{url}\""), "\"\"", 1);
-                    }
-                }
-                rest
+            // the files as text, Ignition as URL-escaped text or base64).
+            let ignition_sources: Vec<String> = if a.file_name.ends_with(".ign") {
+                let doc: serde_json::Value = serde_json::from_str(&a.contents).expect("ignition");
+                doc["storage"]["files"]
+                    .as_array()
+                    .expect("files")
+                    .iter()
+                    .filter(|f| secret_path(f["path"].as_str().expect("path")))
+                    .map(|f| {
+                        f["contents"]["source"]
+                            .as_str()
+                            .expect("source")
+                            .to_string()
+                    })
+                    .collect()
             } else {
-                a.contents.clone()
+                Vec::new()
             };
             for s in &secrets {
                 let in_files = files
                     .iter()
-                    .filter(|f| {
-                        f.path == AUTH_KEY_PATH
-                            || f.path == TOKEN_PATH
-                            || f.path == AGENT_TOKEN_PATH
-                    })
+                    .filter(|f| secret_path(&f.path))
                     .map(|f| f.contents.matches(s.as_str()).count())
                     .sum::<usize>();
-                let raw = outside_secret_urls.matches(s.as_str()).count();
+                let raw = a.contents.matches(s.as_str()).count();
                 let expected = if a.file_name.ends_with(".yaml") {
                     in_files
                 } else {
-                    0
+                    ignition_sources
+                        .iter()
+                        .map(|src| src.matches(s.as_str()).count())
+                        .sum()
                 };
                 assert_eq!(raw, expected, "{what}: a secret appears outside its file");
             }
@@ -506,4 +508,140 @@ fn redact_needs_no_secrets_at_all() {
     let o = meshboot_env(&["check", copy.to_str().expect("utf8")], &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout_and_stderr(&o));
     let _ = root();
+}
+
+/// `tailscale.pool_auth_key` is a secret like the others: pool nodes hold it in their 0600
+/// key file, fixed nodes never do (they hold `auth_key`), `--redact` shows its placeholder,
+/// and a literal written in its place is refused without being shown.
+#[test]
+fn the_pools_own_key_reaches_only_the_pools_and_is_never_shown() {
+    let (checked, artifacts) = compile(&fixtures_dir().join("pools.yaml"), &Options::default());
+    let mut pools = 0;
+    for (node, a) in checked.plan.nodes.iter().zip(&artifacts) {
+        let files = delivered(a);
+        let key = files
+            .iter()
+            .find(|f| f.path == AUTH_KEY_PATH)
+            .expect("key file");
+        assert_eq!(key.mode, 0o600, "{}", node.name);
+        let want = if node.pool.is_some() {
+            pools += 1;
+            support::FAKE_POOL_AUTH_KEY
+        } else {
+            FAKE_AUTH_KEY
+        };
+        assert_eq!(key.contents, format!("{want}\n"), "{}", node.name);
+        let other = if node.pool.is_some() {
+            FAKE_AUTH_KEY
+        } else {
+            support::FAKE_POOL_AUTH_KEY
+        };
+        assert!(
+            !a.contents.contains(other),
+            "{}: holds the other key",
+            node.name
+        );
+    }
+    assert_eq!(pools, 2);
+
+    let spec = fixtures_dir().join("pools.yaml");
+    let o = meshboot_env(
+        &["render", "--redact", "--node", "burst", spec.as_str()],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout_and_stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("REDACTED(tailscale.pool_auth_key)"),
+        "{}",
+        stdout_and_stderr(&o)
+    );
+
+    let literal = std::fs::read_to_string(&spec).unwrap().replace(
+        "pool_auth_key: { env: TS_POOL_AUTHKEY }",
+        &format!("pool_auth_key: {}", support::FAKE_POOL_AUTH_KEY),
+    );
+    let (_d, path) = spec_dir(&literal, &[]);
+    let o = meshboot_env(&["check", &path], &fake_env_vars());
+    assert_eq!(o.status.code(), Some(1), "{}", stdout_and_stderr(&o));
+    let report = stdout_and_stderr(&o);
+    assert!(
+        report.contains("error: tailscale.pool_auth_key: "),
+        "{report}"
+    );
+    assert_no_secret("a literal pool key", &report, &[]);
+    // Unset, it is named like every missing secret.
+    let o = meshboot_env(&["check", spec.as_str()], &[("TS_AUTHKEY", FAKE_AUTH_KEY)]);
+    assert!(
+        stdout_and_stderr(&o).contains(
+            "error: tailscale.pool_auth_key: environment variable `TS_POOL_AUTHKEY` is not set"
+        ),
+        "{}",
+        stdout_and_stderr(&o)
+    );
+}
+
+/// Pools and fixed nodes that share one plain pre-auth key get a warning at the key (one
+/// kind of node would be ephemeral against its nature); a key of the pools' own, an OAuth
+/// secret (its key file says ephemeral or not per node) or `--redact` (no key read) do not.
+#[test]
+fn pools_sharing_the_fixed_nodes_pre_auth_key_get_a_warning() {
+    let text = std::fs::read_to_string(fixtures_dir().join("pools.yaml")).unwrap();
+    let shared = text.replace(
+        "  pool_auth_key: { env: TS_POOL_AUTHKEY }   # the pools' key: reusable, ephemeral, tagged\n",
+        "",
+    );
+    assert_ne!(shared, text);
+    let warning = "pool `burst`, pool `arm` join with the fixed nodes' pre-auth key";
+    let (_d, path) = spec_dir(&shared, &[]);
+    let o = meshboot_env(&["check", &path], &fake_env_vars());
+    assert_eq!(o.status.code(), Some(0), "{}", stdout_and_stderr(&o));
+    let e = stdout_and_stderr(&o);
+    assert!(
+        e.contains(&format!("warning: tailscale.auth_key: {warning}")),
+        "{e}"
+    );
+    assert!(e.contains("pool_auth_key: { env: TS_POOL_AUTHKEY }"), "{e}");
+    let o = meshboot_env(&["check", "--strict", &path], &fake_env_vars());
+    assert_eq!(o.status.code(), Some(1));
+    let o = meshboot_env(&["check", "--redact", &path], &[]);
+    assert!(
+        !stdout_and_stderr(&o).contains(warning),
+        "{}",
+        stdout_and_stderr(&o)
+    );
+
+    // The same key under both names is still shared.
+    let (_d, path) = spec_dir(&text, &[]);
+    let o = meshboot_env(
+        &["check", &path],
+        &[
+            ("TS_AUTHKEY", FAKE_AUTH_KEY),
+            ("TS_POOL_AUTHKEY", FAKE_AUTH_KEY),
+            ("K3S_TOKEN", FAKE_TOKEN),
+            ("K3S_AGENT_TOKEN", support::FAKE_AGENT_TOKEN),
+        ],
+    );
+    assert!(
+        stdout_and_stderr(&o).contains(&format!("warning: tailscale.pool_auth_key: {warning}")),
+        "{}",
+        stdout_and_stderr(&o)
+    );
+    // A key of their own: nothing to say.
+    let o = meshboot_env(&["check", &path], &fake_env_vars());
+    assert_eq!(o.status.code(), Some(0), "{}", stdout_and_stderr(&o));
+    assert!(
+        !stdout_and_stderr(&o).contains(warning),
+        "{}",
+        stdout_and_stderr(&o)
+    );
+    // An OAuth secret shared: no such warning (the OAuth one instead).
+    let o = meshboot_env(
+        &["check", fixtures_dir().join("pools-flatcar.yaml").as_str()],
+        &fake_env_vars(),
+    );
+    let e = stdout_and_stderr(&o);
+    assert!(
+        !e.contains(warning) && e.contains("mint auth keys for the pool's tags"),
+        "{e}"
+    );
 }

@@ -20,3 +20,4 @@ mod packer;
 mod props;
 mod render;
 mod support;
+mod systemd;

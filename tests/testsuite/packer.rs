@@ -124,7 +124,7 @@ fn the_template_parses_as_hcl_with_one_source_per_os_and_architecture() {
         let os = name.rsplit_once('-').unwrap().0;
         let want_labels: hcl::Map<String, hcl::Value> = [
             ("meshboot.cluster", "hz"),
-            ("meshboot.k3s", "v1.33.5-k3s1"),
+            ("meshboot.k3s", "v1.33.13-k3s1"),
             ("meshboot.os", os),
             ("meshboot.tailscale", "1.90.6"),
         ]
@@ -137,32 +137,60 @@ fn the_template_parses_as_hcl_with_one_source_per_os_and_architecture() {
     assert!(hcl.contains("\"meshboot.os\" = \"flatcar\""));
 }
 
-/// bake.sh puts Tailscale and K3s where every node's bootstrap looks for them.
+/// bake.sh puts Tailscale and K3s where every node's bootstrap looks for them: for
+/// hetzner.yaml, and for it with a Fedora CoreOS node added (hetzner.yaml has none), whose
+/// static Tailscale lives in /usr/local/bin itself, with no link.
 #[test]
 fn bake_sh_fills_the_places_the_bootstrap_looks() {
-    let (checked, _) = compile(&fixtures_dir().join("hetzner.yaml"), &Options::default());
-    let plan = plan_packer(&checked.spec, &checked.plan);
-    for n in &checked.plan.nodes {
-        let image = plan
-            .images
-            .iter()
-            .find(|b| b.nodes.contains(&n.name))
-            .unwrap_or_else(|| panic!("no image for {}", n.name));
-        let baked = n.k3s.baked.as_ref().expect("pinned K3s");
-        assert_eq!(image.paths.k3s_bin, baked.bin, "{}", n.name);
-        if let meshboot::plan::TailscaleInstall::Static { dir, link_dir, .. } = &n.tailscale.install
-        {
-            assert_eq!(image.paths.tailscale_bin, format!("{dir}/tailscale"));
-            assert!(
-                image
-                    .paths
-                    .tailscale_link_disk
-                    .ends_with(&format!("{link_dir}/tailscale")),
-                "{}",
-                n.name
-            );
+    let fcos = tempfile::tempdir().unwrap();
+    let spec = camino::Utf8PathBuf::from_path_buf(fcos.path().join("hetzner-fcos.yaml")).unwrap();
+    let text = std::fs::read_to_string(fixtures_dir().join("hetzner.yaml")).unwrap();
+    std::fs::write(
+        &spec,
+        format!("{text}  - name: hz-fcos\n    role: agent\n    os: fedora-coreos\n    firewall: {{ backend: nftables }}\n"),
+    )
+    .unwrap();
+    let mut fcos_images = 0;
+    for path in [fixtures_dir().join("hetzner.yaml"), spec] {
+        let (checked, _) = compile(&path, &Options::default());
+        let plan = plan_packer(&checked.spec, &checked.plan);
+        for n in &checked.plan.nodes {
+            let image = plan
+                .images
+                .iter()
+                .find(|b| b.nodes.contains(&n.name))
+                .unwrap_or_else(|| panic!("no image for {}", n.name));
+            let baked = n.k3s.baked.as_ref().expect("pinned K3s");
+            assert_eq!(image.paths.k3s_bin, baked.bin, "{}", n.name);
+            if let meshboot::plan::TailscaleInstall::Static { dir, link_dir, .. } =
+                &n.tailscale.install
+            {
+                assert_eq!(image.paths.tailscale_bin, format!("{dir}/tailscale"));
+                match link_dir {
+                    Some(link_dir) => {
+                        assert!(image.paths.tailscale_dir_disk.ends_with(dir), "{}", n.name);
+                        assert!(
+                            image
+                                .paths
+                                .tailscale_link_disk
+                                .ends_with(&format!("{link_dir}/tailscale")),
+                            "{}",
+                            n.name
+                        );
+                    }
+                    None => {
+                        fcos_images += 1;
+                        assert_eq!(image.paths.tailscale_link_disk, "", "{}", n.name);
+                        assert_eq!(
+                            image.paths.tailscale_dir_disk,
+                            "/mnt/ostree/deploy/fedora-coreos/var/usrlocal/bin"
+                        );
+                    }
+                }
+            }
         }
     }
+    assert_eq!(fcos_images, 1, "the Fedora CoreOS node was not checked");
 }
 
 #[test]
@@ -204,4 +232,54 @@ fn unpinned_versions_and_nodes_without_a_type_are_refused() {
         assert_eq!(o.status.code(), Some(1), "{fixture}");
         insta::assert_snapshot!(format!("packer-refusals-{fixture}"), stderr(&o));
     }
+}
+
+/// Pools boot a baked image too: every OS and architecture a pool uses has a source in the
+/// template, listing the pool as `<pool>-*`, and a pool whose image is the selector
+/// `meshboot packer` prints boots the snapshot of its own OS and architecture.
+#[test]
+fn every_os_and_architecture_a_pool_uses_gets_an_image() {
+    let dir = tempfile::tempdir().unwrap();
+    // pools.yaml with a pinned Tailscale (an image holds one version).
+    let pinned = dir.path().join("pools.yaml");
+    let text = std::fs::read_to_string(fixtures_dir().join("pools.yaml"))
+        .unwrap()
+        .replace(
+            "  tags: [tag:k3s]\n",
+            "  tags: [tag:k3s]\n  version: 1.90.6\n",
+        );
+    std::fs::write(&pinned, text).unwrap();
+    let specs = [
+        camino::Utf8PathBuf::from_path_buf(pinned).unwrap(),
+        fixtures_dir().join("pools-flatcar.yaml"),
+    ];
+    let mut pools = 0;
+    for spec in &specs {
+        let (checked, _) = compile(spec, &Options::default());
+        let plan = plan_packer(&checked.spec, &checked.plan);
+        for n in checked.plan.nodes.iter().filter(|n| n.pool.is_some()) {
+            pools += 1;
+            let arch = meshboot::delivery::Arch::of_server_type(
+                n.hcloud.server_type.as_deref().expect("a pool's type"),
+            );
+            let image = plan
+                .images
+                .iter()
+                .find(|b| b.os == n.os && b.arch == arch.name())
+                .unwrap_or_else(|| panic!("{spec}: no image for pool {}", n.name));
+            assert!(
+                image.nodes.contains(&format!("{}-*", n.name)),
+                "{spec}: {:?}",
+                image.nodes
+            );
+            if let Some(selector) = &n.hcloud.image {
+                assert_eq!(*selector, image.selector, "{spec}: {}", n.name);
+            }
+        }
+    }
+    assert_eq!(pools, 3);
+    let (printed, hcl, _) = packer("pools-flatcar.yaml");
+    insta::assert_snapshot!("packer-stdout-pools-flatcar", printed);
+    assert!(hcl.contains("# flatcar-arm: for core-1, flock-*"), "{hcl}");
+    hcl::parse(&hcl).unwrap_or_else(|e| panic!("{e}\n{hcl}"));
 }

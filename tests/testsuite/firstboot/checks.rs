@@ -15,6 +15,12 @@ use std::path::{Path, PathBuf};
 /// The whole of a successful first boot: every check below.
 pub fn assert_bootstrapped(sb: &Sandbox, run: &Run, expect: &Expect) {
     assert_converged(sb, run);
+    // The tailnet called the node by its own name: no stale machine holds it.
+    assert!(
+        !sb.log().contains("the tailnet calls this node"),
+        "{}",
+        sb.report()
+    );
     assert_envelope(sb, expect);
     let calls = sb.calls_of_last_run();
     assert_firewall_first(sb, &calls, expect.row.firewall);
@@ -239,7 +245,7 @@ pub fn assert_tailscale_installed(sb: &Sandbox, calls: &[Call], from: &Tailscale
             assert!(calls[install].ok() && install < started, "{}", sb.report());
             assert_eq!(sb.read_world("apt-get.frontend").trim(), "noninteractive");
         }
-        TailscaleFrom::Static { version, link } => {
+        TailscaleFrom::Static { version, dir, link } => {
             let tarball = format!(
                 "https://pkgs.tailscale.com/stable/tailscale_{version}_{}.tgz",
                 host_arch()
@@ -255,11 +261,13 @@ pub fn assert_tailscale_installed(sb: &Sandbox, calls: &[Call], from: &Tailscale
                 sb.report()
             );
             for bin in ["tailscale", "tailscaled"] {
-                assert_eq!(sb.mode(&format!("/opt/tailscale/{bin}")), 0o755, "{bin}");
+                assert_eq!(sb.mode(&format!("{dir}/{bin}")), 0o755, "{bin}");
             }
-            let target = fs::read_link(sb.host(link))
-                .unwrap_or_else(|e| panic!("{link} is not a symlink: {e}\n{}", sb.report()));
-            assert_eq!(target, Path::new("/opt/tailscale/tailscale"));
+            if let Some(link) = link {
+                let target = fs::read_link(sb.host(link))
+                    .unwrap_or_else(|e| panic!("{link} is not a symlink: {e}\n{}", sb.report()));
+                assert_eq!(target, Path::new(dir).join("tailscale"));
+            }
         }
     }
 }
@@ -286,9 +294,10 @@ pub fn assert_packages_provide_the_tools(sb: &Sandbox, calls: &[Call]) {
     }
 }
 
-/// Tailscale up, then the node's own address, then (joiners) the server's address and its
-/// /cacerts, then the K3s download and install, then starting K3s's unit and waiting until
-/// it is active, each after the one before.
+/// Tailscale up, then the node's own address, then (joiners) the tailnet's machines from
+/// `tailscale status --json` and the chosen server's /cacerts, then the K3s download and
+/// install, then starting K3s's unit and waiting until it is active, each after the one
+/// before.
 pub fn assert_steps_in_order(sb: &Sandbox, calls: &[Call], expect: &Expect) {
     let report = || sb.report();
     let up = find_from(calls, 0, |c| c.is_tailscale_up() && c.ok())
@@ -297,24 +306,33 @@ pub fn assert_steps_in_order(sb: &Sandbox, calls: &[Call], expect: &Expect) {
         .unwrap_or_else(|| panic!("no `tailscale ip -4` after up\n{}", report()));
     let before_k3s = match &expect.join {
         Some((server, ip)) => {
-            let peer = find_from(calls, own, |c| {
-                c.is("tailscale", &["ip", "-4", server.as_str()]) && c.ok()
+            let status = find_from(calls, own, |c| {
+                c.is("tailscale", &["status", "--json"]) && c.ok()
             })
             .unwrap_or_else(|| {
                 panic!(
-                    "{server} never resolved after the own address\n{}",
+                    "the tailnet was never read after the own address\n{}",
                     report()
                 )
             });
             let cacerts = format!("https://{ip}:6443/cacerts");
-            find_from(calls, peer, |c| c.url() == Some(cacerts.as_str()) && c.ok()).unwrap_or_else(
-                || {
-                    panic!(
-                        "{cacerts} never answered after {server} resolved\n{}",
-                        report()
-                    )
-                },
-            )
+            let answered = find_from(calls, status, |c| {
+                c.url() == Some(cacerts.as_str()) && c.ok()
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{cacerts} never answered after the tailnet was read\n{}",
+                    report()
+                )
+            });
+            let log = sb.log();
+            assert!(
+                log.contains(&format!("joining through {server} at {ip}"))
+                    || log.contains(&format!("a cluster is already running at {server};")),
+                "the node did not join through {server} at {ip}\n{}",
+                report()
+            );
+            answered
         }
         None => {
             assert!(
@@ -370,13 +388,20 @@ pub fn assert_steps_in_order(sb: &Sandbox, calls: &[Call], expect: &Expect) {
         "K3s's unit was not started right after the install\n{}",
         report()
     );
+    // Then it waits: is the unit active (and has K3s this node's kubelet certificate)? If
+    // not, has K3s logged a refusal since the start?
     let check = format!("systemctl is-active --quiet {unit}");
+    let journal = format!("journalctl -u {unit} --since @");
     assert!(
         after.len() >= 2
-            && after[1..]
-                .iter()
-                .all(|c| *c == check || c.starts_with("sleep "))
-            && calls.last().is_some_and(|c| c.ok()),
+            && after[1..].iter().all(|c| {
+                *c == check
+                    || c.starts_with("sleep ")
+                    || (c.starts_with(&journal) && c.ends_with(" --no-pager -o cat"))
+            })
+            && calls
+                .last()
+                .is_some_and(|c| c.ok() && c.tool == "systemctl"),
         "after the install: {after:?}\n{}",
         report()
     );

@@ -71,10 +71,12 @@ impl Ports {
 pub enum TailscaleFrom {
     /// The apt repository at pkgs.tailscale.com/stable/`{distro}/{codename}`.
     Apt(&'static str),
-    /// The static tarball of `version`, with `tailscale` linked as `link`.
+    /// The static tarball of `version`, its binaries in `dir` (and `tailscale` linked as
+    /// `link`, where `dir` is not on PATH).
     Static {
         version: &'static str,
-        link: &'static str,
+        dir: &'static str,
+        link: Option<&'static str>,
     },
 }
 
@@ -319,7 +321,7 @@ const SKIP_START: (&str, &str) = ("INSTALL_K3S_SKIP_START", "true");
 
 // ---------------------------------------------------------------------------------------
 // cluster.yaml: three Ubuntu 24.04 servers behind ufw, three Flatcar agents behind
-// nftables (ufw does not exist there), K3s v1.33.5+k3s1, vxlan, tags [tag:k3s].
+// nftables (ufw does not exist there), K3s v1.33.13+k3s1, vxlan, tags [tag:k3s].
 
 const CLUSTER_UP: &[&str] = &[
     "--advertise-tags=tag:k3s",
@@ -331,7 +333,7 @@ const CLUSTER_UP: &[&str] = &[
 const CLUSTER_SERVER_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_EXEC", "server"),
     SKIP_START,
-    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
 ];
 const CLUSTER_SERVER_K3S: &str = "
 cluster-cidr: 10.42.0.0/16
@@ -346,7 +348,7 @@ const CLUSTER_WORKER_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
     ("INSTALL_K3S_EXEC", "agent"),
     SKIP_START,
-    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
 ];
 const CLUSTER_WORKER_K3S: &str = "
 flannel-iface: tailscale0
@@ -389,7 +391,8 @@ const fn cluster_worker(node: &'static str) -> Row {
         // No tailscale.version: the newest stable build.
         tailscale: TailscaleFrom::Static {
             version: LATEST_TAILSCALE,
-            link: "/opt/bin/tailscale",
+            dir: "/opt/tailscale",
+            link: Some("/opt/bin/tailscale"),
         },
         up: CLUSTER_UP,
         install_env: CLUSTER_WORKER_ENV,
@@ -433,7 +436,8 @@ const FLATCAR_UP: &[&str] = &[
 ];
 const FLATCAR_TAILSCALE: TailscaleFrom = TailscaleFrom::Static {
     version: "1.90.6",
-    link: "/opt/bin/tailscale",
+    dir: "/opt/tailscale",
+    link: Some("/opt/bin/tailscale"),
 };
 const FLATCAR_SERVER_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
@@ -547,7 +551,7 @@ const fn headscale_agent(node: &'static str) -> Row {
         install_env: &[
             ("INSTALL_K3S_EXEC", "agent"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
         ],
         k3s: K3sConfig::Literal(
             "
@@ -565,7 +569,7 @@ token-file: /etc/meshboot/k3s-token
 
 // ---------------------------------------------------------------------------------------
 // nftables.yaml: Debian 12 servers and an Ubuntu 22.04 agent behind nftables, K3s
-// v1.32.9+k3s1, custom CIDRs, wireguard-native (51820-51821/udp on the mesh), public SSH,
+// v1.34.9+k3s1, custom CIDRs, wireguard-native (51820-51821/udp on the mesh), public SSH,
 // public 443, mesh 9100, accept_dns.
 
 const NFT_UP: &[&str] = &[
@@ -593,7 +597,7 @@ const fn netfilter_server(node: &'static str, role: Role) -> Row {
         install_env: &[
             ("INSTALL_K3S_EXEC", "server"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.32.9+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.34.9+k3s1"),
         ],
         k3s: K3sConfig::Literal(
             "
@@ -631,7 +635,8 @@ token-file: /etc/meshboot/k3s-token
 ";
 const ADV_LATEST: TailscaleFrom = TailscaleFrom::Static {
     version: LATEST_TAILSCALE,
-    link: "/opt/bin/tailscale",
+    dir: "/opt/tailscale",
+    link: Some("/opt/bin/tailscale"),
 };
 const LOGIN_SERVER_UP: &[&str] = &[
     "--advertise-tags=tag:k3s,tag:edge-1",
@@ -674,12 +679,12 @@ const ADV_FLATCAR_SERVER_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
     ("INSTALL_K3S_EXEC", "server"),
     SKIP_START,
-    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
 ];
 const ADV_DEBIAN_AGENT_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_EXEC", "agent"),
     SKIP_START,
-    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -698,7 +703,7 @@ const fn starter_agent(node: &'static str) -> Row {
         install_env: &[
             ("INSTALL_K3S_EXEC", "agent"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
         ],
         k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
         tls_san: &[],
@@ -708,14 +713,14 @@ const fn starter_agent(node: &'static str) -> Row {
 }
 
 // ---------------------------------------------------------------------------------------
-// hetzner.yaml: Tailscale 1.90.6 and K3s v1.33.5+k3s1 pinned, an agent token, ufw with
+// hetzner.yaml: Tailscale 1.90.6 and K3s v1.33.13+k3s1 pinned, an agent token, ufw with
 // public SSH and 443 everywhere; hz-edge (Ubuntu 22.04) adds 80/tcp and 3478-3480/udp,
 // hz-core is an Arm Flatcar agent behind nftables, hz-debian a Debian 12 agent.
 
 const HZ_AGENT_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_EXEC", "agent"),
     SKIP_START,
-    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
 ];
 
 // pools.yaml: an Ubuntu 24.04 server and a fixed agent behind ufw, an agent token, and two
@@ -725,7 +730,7 @@ const HZ_AGENT_ENV: &[(&str, &str)] = &[
 const POOL_AGENT_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_EXEC", "agent"),
     SKIP_START,
-    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
 ];
 
 /// ufw on an hetzner.yaml agent: public SSH and 443, then `extra` public rules, the mesh
@@ -845,16 +850,13 @@ const HZ_CORE: Row = Row {
         mesh_tcp: &["10250"],
         mesh_udp: &["8472"],
     }),
-    tailscale: TailscaleFrom::Static {
-        version: "1.90.6",
-        link: "/opt/bin/tailscale",
-    },
+    tailscale: FLATCAR_TAILSCALE,
     up: CLUSTER_UP,
     install_env: &[
         ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
         ("INSTALL_K3S_EXEC", "agent"),
         SKIP_START,
-        ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+        ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
     ],
     k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
     tls_san: &[],
@@ -883,7 +885,7 @@ const FLOCK_SERVER_ENV: &[(&str, &str)] = &[
     ("INSTALL_K3S_BIN_DIR", "/opt/bin"),
     ("INSTALL_K3S_EXEC", "server"),
     SKIP_START,
-    ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+    ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -1016,7 +1018,7 @@ token-file: /etc/meshboot/k3s-token
         install_env: &[
             ("INSTALL_K3S_EXEC", "agent"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
         ],
         k3s: K3sConfig::Literal(DUAL_AGENT_K3S),
         tls_san: &[],
@@ -1039,7 +1041,8 @@ token-file: /etc/meshboot/k3s-token
         // treefile docs, `opt-usrlocal-overlays`), and /usr/local/bin is on PATH.
         tailscale: TailscaleFrom::Static {
             version: "1.90.6",
-            link: "/usr/local/bin/tailscale",
+            dir: "/usr/local/bin",
+            link: None,
         },
         up: FLATCAR_UP,
         // No k3s-selinux RPM (it needs an rpm-ostree reboot); README "Limits".
@@ -1172,7 +1175,7 @@ token-file: /etc/meshboot/k3s-token
         install_env: &[
             ("INSTALL_K3S_EXEC", "agent"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
         ],
         k3s: K3sConfig::Literal(PLAIN_AGENT_K3S),
         tls_san: &[],
@@ -1211,7 +1214,7 @@ token-file: /etc/meshboot/k3s-token
         install_env: &[
             ("INSTALL_K3S_EXEC", "agent"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.32.9+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.34.9+k3s1"),
         ],
         k3s: K3sConfig::Literal(
             "
@@ -1319,14 +1322,15 @@ token-file: /etc/meshboot/k3s-token
         "fedora-coreos",
         TailscaleFrom::Static {
             version: LATEST_TAILSCALE,
-            link: "/usr/local/bin/tailscale",
+            dir: "/usr/local/bin",
+            link: None,
         },
         &[
             ("INSTALL_K3S_EXEC", "agent"),
             ("INSTALL_K3S_SELINUX_WARN", "true"),
             ("INSTALL_K3S_SKIP_SELINUX_RPM", "true"),
             SKIP_START,
-            ("INSTALL_K3S_VERSION", "v1.33.5+k3s1"),
+            ("INSTALL_K3S_VERSION", "v1.33.13+k3s1"),
         ],
     ),
     // adversarial/login_server.yaml

@@ -3,7 +3,7 @@
 use super::calls::{Call, backoff, exit_codes, sleeps};
 use super::checks::*;
 use super::expect::*;
-use super::sandbox::{Sandbox, node};
+use super::sandbox::{Online, Sandbox, node};
 use super::world::{INIT_IP, SECOND_SERVER_IP};
 use meshboot::plan;
 use std::fs;
@@ -41,6 +41,177 @@ fn init_server_initialises_when_the_other_server_on_the_mesh_has_no_supervisor_y
         "cp-2's supervisor was never asked\n{}",
         sb.report()
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Replaced machines in the tailnet: a stale machine keeps the old one's name
+
+/// Where the machine a re-created server replaced is still in the tailnet, offline.
+const STALE_IP: &str = "100.64.0.9";
+
+/// On an Ubuntu node (the tailnet read with python3) and a Flatcar node (with jq).
+#[test]
+fn joiner_picks_the_online_server_over_a_stale_offline_machine_holding_its_name() {
+    for name in ["cp-2", "worker-1"] {
+        let mut sb = Sandbox::new(node("cluster.yaml", name));
+        // The old cp-1 is listed first: a lookup by name would find it.
+        sb.machine("cp-1", STALE_IP, Online::No, "cp-1");
+        sb.machine("cp-1", INIT_IP, Online::Yes, "cp-1-1");
+        let run = sb.run();
+        let expect = Expect::of("cluster.yaml", name);
+        assert_bootstrapped(&sb, &run, &expect);
+        assert!(
+            sb.log().contains(&format!(
+                "server cp-1 is online; stale offline machines also hold its name: cp-1 ({STALE_IP}, offline). Delete them"
+            )),
+            "{}",
+            sb.report()
+        );
+        assert!(
+            !sb.calls()
+                .iter()
+                .any(|c| c.url().is_some_and(|u| u.contains(STALE_IP))),
+            "the stale machine was contacted\n{}",
+            sb.report()
+        );
+    }
+}
+
+#[test]
+fn joiner_joins_another_server_while_only_a_stale_machine_holds_the_init_servers_name() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.machine("cp-1", STALE_IP, Online::No, "cp-1");
+    sb.peer("cp-3", SECOND_SERVER_IP);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-2").joining("cp-3", SECOND_SERVER_IP);
+    assert_bootstrapped(&sb, &run, &expect);
+    assert!(
+        sb.log().contains(&format!(
+            "server cp-1 is not online on the mesh; only offline machines hold its name: cp-1 ({STALE_IP}, offline). If cp-1 was re-created, delete the stale one"
+        )),
+        "{}",
+        sb.report()
+    );
+}
+
+#[test]
+fn joiner_does_not_join_through_a_name_two_online_machines_claim() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.machine("cp-1", STALE_IP, Online::Yes, "cp-1");
+    sb.machine("cp-1", INIT_IP, Online::Yes, "cp-1-1");
+    sb.peer("cp-3", SECOND_SERVER_IP);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-2").joining("cp-3", SECOND_SERVER_IP);
+    assert_bootstrapped(&sb, &run, &expect);
+    assert!(
+        sb.log().contains(&format!(
+            "several online machines registered as cp-1: cp-1 ({STALE_IP}, online), cp-1-1 ({INIT_IP}, online); not joining through cp-1"
+        )),
+        "{}",
+        sb.report()
+    );
+}
+
+#[test]
+fn node_whose_magicdns_name_came_back_suffixed_warns_naming_the_stale_machine() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
+    sb.own_dns_label("cp-1-1");
+    sb.machine("cp-1", STALE_IP, Online::No, "cp-1");
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    assert!(
+        sb.log().contains(&format!(
+            "meshboot[tailscale-name]: warning: the tailnet calls this node cp-1-1, not cp-1: another machine holds that name: cp-1 ({STALE_IP}, offline). If it is the machine this node replaces, delete it"
+        )),
+        "{}",
+        sb.report()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Re-created under a registered name: K3s refuses the node's password
+
+/// The calls after the K3s install, as "tool args".
+fn after_install(sb: &Sandbox) -> Vec<String> {
+    let calls = sb.calls_of_last_run();
+    let install = calls
+        .iter()
+        .position(|c| c.tool == "k3s-install")
+        .unwrap_or(0);
+    calls[install + 1..]
+        .iter()
+        .map(|c| format!("{} {}", c.tool, c.args.join(" ")))
+        .collect()
+}
+
+#[test]
+fn agent_recreated_under_its_old_name_fails_at_k3s_start_with_the_exact_fix() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "worker-1"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-password-rejected", "always");
+    let run = sb.run();
+    assert_failed_at(&sb, &run, "k3s-start");
+    let log = sb.log();
+    for fix in [
+        "K3s refused this node: the cluster already has a node named worker-1, registered by another machine (Node password rejected)",
+        "on a server run kubectl delete node worker-1, and kubectl -n kube-system delete secret worker-1.node-password.k3s if the node is gone",
+        "K3s keeps retrying and joins once they are deleted; then run /opt/meshboot/bootstrap.sh again",
+    ] {
+        assert!(log.contains(fix), "{fix}\n{}", sb.report());
+    }
+    // At once: the first check that found the unit not active read the refusal.
+    let after = after_install(&sb);
+    assert_eq!(after.len(), 3, "{after:?}\n{}", sb.report());
+    assert_eq!(after[1], "systemctl is-active --quiet k3s-agent");
+    assert!(
+        after[2].starts_with("journalctl -u k3s-agent --since @"),
+        "{after:?}"
+    );
+    // The operator deleted the old node: K3s joins, and a second run finishes the boot
+    // without installing K3s again.
+    sb.clear_fault("k3s-password-rejected");
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    let installs = sb
+        .calls()
+        .iter()
+        .filter(|c| c.tool == "k3s-install")
+        .count();
+    assert_eq!(installs, 1, "{}", sb.report());
+}
+
+#[test]
+fn server_recreated_under_its_old_name_fails_naming_the_etcd_cleanup() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-password-rejected", "always");
+    let run = sb.run();
+    assert_failed_at(&sb, &run, "k3s-start");
+    let log = sb.log();
+    for fix in [
+        "(Node password rejected). If that machine is gone: stop K3s here (systemctl stop k3s); on another server run kubectl delete node cp-2 (K3s also removes the etcd member that node names)",
+        "kubectl -n kube-system delete secret cp-2.node-password.k3s",
+        "then remove this machine's etcd data, which a removed member cannot rejoin with (rm -rf /var/lib/rancher/k3s/server/db), and run /opt/meshboot/bootstrap.sh again",
+    ] {
+        assert!(log.contains(fix), "{fix}\n{}", sb.report());
+    }
+}
+
+/// A server's unit is active once etcd and the API server are up; the node has joined
+/// only once K3s holds its kubelet certificate, which the bootstrap waits for.
+#[test]
+fn a_server_active_before_its_kubelet_certificate_is_waited_for() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-cert-late", 2);
+    let run = sb.run();
+    assert_bootstrapped(&sb, &run, &Expect::of("cluster.yaml", "cp-2"));
+    let checks = exit_codes(&sb.calls(), |c| {
+        c.is("systemctl", &["is-active", "--quiet", "k3s"])
+    });
+    assert_eq!(checks, ["0", "0", "0"], "{}", sb.report());
+    let journal = sb.calls().iter().filter(|c| c.tool == "journalctl").count();
+    assert_eq!(journal, 2, "{}", sb.report());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -112,19 +283,21 @@ fn tailscale_up_never_succeeding_fails_at_tailscale_up_after_the_planned_attempt
 fn joiner_waits_for_the_init_server_to_appear_on_the_mesh() {
     let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
     sb.peer("cp-1", INIT_IP);
-    sb.fault("peer-absent.cp-1", 3);
+    // Four reads of the tailnet without cp-1: the node's check of its own name, then three
+    // rounds of the join.
+    sb.fault("peer-absent.cp-1", 4);
     let run = sb.run();
     let expect = Expect::of("cluster.yaml", "cp-2");
     assert_bootstrapped(&sb, &run, &expect);
     let calls = sb.calls();
-    let lookups = exit_codes(&calls, |c| c.is("tailscale", &["ip", "-4", "cp-1"]));
-    assert_eq!(lookups, ["1", "1", "1", "0"], "{}", sb.report());
-    // Each round also tried the other server, cp-3, which is not on the mesh.
-    let cp3 = calls
-        .iter()
-        .filter(|c| c.is("tailscale", &["ip", "-4", "cp-3"]))
-        .count();
-    assert_eq!(cp3, 3, "{}", sb.report());
+    let reads = exit_codes(&calls, |c| c.is("tailscale", &["status", "--json"]));
+    assert_eq!(reads, ["0"; 5], "{}", sb.report());
+    // Each failed round also tried the other server, cp-3, which is not on the mesh.
+    let log = sb.log();
+    for server in ["cp-1", "cp-3"] {
+        let missed = format!("server {server} is not on the mesh yet");
+        assert_eq!(log.matches(&missed).count(), 3, "{}", sb.report());
+    }
     assert_eq!(sleeps(&calls), ["1", "2", "4"], "{}", sb.report());
     assert!(
         sb.log()
@@ -328,11 +501,17 @@ fn no_server_ever_answering_fails_at_join_target_after_the_planned_rounds() {
     let run = sb.run();
     assert_failed_at(&sb, &run, "join-target");
     let calls = sb.calls();
-    let rounds = calls
-        .iter()
-        .filter(|c| c.is("tailscale", &["ip", "-4", "cp-1"]))
+    let rounds = sb
+        .log()
+        .matches("server cp-1 is not on the mesh yet")
         .count();
     assert_eq!(rounds, JOIN_ATTEMPTS as usize, "{}", sb.report());
+    // One read of the tailnet per round, after the node's check of its own name.
+    let reads = calls
+        .iter()
+        .filter(|c| c.is("tailscale", &["status", "--json"]))
+        .count();
+    assert_eq!(reads, JOIN_ATTEMPTS as usize + 1, "{}", sb.report());
     assert_eq!(sleeps(&calls), backoff(JOIN_ATTEMPTS, MAX_BACKOFF_S));
     assert!(!calls.iter().any(|c| c.tool == "k3s-install"));
     assert!(!sb.exists(plan::K3S_BOOT_CONFIG_PATH));
@@ -400,7 +579,8 @@ fn k3s_never_active_fails_at_k3s_start_after_the_planned_checks() {
 fn joiner_logs_which_server_is_not_on_the_mesh_yet() {
     let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
     sb.peer("cp-1", INIT_IP);
-    sb.fault("peer-absent.cp-1", 1);
+    // The first read of the tailnet is the node's check of its own name.
+    sb.fault("peer-absent.cp-1", 2);
     let run = sb.run();
     assert_converged(&sb, &run);
     assert!(

@@ -3,12 +3,15 @@
 use super::calls::Call;
 use super::checks::*;
 use super::expect::*;
-use super::sandbox::{Sandbox, artifacts_of, compressed_node, node, random_server_name};
+use super::sandbox::{
+    Sandbox, artifacts_of, compressed_node, node, random_server_name, write_file,
+};
 use super::world::{INIT_IP, OWN_IP, OWN_IP6};
 use crate::support::good_fixtures;
 use meshboot::plan;
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 
 #[test]
 fn init_server_initialises_the_cluster_behind_its_firewall() {
@@ -19,9 +22,8 @@ fn init_server_initialises_the_cluster_behind_its_firewall() {
     // It looked for a running server of the cluster before initialising a new one.
     for peer in ["cp-2", "cp-3"] {
         assert!(
-            sb.calls()
-                .iter()
-                .any(|c| c.is("tailscale", &["ip", "-4", peer])),
+            sb.log()
+                .contains(&format!("server {peer} is not on the mesh yet")),
             "{}",
             sb.report()
         );
@@ -79,14 +81,75 @@ fn flatcar_init_server_installs_its_pinned_tailscale() {
 }
 
 #[test]
-fn fedora_coreos_agent_links_tailscale_into_usr_local_bin() {
+fn fedora_coreos_agent_installs_tailscale_into_usr_local_bin() {
     let mut sb = Sandbox::new(node("flatcar.yaml", "fcos-1"));
     sb.peer("core-1", INIT_IP);
     let run = sb.run();
     let expect = Expect::of("flatcar.yaml", "fcos-1");
     assert_bootstrapped(&sb, &run, &expect);
-    assert!(!sb.exists("/opt/bin/tailscale"), "{}", sb.report());
+    // Nothing that systemd executes lives under /opt (SELinux may refuse it there).
+    for path in ["/opt/tailscale", "/opt/bin"] {
+        assert!(!sb.exists(path), "{path}\n{}", sb.report());
+    }
     assert_rerun_is_a_noop(&mut sb);
+}
+
+/// The envelope starts the bootstrap as `/bin/sh SCRIPT`, so the script is read, never
+/// executed: here it is not executable at all (as SELinux may refuse to execute a file
+/// under /opt on Fedora CoreOS), and the node still boots.
+#[test]
+fn the_bootstrap_runs_through_bin_sh_even_when_it_may_not_be_executed() {
+    let mut sb = Sandbox::new(node("flatcar.yaml", "fcos-1"));
+    sb.peer("core-1", INIT_IP);
+    let script = sb.host(plan::BOOTSTRAP_PATH);
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let run = sb.run();
+    assert_converged(&sb, &run);
+}
+
+/// An image that already holds meshboot's static Tailscale (baked with Packer) but no
+/// /opt/bin: the download is skipped, and K3s's installer still finds its directory.
+#[test]
+fn flatcar_image_with_tailscale_already_installed_still_gets_opt_bin_for_k3s() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "worker-1"));
+    sb.peer("cp-1", INIT_IP);
+    for bin in ["tailscale", "tailscaled"] {
+        let text = sb.read_world(&format!("pool/{bin}"));
+        write_file(&sb.host(&format!("/opt/tailscale/{bin}")), &text, 0o755);
+    }
+    assert!(!sb.exists("/opt/bin"));
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    assert!(
+        !sb.calls()
+            .iter()
+            .any(|c| c.url().is_some_and(|u| u.ends_with(".tgz"))),
+        "the static build was downloaded again\n{}",
+        sb.report()
+    );
+    assert!(
+        sb.log().contains("tailscale is already installed"),
+        "{}",
+        sb.report()
+    );
+    assert!(sb.exists("/opt/bin/k3s"), "{}", sb.report());
+    let expect = Expect::of("cluster.yaml", "worker-1");
+    assert_install_env(&sb, &expect);
+    assert_k3s_config(&sb, &expect);
+}
+
+/// A `tailscale` elsewhere on PATH (an image's own, a Flatcar system extension's) is not the
+/// build meshboot's tailscaled unit runs: the bootstrap installs that build anyway, instead
+/// of skipping it and starting a unit whose program is missing.
+#[test]
+fn a_tailscale_elsewhere_on_path_does_not_replace_the_build_the_unit_runs() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "worker-1"));
+    sb.peer("cp-1", INIT_IP);
+    let text = sb.read_world("pool/tailscale");
+    write_file(&sb.host("/usr/local/bin/tailscale"), &text, 0o755);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "worker-1");
+    assert_bootstrapped(&sb, &run, &expect);
 }
 
 #[test]
@@ -126,13 +189,14 @@ fn single_server_initialises_with_no_other_server_to_look_for() {
             sb.report()
         );
     }
-    assert!(
-        !sb.calls()
-            .iter()
-            .any(|c| c.is("tailscale", &["ip", "-4", "solo-1"])),
-        "{}",
-        sb.report()
-    );
+    // Nothing to probe: the tailnet is read once, for the node's check of its own name.
+    let reads = sb
+        .calls()
+        .iter()
+        .filter(|c| c.is("tailscale", &["status", "--json"]))
+        .count();
+    assert_eq!(reads, 1, "{}", sb.report());
+    assert!(!sb.log().contains("server solo-1"), "{}", sb.report());
 }
 
 #[test]
@@ -265,6 +329,84 @@ fn pool_nodes_take_their_servers_random_names() {
         );
         assert_rerun_is_a_noop(&mut sb);
     }
+}
+
+/// POSIX `cksum` (the CRC of the bytes and then of their length, complemented: POSIX.1
+/// "cksum", whose algorithm coreutils implements), written out here so that the test does
+/// not take the window from the tool the bootstrap uses.
+fn posix_cksum(data: &[u8]) -> u32 {
+    fn feed(crc: u32, byte: u8) -> u32 {
+        let mut crc = crc ^ (u32::from(byte) << 24);
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04C1_1DB7
+            } else {
+                crc << 1
+            };
+        }
+        crc
+    }
+    let mut crc = data.iter().fold(0, |crc, b| feed(crc, *b));
+    let mut len = data.len();
+    while len > 0 {
+        crc = feed(crc, (len & 0xff) as u8);
+        len >>= 8;
+    }
+    !crc
+}
+
+/// A Flatcar pool's servers share one file, so no window in it can be a server's own: each
+/// writes the window its name picks (cksum of the name, modulo the pool's windows: one per
+/// server it may have, here `max: 5`, the first of the agents' two-hour slots on Saturday:
+/// README "Upgrades"), 0644 as the envelope delivers it, restarts locksmithd to read it,
+/// and keeps it on a second run.
+#[test]
+fn a_pool_node_takes_the_reboot_window_its_name_picks() {
+    // What coreutils' cksum answers (checked once against it by hand, and by the boots
+    // below, which run the real one).
+    assert_eq!(posix_cksum(b""), 4_294_967_295);
+    assert_eq!(posix_cksum(b"123456789"), 930_766_865);
+    let mut windows = BTreeSet::new();
+    for server in ["flock-0", "flock-1a2b3c4d5e6f7a8b", "flock-5"] {
+        let slot = posix_cksum(server.as_bytes()) % 5;
+        let mut sb = Sandbox::new(node("pools-flatcar.yaml", "flock").on_server(server));
+        sb.peer("core-1", INIT_IP);
+        let run = sb.run();
+        assert_bootstrapped(&sb, &run, &Expect::of("pools-flatcar.yaml", "flock"));
+        let conf = fs::read_to_string(sb.host("/etc/flatcar/update.conf")).expect("update.conf");
+        let get = |k: &str| {
+            conf.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("no {k}: {conf}"))
+                .trim_matches('"')
+                .to_string()
+        };
+        assert_eq!(get("REBOOT_STRATEGY"), "reboot");
+        assert_eq!(get("LOCKSMITHD_REBOOT_WINDOW_LENGTH"), "60m");
+        assert_eq!(
+            get("LOCKSMITHD_REBOOT_WINDOW_START"),
+            format!("Sat {:02}:00", 2 * slot),
+            "{server}: slot {slot}\n{}",
+            sb.report()
+        );
+        assert_eq!(sb.mode("/etc/flatcar/update.conf"), 0o644);
+        assert!(!sb.exists("/etc/flatcar/update.conf.tmp"));
+        let calls = sb.calls();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.is("systemctl", &["try-restart", "locksmithd.service"])),
+            "{}",
+            sb.report()
+        );
+        windows.insert(conf.clone());
+        assert_rerun_is_a_noop(&mut sb);
+        assert_eq!(
+            fs::read_to_string(sb.host("/etc/flatcar/update.conf")).expect("update.conf"),
+            conf
+        );
+    }
+    assert_eq!(windows.len(), 3, "three names, three windows: {windows:#?}");
 }
 
 /// Two servers of one pool boot from the same file under their own names.

@@ -20,6 +20,7 @@ pub const NODE_DIRS: &[&str] = &[
     "/etc/meshboot",
     "/etc/rancher",
     "/etc/systemd/system",
+    "/etc/systemd/network",
     "/etc/apt/sources.list.d",
     "/etc/flatcar",
     "/etc/zincati",
@@ -195,6 +196,13 @@ pub struct Sandbox {
     pub timed: bool,
 }
 
+/// Whether a machine of the tailnet is connected to the control plane (`PeerStatus.Online`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Online {
+    Yes,
+    No,
+}
+
 /// How a run of the bootstrap ended.
 pub struct Run {
     pub code: Option<i32>,
@@ -291,11 +299,28 @@ impl Sandbox {
             .unwrap_or_else(|e| panic!("reading {name} of the stand-ins: {e}\n{}", self.report()))
     }
 
-    /// Puts `name` on the mesh at `ip`.
+    /// Puts `name` on the mesh at `ip`, online, under its own MagicDNS name.
     pub fn peer(&self, name: &str, ip: &str) {
+        self.machine(name, ip, Online::Yes, name);
+    }
+
+    /// Puts a machine that registered with hostname `name` on the mesh at `ip`, with
+    /// `dns_label` as the first label of its MagicDNS name (`NAME-1` for a machine that
+    /// joined while a stale one held `NAME`).
+    pub fn machine(&self, name: &str, ip: &str, online: Online, dns_label: &str) {
+        let state = match online {
+            Online::Yes => "online",
+            Online::No => "offline",
+        };
         let mut netmap = self.read_world("netmap");
-        netmap.push_str(&format!("{name} {ip}\n"));
+        netmap.push_str(&format!("{name} {ip} {state} {dns_label}\n"));
         fs::write(self.world("netmap"), netmap).expect("netmap");
+    }
+
+    /// The tailnet calls this node `label` (e.g. `cp-1-1` when a stale machine holds its
+    /// name), instead of by its hostname.
+    pub fn own_dns_label(&self, label: &str) {
+        fs::write(self.world("own-dns-label"), format!("{label}\n")).expect("own-dns-label");
     }
 
     /// Sets fault `name` to `value` (a count of failures to come, `always`, or for

@@ -19,6 +19,7 @@ pub const TOOL_STAND_INS: &[(&str, &str)] = &[
     ("apt-get", include_str!("bin/apt-get")),
     ("chmod", include_str!("bin/chmod")),
     ("curl", include_str!("bin/curl")),
+    ("journalctl", include_str!("bin/journalctl")),
     ("nft", include_str!("bin/nft")),
     ("sleep", include_str!("bin/sleep")),
     ("systemctl", include_str!("bin/systemctl")),

@@ -5,7 +5,9 @@
 # (k3s-config.d.list: "NAME MODE" lines, in name order) with a copy of each drop-in K3s
 # reads (k3s-config.d/NAME), and whether the Tailscale auth key was still on disk
 # (k3s-install.authkey). Like the real script it picks server/agent from INSTALL_K3S_EXEC
-# (or K3S_URL), installs k3s into INSTALL_K3S_BIN_DIR (default /usr/local/bin), and writes
+# (or K3S_URL), installs k3s into INSTALL_K3S_BIN_DIR (default /usr/local/bin; like the real
+# script it does not create that directory: install.sh `setup_binary` runs
+# `mv -f ${TMP_BIN} ${BIN_DIR}/k3s`, which fails when it is missing), and writes
 # the unit's .env file from the K3S_* variables; like it, it leaves config.yaml and
 # config.yaml.d alone (docs.k3s.io: "The contents of the configuration file are not managed
 # by the install script"). Then it does the checks K3s does when it starts, over the files
@@ -87,7 +89,8 @@ if [ "${INSTALL_K3S_SKIP_DOWNLOAD-}" = true ]; then
 else
   echo "[INFO]  Using ${INSTALL_K3S_VERSION:-the ${INSTALL_K3S_CHANNEL:-stable} channel} as release"
   echo "[INFO]  Installing k3s to $bin_dir/k3s"
-  mkdir -p "$bin_dir"
+  # As the real script: it moves the binary into the bin dir without creating it.
+  [ -d "$bin_dir" ] || fatal "mv: cannot move '/tmp/k3s-install.XXXXXXXXXX/k3s.bin' to '$bin_dir/k3s': No such file or directory"
   # The fake binary answers --version as k3s does: `k3s version <release> (<commit>)`.
   printf '#!/bin/sh\ncase "$*" in --version) echo "k3s version %s (fakecommit)"; echo "go version go1.0" ;; *) echo "fake k3s $*" ;; esac\n' \
     "${INSTALL_K3S_VERSION:-v0.0.0+${INSTALL_K3S_CHANNEL:-stable}}" >"$bin_dir/k3s"
