@@ -217,7 +217,8 @@ pub struct NodePlan {
     pub firewall: FirewallPlan,
     /// How K3s, tailscaled and the firewall are tied together at every boot.
     pub services: Services,
-    /// cloud-init `packages:` (installed before the bootstrap runs).
+    /// The Debian packages the bootstrap uses (Ubuntu and Debian only): it installs the ones
+    /// the image lacks, before the firewall step, whose tool is among them.
     pub packages: Vec<String>,
     pub files: Vec<FilePlan>,
     pub retries: Retries,

@@ -1,22 +1,23 @@
 //! The cloud-init envelope: `#cloud-config` built as data and serialized with serde_yaml.
 //!
 //! `write_files` delivers every file with its mode and root ownership (with `--compress`,
-//! every file that gets smaller as base64 of gzip, `encoding: gz+b64`), `packages` installs
-//! only what the node needs (no upgrade), and `runcmd` enables and starts the bootstrap
-//! unit.
+//! every file that gets smaller as base64 of gzip, `encoding: gz+b64`), and `runcmd` enables
+//! and starts the bootstrap unit. No `packages`: cloud-init refreshes the whole package index
+//! whenever that list is not empty (22.4 `cc_package_update_upgrade_install.handle`: a
+//! non-empty `packages` calls `update_package_sources()` whatever `package_update` says;
+//! today's `Apt.install_packages`, cloudinit/distros/package_management/apt.py, still calls it
+//! first), so the bootstrap installs what the image lacks itself, and refreshes only then.
+//! Without `packages`, `package_update` and `package_upgrade` cloud-init touches no package
+//! (both default to false).
 
 use super::{RenderError, RenderedFile};
-use crate::plan::{self, NodePlan};
+use crate::plan;
 use base64::Engine as _;
 use serde::Serialize;
 use std::borrow::Cow;
 
 #[derive(Serialize)]
 struct CloudConfig<'a> {
-    package_update: bool,
-    package_upgrade: bool,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    packages: &'a [String],
     write_files: Vec<WriteFile<'a>>,
     runcmd: Vec<Vec<&'a str>>,
 }
@@ -48,15 +49,8 @@ fn content(text: &str, compress: bool) -> (Option<&'static str>, Cow<'_, str>) {
     (None, Cow::Borrowed(text))
 }
 
-pub fn document(
-    node: &NodePlan,
-    files: &[RenderedFile],
-    compress: bool,
-) -> Result<String, RenderError> {
+pub fn document(files: &[RenderedFile], compress: bool) -> Result<String, RenderError> {
     let doc = CloudConfig {
-        package_update: !node.packages.is_empty(),
-        package_upgrade: false,
-        packages: &node.packages,
         write_files: files
             .iter()
             .map(|f| {

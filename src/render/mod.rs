@@ -475,7 +475,7 @@ fn envelope_of(
     form: Form,
 ) -> Result<Artifact, RenderError> {
     let contents = match form.envelope {
-        Envelope::CloudInit => cloud_init::document(node, files, form.compress)?,
+        Envelope::CloudInit => cloud_init::document(files, form.compress)?,
         Envelope::Ignition => ignition::document(files, form.ignition_version, form.compress)?,
     };
     Ok(Artifact {

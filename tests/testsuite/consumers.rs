@@ -1,7 +1,8 @@
 //! The real consumers judge our output: every node of every fixture goes through
 //! cloud-init's schema check, ignition-validate, the real Ignition `files` stage,
 //! shellcheck, `dash -n` and `bash -n`, `nft -c` and a real apply in a throwaway network
-//! namespace, and the real ufw in a sandbox. All of them come from Debian packages that
+//! namespace, the real ufw in a sandbox, and the real apt-get refreshing Tailscale's
+//! repository with the bootstrap's options. All of them come from Debian packages that
 //! `.ci/run` installs; a missing tool fails the test with the package to install, it never
 //! skips.
 //!
@@ -1272,4 +1273,162 @@ fn ufw_limits_tailscale0_unless_tailscaled_hooks_in_first() {
     // is why the tailnet policy is the mesh firewall then.
     let got = mesh_probe(&setup, "", true, &[6443, 8080]);
     assert_eq!(got, [(6443, true), (8080, true)]);
+}
+
+// ---------------------------------------------------------------------------------------
+// The real apt-get and the index refresh of Tailscale's repository
+
+/// The words of the first line of `script` that starts with `prefix` (trimmed), after it,
+/// up to a `&&` or `||`.
+fn words_after(script: &str, prefix: &str) -> Vec<String> {
+    let line = script
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line starts with {prefix:?}"));
+    line.split_whitespace()
+        .take_while(|w| *w != "&&" && *w != "||")
+        .map(str::to_string)
+        .collect()
+}
+
+/// A repository of no packages in `dir` (a `Release` listing one empty `Packages` index),
+/// dated `date`, as apt reads one from a `file:` URI.
+fn empty_repository(dir: &Path, date: &str) {
+    let index = dir.join("dists/x/main/binary-amd64");
+    std::fs::create_dir_all(&index).unwrap();
+    std::fs::write(index.join("Packages"), "").unwrap();
+    // sha256 of the empty Packages file.
+    std::fs::write(
+        dir.join("dists/x/Release"),
+        format!("Suite: x\nCodename: x\nComponents: main\nArchitectures: amd64\nDate: {date}\nSHA256:\n e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 0 main/binary-amd64/Packages\n"),
+    )
+    .unwrap();
+}
+
+/// The real apt-get (Debian's apt 2.6), given exactly the options an apt node's bootstrap
+/// passes, refreshes the index of Tailscale's repository alone and keeps every other
+/// repository's index: run in a sandbox whose /etc/apt holds the distribution's source list
+/// and Tailscale's (both `file:` repositories), after a full refresh like the package step's,
+/// both repositories change, and only Tailscale's index follows. Without `--no-list-cleanup`
+/// the same refresh deletes the distribution's index (apt-pkg/update.cc `AcquireUpdate`
+/// cleans Dir::State::lists), so the check can fail. What it does not prove: a real
+/// repository over HTTPS, signatures (the sources are `trusted=yes`), or installing.
+#[test]
+fn apt_refreshes_only_tailscales_index_and_keeps_the_others() {
+    let bwrap = require("bwrap", "bubblewrap");
+    let apt_get = require("apt-get", "apt");
+    let script = delivered_file("cluster.yaml", "cp-1", meshboot::plan::BOOTSTRAP_PATH);
+    // apt_get() { DEBIAN_FRONTEND=noninteractive quiet apt-get OPTIONS "$@"; }
+    let apt_options: Vec<String> =
+        words_after(&script, "DEBIAN_FRONTEND=noninteractive quiet apt-get ")
+            .into_iter()
+            .filter(|w| w != "\"$@\"")
+            .collect();
+    let refresh = words_after(&script, "apt_tailscale ");
+    assert!(
+        refresh
+            .iter()
+            .any(|w| w.starts_with("Dir::Etc::sourcelist=")),
+        "{refresh:?}"
+    );
+    let without_cleanup_kept: Vec<String> = refresh
+        .iter()
+        .filter(|w| *w != "--no-list-cleanup")
+        .cloned()
+        .collect();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (etc, lists, cache, repos) = (
+        t.join("etc-apt"),
+        t.join("lists"),
+        t.join("cache"),
+        t.join("repos"),
+    );
+    for d in [
+        etc.join("sources.list.d"),
+        etc.join("apt.conf.d"),
+        lists.join("partial"),
+        cache.join("archives/partial"),
+    ] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(etc.join("sources.list"), "").unwrap();
+    std::fs::write(
+        etc.join("sources.list.d/distribution.list"),
+        "deb [trusted=yes] file:/tmp/repos/distribution x main\n",
+    )
+    .unwrap();
+    // Where the bootstrap puts Tailscale's list (plan::TAILSCALE_APT_LIST).
+    std::fs::write(
+        etc.join("sources.list.d/tailscale.list"),
+        "deb [trusted=yes] file:/tmp/repos/tailscale x main\n",
+    )
+    .unwrap();
+    let apt = |args: &[String]| -> Output {
+        run(Command::new(&bwrap)
+            .args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"])
+            .args(["--tmpfs", "/tmp", "--tmpfs", "/run"])
+            .arg("--bind")
+            .arg(&etc)
+            .arg("/etc/apt")
+            .arg("--bind")
+            .arg(&lists)
+            .arg("/var/lib/apt/lists")
+            .arg("--bind")
+            .arg(&cache)
+            .arg("/var/cache/apt")
+            .arg("--ro-bind")
+            .arg(&repos)
+            .arg("/tmp/repos")
+            .args(["--unshare-net", "--unshare-pid", "--die-with-parent"])
+            .arg(&apt_get)
+            .args(&apt_options)
+            // Reading file: sources from a scratch directory as root, not as _apt.
+            .args(["-o", "APT::Sandbox::User=root"])
+            .args(args))
+    };
+    let index = |repo: &str| lists.join(format!("_tmp_repos_{repo}_dists_x_Release"));
+    let dated = |repo: &str| std::fs::read_to_string(index(repo)).ok();
+
+    for (refresh, keeps_the_distribution) in [(&refresh, true), (&without_cleanup_kept, false)] {
+        for repo in ["distribution", "tailscale"] {
+            empty_repository(&repos.join(repo), "Thu, 01 Jan 2026 00:00:00 UTC");
+        }
+        // The package step's refresh, when a package was missing: every repository.
+        let o = apt(&["update".to_string()]);
+        assert!(o.status.success(), "{}", stdout_and_stderr(&o));
+        assert!(dated("distribution").is_some() && dated("tailscale").is_some());
+        // Both repositories publish a new index; the bootstrap's refresh reads Tailscale's.
+        for repo in ["distribution", "tailscale"] {
+            empty_repository(&repos.join(repo), "Fri, 02 Jan 2026 00:00:00 UTC");
+        }
+        let mut args = vec!["update".to_string()];
+        args.extend(refresh.iter().cloned());
+        let o = apt(&args);
+        assert!(o.status.success(), "{args:?}: {}", stdout_and_stderr(&o));
+        let out = stdout_and_stderr(&o);
+        assert!(
+            out.contains("file:/tmp/repos/tailscale")
+                && !out.contains("file:/tmp/repos/distribution"),
+            "{args:?} read another repository:\n{out}"
+        );
+        assert!(
+            dated("tailscale").is_some_and(|r| r.contains("02 Jan 2026")),
+            "{args:?}: Tailscale's index was not refreshed"
+        );
+        match keeps_the_distribution {
+            true => assert!(
+                dated("distribution").is_some_and(|r| r.contains("01 Jan 2026")),
+                "{args:?}: the distribution's index was not kept as it was"
+            ),
+            false => assert!(
+                dated("distribution").is_none(),
+                "without --no-list-cleanup apt kept the other index: the check proves nothing"
+            ),
+        }
+        std::fs::remove_dir_all(&lists).unwrap();
+        std::fs::create_dir_all(lists.join("partial")).unwrap();
+    }
 }

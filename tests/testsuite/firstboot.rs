@@ -15,7 +15,9 @@
 //! Flatcar static install writes its `tailscale` link there as on a real node.
 //!
 //! The stand-ins are POSIX sh scripts under `tests/testsuite/firstboot/`: `bin/` holds what the image
-//! (or cloud-init's `packages:`) provides: `curl`, `apt-get`, `systemctl`, `ufw`, `nft`,
+//! provides: `curl`, `apt-get`, `dpkg-query` (over the image's package list,
+//! `world::IMAGE_PACKAGES`, to which apt-get adds what it installs; `ufw`, `nft` and `curl`
+//! run only once their package is there), `systemctl`, `ufw`, `nft`,
 //! `sleep`, and a `chmod` that runs the real one after noting the mode a file had before
 //! (so a config.yaml first written world-readable shows); `pool/` holds what the outside world hands out: `tailscale` and `tailscaled`
 //! (installed by the apt-get stand-in, or packed into the tarball the curl stand-in serves
@@ -52,7 +54,8 @@
 //! node down and booting it), `calls` (the call log), `expect` (the table of what each
 //! node's first boot must do, one row per fixture and node) and `checks` (comparing the
 //! two). The tests: `happy` (one per role and OS, and
-//! every node of every fixture), `faults` (injected failures, crashes and re-runs) and
+//! every node of every fixture), `packages` (the apt commands on images with and without
+//! the tools), `faults` (injected failures, crashes and re-runs) and
 //! `adversarial` (the accepted hostile specs booted with a canary).
 //!
 //! Run with `cargo test --test testsuite firstboot::`. Needs root (as CI is), `bwrap`, `tar`
@@ -66,5 +69,6 @@ pub(crate) mod expect;
 mod faults;
 mod happy;
 mod overhead;
+mod packages;
 mod sandbox;
 mod world;

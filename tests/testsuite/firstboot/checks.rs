@@ -25,7 +25,7 @@ pub fn assert_bootstrapped(sb: &Sandbox, run: &Run, expect: &Expect) {
     let calls = sb.calls_of_last_run();
     assert_firewall_first(sb, &calls, expect.row.firewall);
     assert_tailscale_installed(sb, &calls, &expect.row.tailscale);
-    assert_packages_provide_the_tools(sb, &calls);
+    assert_packages_checked(sb, &calls, expect);
     assert_steps_in_order(sb, &calls, expect);
     assert_up_args(sb, &calls, expect);
     assert_k3s_config(sb, expect);
@@ -106,11 +106,23 @@ pub fn firewall_calls(firewall: Firewall) -> Vec<(String, Vec<String>)> {
     }
 }
 
-/// The first calls of the run are exactly the firewall's, all successful: nothing touches
-/// the network or starts a daemon before the public side is default-deny.
+/// Where the firewall's calls start: after the package step's (`dpkg-query`, and `apt-get`
+/// when the image lacks a package), which come first because the firewall's tool may be
+/// among the missing ones ([`assert_packages_checked`] checks them).
+pub fn firewall_start(calls: &[Call]) -> usize {
+    calls
+        .iter()
+        .position(|c| c.tool != "dpkg-query" && c.tool != "apt-get")
+        .unwrap_or(calls.len())
+}
+
+/// After the package step, the calls of the run are exactly the firewall's, all
+/// successful: nothing else touches the network or starts a daemon before the public side
+/// is default-deny.
 pub fn assert_firewall_first(sb: &Sandbox, calls: &[Call], firewall: Firewall) {
     let expected = firewall_calls(firewall);
-    let got: Vec<(String, Vec<String>)> = calls
+    let start = firewall_start(calls);
+    let got: Vec<(String, Vec<String>)> = calls[start..]
         .iter()
         .take(expected.len())
         .map(|c| (c.tool.clone(), c.args.clone()))
@@ -122,7 +134,7 @@ pub fn assert_firewall_first(sb: &Sandbox, calls: &[Call], firewall: Firewall) {
         sb.report()
     );
     assert!(
-        calls.iter().take(expected.len()).all(Call::ok),
+        calls[start..].iter().take(expected.len()).all(Call::ok),
         "a firewall call failed\n{}",
         sb.report()
     );
@@ -210,6 +222,21 @@ pub fn assert_replaces_only_its_own_table(ruleset: &str) {
     assert!(ruleset.contains("policy drop"), "{ruleset}");
 }
 
+/// `apt-get update` of the index of Tailscale's repository only: its source list, no other
+/// (apt.conf(5) Dir::Etc::sourcelist and sourceparts; apt-pkg/sourcelist.cc `ReadMainList`
+/// reads no directory for /dev/null), keeping the other repositories' indexes
+/// (apt-get(8) --no-list-cleanup).
+pub const TAILSCALE_INDEX_ONLY: &[&str] = &[
+    "-o",
+    "DPkg::Lock::Timeout=300",
+    "update",
+    "-o",
+    "Dir::Etc::sourcelist=/etc/apt/sources.list.d/tailscale.list",
+    "-o",
+    "Dir::Etc::sourceparts=/dev/null",
+    "--no-list-cleanup",
+];
+
 /// Tailscale came from where the node's OS gets it, and tailscaled was started after.
 pub fn assert_tailscale_installed(sb: &Sandbox, calls: &[Call], from: &TailscaleFrom) {
     let started = find_from(calls, 0, |c| {
@@ -238,11 +265,43 @@ pub fn assert_tailscale_installed(sb: &Sandbox, calls: &[Call], from: &Tailscale
                 );
                 assert_eq!(sb.mode(file), 0o644, "{file}");
             }
-            let install = find_from(calls, 0, |c| {
-                c.tool == "apt-get" && c.args.iter().any(|a| a == "install")
-            })
-            .unwrap_or_else(|| panic!("no apt-get install\n{}", sb.report()));
-            assert!(calls[install].ok() && install < started, "{}", sb.report());
+            // apt-get runs twice in the whole boot: it refreshes the index of Tailscale's
+            // repository alone, then installs Tailscale's package.
+            let apt: Vec<(usize, &Call)> = calls
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.tool == "apt-get")
+                .collect();
+            assert_eq!(apt.len(), 2, "apt-get calls\n{}", sb.report());
+            let (_, update) = apt[0];
+            assert_eq!(
+                update.args,
+                TAILSCALE_INDEX_ONLY,
+                "not an update of Tailscale's index alone\n{}",
+                sb.report()
+            );
+            let (install, call) = apt[1];
+            assert!(
+                call.args[..5]
+                    == [
+                        "-o",
+                        "DPkg::Lock::Timeout=300",
+                        "install",
+                        "-y",
+                        "--no-install-recommends"
+                    ]
+                    && call
+                        .args
+                        .last()
+                        .is_some_and(|p| p == "tailscale" || p.starts_with("tailscale=")),
+                "not an install of Tailscale's package\n{}",
+                sb.report()
+            );
+            assert!(
+                update.ok() && call.ok() && install < started,
+                "{}",
+                sb.report()
+            );
             assert_eq!(sb.read_world("apt-get.frontend").trim(), "noninteractive");
         }
         TailscaleFrom::Static { version, dir, link } => {
@@ -272,25 +331,59 @@ pub fn assert_tailscale_installed(sb: &Sandbox, calls: &[Call], from: &Tailscale
     }
 }
 
-/// On cloud-init images, the tools the bootstrap uses that an image may lack come from the
-/// cloud-config's `packages:` (installed before `runcmd`): Debian 12 has no ufw, for one.
-pub fn assert_packages_provide_the_tools(sb: &Sandbox, calls: &[Call]) {
-    if sb.node.artifact.envelope != Envelope::CloudInit {
-        return;
+/// The Debian packages a node's bootstrap checks for, in order (README "What a node does on
+/// first boot"): ca-certificates and curl, then its firewall's tool. Ignition images
+/// (Flatcar, Fedora CoreOS) have no dpkg and need none.
+pub fn packages_of(expect: &Expect) -> Vec<&'static str> {
+    match expect.row.os {
+        "flatcar" | "fedora-coreos" => Vec::new(),
+        _ => {
+            let firewall = match expect.row.firewall {
+                Firewall::Ufw(_) => "ufw",
+                Firewall::Nftables(_) => "nftables",
+            };
+            vec!["ca-certificates", "curl", firewall]
+        }
     }
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&sb.node.artifact.contents).expect("cloud-config");
-    let packages: Vec<&str> = doc["packages"]
-        .as_sequence()
-        .map(|p| p.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
-    for (tool, package) in [("ufw", "ufw"), ("nft", "nftables"), ("curl", "curl")] {
-        if calls.iter().any(|c| c.tool == tool) {
+}
+
+/// `dpkg-query`'s status word of `package`, as the bootstrap asks for it.
+pub fn is_status_query(c: &Call, package: &str) -> bool {
+    c.is("dpkg-query", &["-W", "-f=${db:Status-Status}", package])
+}
+
+/// The package step on an image that holds every package the node uses: one status query
+/// per package, and no apt-get, before anything else. cloud-init itself installs nothing:
+/// the cloud-config has no `packages` (cloud-init 22.4 refreshes the whole package index for
+/// any non-empty list, `cc_package_update_upgrade_install.handle`), and no
+/// `package_update` or `package_upgrade`. Only Tailscale's own package may come from apt
+/// later ([`assert_tailscale_installed`]).
+pub fn assert_packages_checked(sb: &Sandbox, calls: &[Call], expect: &Expect) {
+    if sb.node.artifact.envelope == Envelope::CloudInit {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&sb.node.artifact.contents).expect("cloud-config");
+        for key in ["packages", "package_update", "package_upgrade"] {
             assert!(
-                packages.contains(&package),
-                "the bootstrap uses {tool} but packages: {packages:?} lacks {package}"
+                doc.get(key).is_none(),
+                "{}: the cloud-config has `{key}`",
+                sb.node.artifact.file_name
             );
         }
+    }
+    let packages = packages_of(expect);
+    let start = firewall_start(calls);
+    assert_eq!(
+        start,
+        packages.len(),
+        "the package step made other calls than one status query per package\n{}",
+        sb.report()
+    );
+    for (call, package) in calls.iter().zip(&packages) {
+        assert!(
+            is_status_query(call, package) && call.ok(),
+            "{package} was not found installed\n{}",
+            sb.report()
+        );
     }
 }
 

@@ -451,7 +451,7 @@ fn a_bad_server_name_stops_the_pool_node_before_anything_is_installed() {
             assert!(
                 matches!(
                     c.tool.as_str(),
-                    "ufw" | "nft" | "systemctl" | "curl" | "sleep"
+                    "dpkg-query" | "ufw" | "nft" | "systemctl" | "curl" | "sleep"
                 ) && c.url().is_none_or(|u| u == plan::HETZNER_HOSTNAME_URL)
                     && !c.args.iter().any(|a| a == "tailscaled"),
                 "{bad}: {c} ran after a bad name\n{}",

@@ -98,3 +98,16 @@ standin_install() {
   sed "s/^STANDIN_VERSION=.*/STANDIN_VERSION=$3/" "$1" >"$2"
   chmod 0755 "$2"
 }
+
+# needs_package PKG ARGS...: the Debian package PKG, which holds this tool, is installed
+# ($WORLD/dpkg-status: the image's packages, one per line, plus what the apt-get stand-in
+# installed). Otherwise the tool is not there: the call fails as the shell fails a command it
+# cannot find (exit 127), and is recorded, so that a test sees a tool used before it was
+# installed.
+needs_package() {
+  np_pkg=$1
+  shift
+  grep -qx "$np_pkg" "$WORLD/dpkg-status" && return 0
+  echo "sh: 1: $TOOL: not found" >&2
+  finish 127 "$@"
+}

@@ -8,7 +8,8 @@
 //! files it writes) from the moment the unit's command starts. What it does not: the real
 //! tools' time (a real `ufw` invocation starts Python and runs iptables-restore, about
 //! 0.2 s each on a small server; apt and the downloads depend on the network), which is why
-//! it also prints how many times each tool ran.
+//! it also prints how many times each tool ran, and which package indexes apt refreshed (the
+//! stand-ins' image holds every package the bootstrap checks for).
 
 use super::checks::assert_bootstrapped;
 use super::expect::Expect;
@@ -73,11 +74,21 @@ fn bootstrap_overhead_per_role_is_reported() {
             times.push(sb.overhead());
             let all = sb.calls();
             let count = |tool: &str| all.iter().filter(|c| c.tool == tool).count();
+            // Index refreshes: of every repository, or of Tailscale's alone.
+            let updates = |whole: bool| {
+                all.iter()
+                    .filter(|c| c.tool == "apt-get" && c.args.iter().any(|a| a == "update"))
+                    .filter(|c| whole != c.args.iter().any(|a| a.starts_with("Dir::Etc::")))
+                    .count()
+            };
             calls = format!(
-                "ufw {}, nft {}, apt-get {}, curl {}, tailscale {}, sleep {}",
+                "ufw {}, nft {}, dpkg-query {}, apt-get {} (index refreshes: whole {}, Tailscale's only {}), curl {}, tailscale {}, sleep {}",
                 count("ufw"),
                 count("nft"),
+                count("dpkg-query"),
                 count("apt-get"),
+                updates(true),
+                updates(false),
                 count("curl"),
                 count("tailscale"),
                 count("sleep")

@@ -259,6 +259,8 @@ impl Sandbox {
             0o644,
         );
         write_file(&sb.world("calls.log"), "", 0o644);
+        let packages: String = IMAGE_PACKAGES.iter().map(|p| format!("{p}\n")).collect();
+        write_file(&sb.world("dpkg-status"), &packages, 0o644);
         fs::create_dir_all(sb.world("ctl")).expect("ctl");
         fs::create_dir_all(sb.world("state")).expect("state");
         for (path, mode, contents) in delivered_files(&sb.node.artifact) {
@@ -321,6 +323,22 @@ impl Sandbox {
     /// name), instead of by its hostname.
     pub fn own_dns_label(&self, label: &str) {
         fs::write(self.world("own-dns-label"), format!("{label}\n")).expect("own-dns-label");
+    }
+
+    /// The image lacks the Debian package `package`: dpkg-query does not list it, and its
+    /// tool's stand-in runs only once apt-get installed it.
+    pub fn without_package(&self, package: &str) {
+        let status = self.read_world("dpkg-status");
+        assert!(
+            status.lines().any(|l| l == package),
+            "{package} is not in the image"
+        );
+        let kept: String = status
+            .lines()
+            .filter(|l| *l != package)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(self.world("dpkg-status"), kept).expect("dpkg-status");
     }
 
     /// Sets fault `name` to `value` (a count of failures to come, `always`, or for

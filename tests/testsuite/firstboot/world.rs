@@ -13,12 +13,17 @@ pub const INIT_IP: &str = "100.64.0.1";
 pub const SECOND_SERVER_IP: &str = "100.64.0.2";
 /// The version the curl stand-in's pkgs.tailscale.com index calls the latest.
 pub const LATEST_TAILSCALE: &str = "1.90.8";
+/// The Debian packages a stock Ubuntu or Debian image holds of those the bootstrap checks
+/// for (the dpkg-query stand-in's database): all of them, as on Ubuntu's cloud images. A test
+/// takes one away to boot an image that lacks it (Debian's has no ufw).
+pub const IMAGE_PACKAGES: &[&str] = &["ca-certificates", "curl", "nftables", "ufw"];
 
 pub const LIB_SH: &str = include_str!("lib.sh");
 pub const TOOL_STAND_INS: &[(&str, &str)] = &[
     ("apt-get", include_str!("bin/apt-get")),
     ("chmod", include_str!("bin/chmod")),
     ("curl", include_str!("bin/curl")),
+    ("dpkg-query", include_str!("bin/dpkg-query")),
     ("journalctl", include_str!("bin/journalctl")),
     ("nft", include_str!("bin/nft")),
     ("sleep", include_str!("bin/sleep")),
