@@ -1,6 +1,6 @@
 //! The cloud-init envelope: `#cloud-config` built as data and serialized with serde_yaml.
 //!
-//! `write_files` delivers every file with its mode and root ownership (with `--compress`,
+//! `write_files` delivers every file, owned by root, with its mode (with `--compress`,
 //! every file that gets smaller as base64 of gzip, `encoding: gz+b64`), and `runcmd` enables
 //! and starts the bootstrap unit. No `packages`: cloud-init refreshes the whole package index
 //! whenever that list is not empty (22.4 `cc_package_update_upgrade_install.handle`: a
@@ -22,11 +22,14 @@ struct CloudConfig<'a> {
     runcmd: Vec<Vec<&'a str>>,
 }
 
+/// A `write_files` entry. cloud-init's defaults are left out: the owner `root:root` (the
+/// distro's `default_owner`, cloudinit/distros/__init__.py, which `handle` passes to
+/// `write_files`) and the mode 0644 (cc_write_files.py `DEFAULT_PERMS`), in 22.4 as today.
 #[derive(Serialize)]
 struct WriteFile<'a> {
     path: &'a str,
-    owner: &'static str,
-    permissions: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permissions: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     encoding: Option<&'static str>,
     content: Cow<'a, str>,
@@ -57,8 +60,7 @@ pub fn document(files: &[RenderedFile], compress: bool) -> Result<String, Render
                 let (encoding, content) = content(&f.contents, compress);
                 WriteFile {
                     path: &f.path,
-                    owner: "root:root",
-                    permissions: format!("{:04o}", f.mode),
+                    permissions: (f.mode != super::DEFAULT_MODE).then(|| format!("{:04o}", f.mode)),
                     encoding,
                     content,
                 }

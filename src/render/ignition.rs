@@ -1,6 +1,6 @@
 //! The Ignition envelope: Ignition 3.x built from typed structs and serialized with serde_json.
 //!
-//! Files travel as `data:` URLs with their modes and root ownership, URL-escaped or base64
+//! Files travel as `data:` URLs with their modes (root owns them), URL-escaped or base64
 //! as butane would pick (with `--compress`, gzipped where that is smaller,
 //! `compression: gzip`); units, which Ignition takes as
 //! plain text only, stay as they are; systemd units go under
@@ -30,20 +30,20 @@ pub struct Storage {
     pub files: Vec<File>,
 }
 
+/// A file of `storage.files`. Ignition's defaults are left out, as butane leaves them: the
+/// owner (`overwrite: true` removes what was there, `removePathOnOverwrite` in
+/// internal/exec/stages/files/filesystemEntries.go; the file Ignition then creates as root
+/// is root's, and `SetPermissions` keeps its uid and gid when `user` and `group` name none,
+/// internal/exec/util/file.go) and the mode 0644 (`PerformFetch` gives the new file
+/// `DefaultFilePermissions`; spec 3.3.0: "the permission mode for files defaults to 0644").
 #[derive(Serialize)]
 pub struct File {
     pub path: String,
     /// Decimal in JSON, as Ignition expects (0o600 -> 384).
-    pub mode: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
     pub overwrite: bool,
-    pub user: Owner,
-    pub group: Owner,
     pub contents: Resource,
-}
-
-#[derive(Serialize)]
-pub struct Owner {
-    pub name: &'static str,
 }
 
 #[derive(Serialize)]
@@ -164,10 +164,8 @@ pub fn document(
             }),
             None => config.storage.files.push(File {
                 path: f.path.clone(),
-                mode: f.mode,
+                mode: (f.mode != super::DEFAULT_MODE).then_some(f.mode),
                 overwrite: true,
-                user: Owner { name: "root" },
-                group: Owner { name: "root" },
                 contents: resource(f.contents.as_bytes(), compress),
             }),
         }

@@ -76,6 +76,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     (BAKE_SCRIPT, include_str!("../../templates/bake.sh.j2")),
 ];
 
+/// The mode both envelopes give a file that names none, so neither names it: cloud-init's
+/// `DEFAULT_PERMS` (cc_write_files.py) and Ignition's `DefaultFilePermissions`
+/// (internal/exec/util/file.go).
+pub const DEFAULT_MODE: u32 = 0o644;
+
 /// A failure while rendering: always a meshboot bug, never the user's input.
 #[derive(Debug)]
 pub struct RenderError(pub String);

@@ -539,16 +539,19 @@ fn cloud_init_schema_accepts_every_compressed_cloud_config() {
 }
 
 /// cloud-init's own `write_files` (cc_write_files.py from the Debian package, run by the
-/// system Python that cloud-init runs under) decodes every `--compress` cloud-config into a
-/// scratch root: each file's bytes and mode are those of the uncompressed build.
+/// system Python that cloud-init runs under, with the owner its `handle` passes: the Debian
+/// distro's `default_owner`) lays every cloud-config, plain and `--compress`, down into a
+/// scratch root: each file with the bytes, mode and owner (root) the uncompressed build
+/// delivers, where entries leave cloud-init's defaults out (no `owner`, no `permissions` for
+/// 0644).
 #[test]
-fn cloud_init_write_files_decodes_compressed_files_to_the_uncompressed_bytes() {
+fn cloud_init_write_files_lays_down_every_file_as_delivered() {
     const PYTHON: &str = "/usr/bin/python3";
     require(PYTHON, "python3");
     require("cloud-init", "cloud-init");
     // write_files(name, files, owner) writes each path with its encoding and permissions
     // (cloud-init 22.4, cloudinit/config/cc_write_files.py); the paths are moved under root.
-    const WRITE: &str = "import sys, yaml\nfrom cloudinit.config import cc_write_files\nroot = sys.argv[2]\nfiles = yaml.safe_load(open(sys.argv[1]))['write_files']\nfor f in files:\n    f['path'] = root + f['path']\ncc_write_files.write_files('write_files', files, 'root:root')\n";
+    const WRITE: &str = "import sys, yaml\nfrom cloudinit.config import cc_write_files\nfrom cloudinit.distros.debian import Distro\nroot = sys.argv[2]\nfiles = yaml.safe_load(open(sys.argv[1]))['write_files']\nfor f in files:\n    f['path'] = root + f['path']\ncc_write_files.write_files('write_files', files, Distro.default_owner)\n";
     let compressed = Options {
         compress: true,
         ..Options::default()
@@ -562,32 +565,39 @@ fn cloud_init_write_files_decodes_compressed_files_to_the_uncompressed_bytes() {
             .zip(&packed)
             .filter(|(p, _)| p.envelope == Envelope::CloudInit)
         {
-            let dir = tempfile::tempdir().unwrap();
-            let config = dir.path().join("user-data");
-            std::fs::write(&config, &c.contents).unwrap();
-            let root = dir.path().join("root");
-            let o = run(Command::new(PYTHON)
-                .args(["-c", WRITE])
-                .arg(&config)
-                .arg(&root));
-            assert!(
-                o.status.success(),
-                "{}: {}",
-                c.file_name,
-                stdout_and_stderr(&o)
-            );
-            for (path, mode, contents) in delivered_files(p) {
-                let written = root.join(path.trim_start_matches('/'));
-                let bytes = std::fs::read(&written)
-                    .unwrap_or_else(|e| panic!("{} {path}: {e}", c.file_name));
-                assert_eq!(bytes, contents.as_bytes(), "{} {path}", c.file_name);
-                let m = std::fs::metadata(&written).unwrap().permissions().mode() & 0o7777;
-                assert_eq!(m, mode, "{} {path}", c.file_name);
-                checked_files += 1;
+            for form in [p, c] {
+                let dir = tempfile::tempdir().unwrap();
+                let config = dir.path().join("user-data");
+                std::fs::write(&config, &form.contents).unwrap();
+                let root = dir.path().join("root");
+                let o = run(Command::new(PYTHON)
+                    .args(["-c", WRITE])
+                    .arg(&config)
+                    .arg(&root));
+                assert!(
+                    o.status.success(),
+                    "{}: {}",
+                    form.file_name,
+                    stdout_and_stderr(&o)
+                );
+                for (path, mode, contents) in delivered_files(p) {
+                    let written = root.join(path.trim_start_matches('/'));
+                    let bytes = std::fs::read(&written)
+                        .unwrap_or_else(|e| panic!("{} {path}: {e}", form.file_name));
+                    assert_eq!(bytes, contents.as_bytes(), "{} {path}", form.file_name);
+                    let meta = std::fs::metadata(&written).unwrap();
+                    assert_eq!(
+                        (meta.permissions().mode() & 0o7777, meta.uid(), meta.gid()),
+                        (mode, 0, 0),
+                        "{} {path}: mode and owner",
+                        form.file_name
+                    );
+                    checked_files += 1;
+                }
             }
         }
     }
-    assert!(checked_files >= 100, "{checked_files}");
+    assert!(checked_files >= 200, "{checked_files}");
 }
 
 #[test]

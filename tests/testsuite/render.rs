@@ -41,12 +41,19 @@ fn ignition_review(a: &Artifact) -> String {
         units.into_iter().collect::<Vec<_>>().join(", ")
     ));
     for f in doc["storage"]["files"].as_array().into_iter().flatten() {
+        let or_default = |v: &serde_json::Value, default: &str| match v {
+            serde_json::Value::Null => format!("{default} (default)"),
+            v => v.to_string(),
+        };
         out.push_str(&format!(
-            "storage.files: {} mode {:04o} user {} group {} overwrite {}\n",
+            "storage.files: {} mode {} user {} group {} overwrite {}\n",
             f["path"].as_str().unwrap_or("?"),
-            f["mode"].as_u64().unwrap_or(0),
-            f["user"]["name"].as_str().unwrap_or("?"),
-            f["group"]["name"].as_str().unwrap_or("?"),
+            match f["mode"].as_u64() {
+                Some(m) => format!("{m:04o}"),
+                None => or_default(&f["mode"], "0644"),
+            },
+            or_default(&f["user"]["name"], "root"),
+            or_default(&f["group"]["name"], "root"),
             f["overwrite"]
         ));
     }

@@ -198,10 +198,14 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
                 ),
                 Some(other) => panic!("{}: encoding {other}", a.file_name),
             };
+            // cloud-init's defaults: `DEFAULT_PERMS` 0644 and the distro's `default_owner`
+            // root:root (cc_write_files.py); the consumers tests run its own write_files.
             out.push(Delivered {
                 path: s("path"),
-                mode: u32::from_str_radix(&s("permissions"), 8).expect("octal"),
-                owner: s("owner"),
+                mode: f["permissions"]
+                    .as_str()
+                    .map_or(0o644, |p| u32::from_str_radix(p, 8).expect("octal")),
+                owner: f["owner"].as_str().unwrap_or("root:root").to_string(),
                 contents,
             });
         }
@@ -224,13 +228,15 @@ pub fn delivered(a: &Artifact) -> Vec<Delivered> {
                 Some("gzip") => gunzip(&bytes),
                 Some(other) => panic!("{}: compression {other}", a.file_name),
             };
+            // Ignition's defaults: mode 0644, and the owner of the file it writes as root
+            // (the consumers tests run its own files stage).
             out.push(Delivered {
                 path: f["path"].as_str().expect("path").to_string(),
-                mode: f["mode"].as_u64().expect("mode") as u32,
+                mode: f["mode"].as_u64().map_or(0o644, |m| m as u32),
                 owner: format!(
                     "{}:{}",
-                    f["user"]["name"].as_str().expect("user"),
-                    f["group"]["name"].as_str().expect("group")
+                    f["user"]["name"].as_str().unwrap_or("root"),
+                    f["group"]["name"].as_str().unwrap_or("root")
                 ),
                 contents,
             });
