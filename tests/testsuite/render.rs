@@ -400,7 +400,19 @@ const MARKERS: &[Marker] = &[
     ("the mesh IPv6 address", "tailscale ip -6", |n| n.dual_stack),
     ("the mesh IPv6 address", "TS_IP6", |n| n.dual_stack),
     ("ufw", "ufw", |n| n.ufw),
-    ("nftables", "nft -f", |n| !n.ufw),
+    // meshboot's table on every node: the whole firewall, or on ufw nodes the forward
+    // chain that holds whatever K3s's iptables chains accept.
+    ("meshboot's nftables table", "nft -f", |_| true),
+    (
+        "the nftables input chain",
+        "inet meshboot is loaded: public side",
+        |n| !n.ufw,
+    ),
+    (
+        "the forward chain beside ufw",
+        "inet meshboot is loaded: forwarded traffic",
+        |n| n.ufw,
+    ),
     (
         "the static build's own binaries",
         "tailscaled ] && [ -x ",
@@ -517,7 +529,10 @@ fn a_dead_branch_put_back_is_found() {
             "a join URL",
         ),
         ("ip6=$(tailscale ip -6)\n", "the mesh IPv6 address"),
-        ("nft -f /etc/meshboot/firewall.nft\n", "nftables"),
+        (
+            "log \"nftables table inet meshboot is loaded: public side default-deny\"\n",
+            "the nftables input chain",
+        ),
         ("NODE_NAME=$(uname -n)\n", "the hostname cloud-init set"),
     ] {
         let dead = dead_branches(solo, &format!("{script}{injected}"));

@@ -434,7 +434,7 @@ fn crash_after_joining_the_mesh_resumes_without_the_auth_key() {
     let expect = Expect::of("cluster.yaml", "cp-1");
     assert_k3s_config(&sb, &expect);
     assert_install_env(&sb, &expect);
-    assert_files_and_modes(&sb, &expect);
+    assert_files_and_modes(&sb);
     assert_no_secrets(&sb);
 }
 
