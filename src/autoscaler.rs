@@ -12,21 +12,25 @@
 //! user data (hetzner_node_group.go, `createServer`: `UserData: cloudInit`), so it is the
 //! pool's built file byte for byte; `labels` and `taints` (apiv1.Taint) are what the
 //! autoscaler assumes a new node of the pool will carry (`TemplateNodeInfo`), the same values
-//! K3s registers from the plan. `imagesForArch` names one image per CPU architecture for every
-//! pool: an image name or ID, or a label selector of snapshots, the newest of which is used
-//! (`findImage`).
+//! K3s registers from the plan. `imagesForArch` names an image per CPU architecture: an
+//! image name or ID, or a label selector of snapshots, the newest of which is used
+//! (`findImage`). Globally it is one image per architecture for every pool; newer
+//! autoscalers also read a pool's own `nodeConfigs.<pool>.imagesForArch` first
+//! (hetzner_node_group.go `findImage`: "Check for nodepool-specific images first, then fall
+//! back to global images", kubernetes/autoscaler#8297), which meshboot always writes.
 //!
 //! [`check_pools`] finds what the autoscaler cannot use (a pool without a server type,
-//! location or stock image), as positioned problems; [`secret`] prints the Secret.
+//! location or image), as positioned problems; [`secret`] prints the Secret.
 
+use crate::delivery::{Arch, stock_image};
 use crate::diagnostics::Diagnostic;
 use crate::emit::sha256_hex;
 use crate::error::Error;
-use crate::plan::{ClusterPlan, Envelope, Taint};
+use crate::plan::{ClusterPlan, Taint};
 use crate::problem::Problem;
 use crate::render::Artifact;
 use crate::resolve::{expand, node_os};
-use crate::spec::{Os, Spec};
+use crate::spec::{Hcloud, Os, Spec};
 use base64::Engine as _;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -48,30 +52,20 @@ pub const MAX_ENV_STRING: usize = 32 * 4096;
 /// The most a Secret may hold (Kubernetes: "Individual secrets are limited to 1MiB").
 pub const MAX_SECRET: usize = 1024 * 1024;
 
-/// The CPU architecture of a Hetzner server type: the CAX line is Ampere (arm64), every
-/// other line (CX, CPX, CCX) x86 (amd64) (docs.hetzner.com, "Server types").
-pub fn arch_of(server_type: &str) -> &'static str {
-    if server_type.starts_with("cax") {
-        "arm64"
-    } else {
-        "amd64"
-    }
-}
-
-/// Hetzner's stock image of `os`, by name (`hcloud image list`): the same name serves both
-/// architectures. Flatcar and Fedora CoreOS have none: they need a snapshot.
-pub fn stock_image(os: Os) -> Option<&'static str> {
-    match os {
-        Os::Ubuntu2204 => Some("ubuntu-22.04"),
-        Os::Ubuntu2404 => Some("ubuntu-24.04"),
-        Os::Debian12 => Some("debian-12"),
-        Os::Flatcar | Os::FedoraCoreos => None,
-    }
+/// The image a pool's servers boot: its `hcloud.image` (an image ID or name, or a label
+/// selector of snapshots such as the one `meshboot packer` prints), else Hetzner's stock
+/// image of its OS; `None` for Flatcar and Fedora CoreOS without one (no stock image).
+pub fn pool_image(os: Os, hcloud: &Hcloud) -> Option<String> {
+    hcloud
+        .image
+        .clone()
+        .or_else(|| stock_image(os).map(String::from))
 }
 
 /// What the autoscaler cannot use, at the pools' places in the spec: a pool without
-/// `hcloud.type` or `hcloud.location` (its `--nodes` needs both), one whose OS has no stock
-/// image, and two pools of one architecture that need different images.
+/// `hcloud.type` or `hcloud.location` (its `--nodes` needs both) or without an image
+/// ([`pool_image`]); and, as a warning, two pools of one architecture that boot different
+/// images, which only an autoscaler that reads per-pool images tells apart.
 pub fn check_pools(spec: &Spec) -> Vec<Diagnostic> {
     let mut d = Vec::new();
     let mut images: BTreeMap<&'static str, (String, String)> = BTreeMap::new();
@@ -96,7 +90,7 @@ pub fn check_pools(spec: &Spec) -> Vec<Diagnostic> {
             }
         }
         let os = node_os(n);
-        let Some(image) = stock_image(os) else {
+        let Some(image) = pool_image(os, &hcloud) else {
             d.push(
                 Diagnostic::new(
                     &at,
@@ -112,15 +106,15 @@ pub fn check_pools(spec: &Spec) -> Vec<Diagnostic> {
         let Some(server_type) = &hcloud.server_type else {
             continue;
         };
-        let arch = arch_of(server_type);
+        let arch = Arch::of_server_type(server_type).go_name();
         match images.get(arch) {
-            Some((other_pool, other_image)) if other_image != image => d.push(
+            Some((other_pool, other_image)) if *other_image != image => d.push(
                 Diagnostic::new(
                     &at,
                     Problem::PoolImagesDiffer {
                         arch,
                         pool: n.name.clone(),
-                        image: image.to_string(),
+                        image,
                         other_pool: other_pool.clone(),
                         other_image: other_image.clone(),
                     },
@@ -129,7 +123,7 @@ pub fn check_pools(spec: &Spec) -> Vec<Diagnostic> {
             ),
             Some(_) => {}
             None => {
-                images.insert(arch, (n.name.clone(), image.to_string()));
+                images.insert(arch, (n.name.clone(), image));
             }
         }
     }
@@ -153,6 +147,10 @@ pub struct NodeConfig {
     pub cloud_init: String,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
+    /// The pool's own image, for its servers' architecture: `findImage` takes it over the
+    /// global `imagesForArch` (kubernetes/autoscaler#8297; an older autoscaler ignores it).
+    #[serde(rename = "imagesForArch")]
+    pub images_for_arch: BTreeMap<&'static str, String>,
 }
 
 /// One pool's `--nodes` argument.
@@ -186,12 +184,15 @@ pub fn cluster_config(
         else {
             return Err(bug(&format!("pool {} has no type or location", node.name)));
         };
-        let image = stock_image(node.os)
-            .filter(|_| node.envelope == Envelope::CloudInit)
+        let image = pool_image(node.os, &node.hcloud)
             .ok_or_else(|| bug(&format!("pool {} has no image", node.name)))?;
+        let arch = Arch::of_server_type(server_type).go_name();
+        // The first pool of an architecture gives the global image: what an autoscaler that
+        // reads no per-pool image boots every pool of that architecture from.
         config
             .images_for_arch
-            .insert(arch_of(server_type), image.to_string());
+            .entry(arch)
+            .or_insert_with(|| image.clone());
         config.node_configs.insert(
             node.name.clone(),
             NodeConfig {
@@ -202,6 +203,7 @@ pub fn cluster_config(
                     .map(|l| (l.key.clone(), l.value.clone()))
                     .collect(),
                 taints: node.taints.clone(),
+                images_for_arch: BTreeMap::from([(arch, image)]),
             },
         );
         args.push(nodes_arg(

@@ -70,7 +70,8 @@ pub enum Command {
         mint: Mint,
     },
     /// Print a script that creates the nodes in Hetzner Cloud with the hcloud CLI: cloud
-    /// firewalls, spread placement groups, one `hcloud server create` per node
+    /// firewalls, spread placement groups, one `hcloud server create` per fixed node (pools are
+    /// the cluster-autoscaler's)
     Hcloud {
         /// The cluster spec (YAML)
         spec: Utf8PathBuf,
@@ -198,7 +199,7 @@ fn completions(shell: clap_complete::Shell) -> Output {
 pub struct Mint {
     /// Exchange an OAuth client secret (tskey-client-...) for short-lived auth keys through
     /// the Tailscale API, and deliver only those: EXPIRY like 12h, 3d (default 24h, 1h to
-    /// 90d); check and plan only take it into account
+    /// 90d); pools get ephemeral keys that last 90d; check and plan only take it into account
     #[arg(
         long,
         value_name = "EXPIRY",
@@ -336,11 +337,19 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
         crate::check_bytes(spec_path, &text, env, &opts).map_err(|f| (f, String::new()))?;
     out.stderr.push_str(&checked.warnings);
     let fail = |e: Error, out: &Output| (e, out.stderr.clone());
-    // Build and render mint the keys the nodes they write get (never with --redact).
+    // Build, render and autoscaler mint the keys of the nodes and pools they write (never
+    // with --redact).
     if let (Some(expiry), false) = (opts.mint_auth_key, opts.redact) {
         let names: Vec<&str> = match cmd {
             Command::Build { .. } => checked.plan.nodes.iter().map(|n| n.name.as_str()).collect(),
             Command::Render { node, .. } => vec![node.as_str()],
+            Command::Autoscaler { .. } => checked
+                .plan
+                .nodes
+                .iter()
+                .filter(|n| n.pool.is_some())
+                .map(|n| n.name.as_str())
+                .collect(),
             _ => Vec::new(),
         };
         if !names.is_empty() {
@@ -360,8 +369,10 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             );
         }
         Command::Plan { .. } => {
-            let artifacts = crate::render_all_nodes(&checked).map_err(|f| fail(f, &out))?;
-            out.stdout = plan_table(&checked.plan, &artifacts);
+            let sizes = crate::render_each(&checked, |a| Ok(emit::Summary::of(&a, false)))
+                .map_err(|f| fail(f, &out))?;
+            crate::check_size(&checked, &sizes).map_err(|f| fail(f, &out))?;
+            out.stdout = plan_table(&checked.plan, &sizes);
         }
         Command::Render { node, .. } => {
             let Some(n) = checked.plan.nodes.iter().find(|n| &n.name == node) else {
@@ -370,19 +381,19 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             };
             let a = crate::render::render_node(&checked.plan, n, &checked.secrets)
                 .map_err(|e| fail(e.into(), &out))?;
-            crate::check_size(&checked, std::slice::from_ref(&a)).map_err(|e| fail(e, &out))?;
+            crate::check_size(&checked, &[emit::Summary::of(&a, false)])
+                .map_err(|e| fail(e, &out))?;
             out.stdout = a.contents;
         }
         Command::Build { out: dir, .. } => {
-            let artifacts = crate::render_all_nodes(&checked).map_err(|f| fail(f, &out))?;
-            emit::write_all(dir, &artifacts).map_err(|e| fail(Error::writing_to(dir, &e), &out))?;
-            for a in &artifacts {
+            let written = build(&checked, dir).map_err(|f| fail(f, &out))?;
+            for a in &written {
                 let _ = writeln!(
                     out.stdout,
                     "wrote {}  {:>9}  ({})",
                     dir.join(&a.file_name),
-                    human_size(a.contents.len()),
-                    share_of_limit(a.contents.len())
+                    human_size(a.len),
+                    share_of_limit(a.len)
                 );
             }
             let _ = writeln!(out.stdout, "wrote {}", dir.join("SHA256SUMS"));
@@ -469,6 +480,33 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
     Ok(out)
 }
 
+/// `meshboot build`: every node rendered and written as it is made ([`crate::render_each`],
+/// [`emit::Staging`]), then, when every file is within the size limit, put in place with
+/// `SHA256SUMS`; otherwise nothing is left of the build.
+fn build(checked: &crate::Checked, dir: &Utf8Path) -> Result<Vec<emit::Summary>, Error> {
+    let staging = emit::Staging::open(dir).map_err(|e| Error::writing_to(dir, &e))?;
+    let written = crate::render_each(checked, |a| {
+        let summary = emit::Summary::of(&a, true);
+        if summary.len <= emit::USER_DATA_LIMIT {
+            staging
+                .stage(&a.file_name, a.contents.as_bytes())
+                .map_err(|e| Error::writing_to(dir, &e))?;
+        }
+        Ok(summary)
+    });
+    let written = match written.and_then(|w| crate::check_size(checked, &w).map(|()| w)) {
+        Ok(w) => w,
+        Err(e) => {
+            staging.abort();
+            return Err(e);
+        }
+    };
+    staging
+        .commit(&emit::sha256sums(&written))
+        .map_err(|e| Error::writing_to(dir, &e))?;
+    Ok(written)
+}
+
 fn ports(list: &[crate::spec::PortRange], proto: &str) -> Vec<String> {
     list.iter().map(|p| format!("{p}/{proto}")).collect()
 }
@@ -548,7 +586,7 @@ fn count_nodes(plan: &ClusterPlan) -> String {
 
 /// The readable table `meshboot plan` prints. A pool is one row, named `<pool>-*` with its
 /// size as its role.
-pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> String {
+pub fn plan_table(plan: &ClusterPlan, artifacts: &[emit::Summary]) -> String {
     let mut rows = vec![[
         "NODE".to_string(),
         "ROLE".into(),
@@ -579,7 +617,7 @@ pub fn plan_table(plan: &ClusterPlan, artifacts: &[crate::render::Artifact]) -> 
             serde_plain(&n.firewall.backend),
             public.join(","),
             mesh.join(","),
-            human_size(a.contents.len()),
+            human_size(a.len),
         ]);
     }
     let widths: Vec<usize> = (0..8)

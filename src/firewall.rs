@@ -71,7 +71,7 @@ pub const NODEPORTS: PortRange = PortRange {
     end: 32767,
 };
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FirewallPlan {
     pub backend: FirewallBackend,
     /// Open to the internet (and everywhere else).

@@ -3,10 +3,13 @@
 //!
 //! An OAuth client secret in user data is a permanent credential: it never expires and
 //! stays readable from the metadata service for the server's life. A minted key is
-//! reusable (every node of a role shares it), pre-authorised, tagged with exactly the
-//! tags its nodes advertise, not ephemeral (servers must survive being offline), and
-//! expires after EXPIRY: long enough for every node's first boot, not for the cluster's
-//! life. Tagged nodes do not expire with the key (tailscale.com/kb/1085/auth-keys).
+//! reusable (every node of a role shares it), pre-authorised and tagged with exactly the
+//! tags its nodes advertise. A fixed node's is not ephemeral (servers must survive being
+//! offline) and expires after EXPIRY: long enough for every node's first boot, not for
+//! the cluster's life. A pool's is ephemeral (servers the autoscaler deletes leave the
+//! tailnet by themselves) and lives as long as Tailscale allows, [`MAX_EXPIRY_S`], since
+//! every scale-up until the next rotation boots with it. Tagged nodes do not expire with
+//! the key (tailscale.com/kb/1085/auth-keys).
 //!
 //! The API, as Tailscale's own client uses it (tailscale/tailscale
 //! `feature/oauthkey/oauthkey.go` and `client/tailscale/keys.go`):

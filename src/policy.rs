@@ -16,10 +16,12 @@
 //! - `tagOwners` maps a tag to its owners (users, groups, autogroups, tags);
 //! - `tests` are "assertions about access policies (ACLs and network-level grants)": each
 //!   `{src, proto, accept: ["host:port"], deny: [...]}` with a single identity as `src` (a
-//!   user, group, tag or host; no `*`) and single numeric ports; Tailscale rejects a policy
-//!   whose tests fail;
+//!   user, group, tag or host; no `*` and no autogroup: see [`outsider_host`]) and single
+//!   numeric ports; Tailscale rejects a policy whose tests fail, or that it cannot run;
+//! - `hosts` maps a name to an address;
 //! - `ssh` rules `{action, src, dst, users}` need a network grant to port 22 as well;
-//!   `sshTests` are `{src, dst: [...], accept|check|deny: [users]}`.
+//!   `sshTests` are `{src, dst: [...], accept|check|deny: [users]}`, whose `src` is a user
+//!   or a tag here ([`ssh_test_source`]).
 //!
 //! The output is JSON (HuJSON is a superset) with a `//` header, serialized with serde_json
 //! from the types below, so the same spec always gives the same bytes.
@@ -29,11 +31,14 @@ use crate::plan::node_tags;
 use crate::spec::{FlannelBackend, PortRange, Role, Spec, SshPolicy};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Policy {
     pub tag_owners: BTreeMap<String, Vec<String>>,
+    /// Names for addresses: the outsider the tests speak for ([`outsider_host`]).
+    pub hosts: BTreeMap<String, String>,
     pub grants: Vec<Grant>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ssh: Vec<SshRule>,
@@ -79,6 +84,74 @@ pub struct SshTest {
 
 /// The users admins may log in as with Tailscale SSH.
 const SSH_USERS: &[&str] = &["root", "autogroup:nonroot"];
+
+/// The address of the outsider host: in Tailscale's CGNAT range but in the part it never
+/// gives a device (tailscale/tailscale net/tsaddr/tsaddr.go, `ChromeOSVMRange`,
+/// 100.115.92.0/23: "We avoid allocating Tailscale IPs from it"), so no tag, user or grant
+/// of a tailnet names it, and only a grant from `*` or an address range reaches it.
+pub const OUTSIDER_ADDRESS: &str = "100.115.92.1";
+
+/// The `hosts` name of a device outside the cluster, the source of the tests that say what
+/// it cannot reach. Tailscale's tests take a user, a group, a tag or a host as their source
+/// (tailscale.com/kb/1337/policy-syntax, "tests"; tailscale/tailscale#5954: "ACL tests
+/// currently support: users, groups, tags, and hosts. ACL tests do not currently support
+/// autogroups"), so an untagged member's device (`autogroup:member`) cannot be one
+/// (tailscale/tailscale#12370: "unknown user or host"; #4416, open), and a made-up user
+/// may be refused as unknown; a host the policy itself defines always exists.
+pub fn outsider_host(spec: &Spec) -> String {
+    format!("meshboot-{}-outsider", spec.cluster.name)
+}
+
+/// Whether `s` can be the source of a test: a user, a group or a tag, not an autogroup
+/// (groups since tailscale/tailscale#4281).
+pub fn test_source(s: &str) -> bool {
+    !s.starts_with("autogroup:") && s != "*"
+}
+
+/// Whether `s` can be the source of an SSH test: a user or a tag (see [`policy`]).
+pub fn ssh_test_source(s: &str) -> bool {
+    test_source(s) && !s.starts_with("group:")
+}
+
+/// The `tests` of a policy, one per source and protocol, each destination once.
+#[derive(Default)]
+struct Tests(Vec<Test>);
+
+impl Tests {
+    fn entry(&mut self, src: &str, proto: &'static str) -> &mut Test {
+        let i = match self.0.iter().position(|t| t.src == src && t.proto == proto) {
+            Some(i) => i,
+            None => {
+                self.0.push(Test {
+                    src: src.to_string(),
+                    proto,
+                    accept: Vec::new(),
+                    deny: Vec::new(),
+                });
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i]
+    }
+
+    fn accept(&mut self, src: &str, proto: &'static str, dst: Vec<String>) {
+        let t = self.entry(src, proto);
+        for d in dst {
+            if !t.accept.contains(&d) {
+                t.accept.push(d);
+            }
+        }
+    }
+
+    fn deny(&mut self, src: &str, proto: &'static str, dst: Vec<String>) {
+        let t = self.entry(src, proto);
+        for d in dst {
+            if !t.deny.contains(&d) {
+                t.deny.push(d);
+            }
+        }
+    }
+}
 
 /// Who the grants name: the tags that select every server, every agent, every node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,95 +287,91 @@ pub fn policy(spec: &Spec) -> Option<Policy> {
 
     // One representative tag per role: a node carries all of its role's tags, and a grant
     // that names any of them matches it.
-    let server = &sel.servers[0];
-    let agent = sel.agents.first();
-    let mut tests = Vec::new();
-    let mut accept = at(server, API_SERVER);
-    accept.extend(at(server, ETCD));
-    accept.extend(at(server, KUBELET));
-    if let Some(a) = agent {
-        accept.extend(at(a, KUBELET));
-    }
-    tests.push(Test {
-        src: server.clone(),
-        proto: "tcp",
-        accept,
-        deny: Vec::new(),
-    });
-    if let Some(a) = agent {
-        let mut accept = at(server, API_SERVER);
-        accept.extend(at(server, KUBELET));
-        accept.extend(at(a, KUBELET));
-        let mut deny = if sel.roles_apart {
-            at(server, ETCD)
-        } else {
-            Vec::new()
-        };
-        deny.extend(at(server, SSH));
-        tests.push(Test {
-            src: a.clone(),
-            proto: "tcp",
-            accept,
-            deny,
-        });
-    }
+    let server = sel.servers[0].as_str();
+    let agent = sel.agents.first().map(String::as_str);
     let flannel = match spec.k3s.flannel_backend {
         FlannelBackend::Vxlan => Some(FLANNEL_VXLAN),
         FlannelBackend::WireguardNative => Some(FLANNEL_WIREGUARD),
         FlannelBackend::None => None,
     };
-    if let Some(port) = flannel {
-        let mut accept = at(server, port);
-        if let Some(a) = agent {
-            accept.extend(at(a, port));
-        }
-        tests.push(Test {
-            src: agent.unwrap_or(server).clone(),
-            proto: "udp",
-            accept,
-            deny: Vec::new(),
-        });
-    }
-    if let Some(admin) = admins.first() {
-        let mut accept = at(server, API_SERVER);
-        if admin_ssh(spec) {
-            accept.extend(at(server, SSH));
-        }
-        let mut deny = at(server, ETCD);
-        deny.extend(at(server, KUBELET));
-        tests.push(Test {
-            src: admin.clone(),
-            proto: "tcp",
-            accept,
-            deny,
-        });
-    }
-    // A device of a tailnet member, untagged: none of the cluster's ports but what admins
-    // get (a member may be an admin), so etcd and the kubelet are denied.
-    let mut deny = at(server, ETCD);
-    deny.extend(at(server, KUBELET));
+    let mut tests = Tests::default();
+    // Servers reach the API, etcd and every kubelet.
+    tests.accept(server, "tcp", at(server, API_SERVER));
+    tests.accept(server, "tcp", at(server, ETCD));
+    tests.accept(server, "tcp", at(server, KUBELET));
     if let Some(a) = agent {
-        deny.extend(at(a, KUBELET));
+        tests.accept(server, "tcp", at(a, KUBELET));
+        // Agents reach the API and every kubelet, not etcd (with role tags), nor SSH
+        // (unless their tag is an admin).
+        tests.accept(a, "tcp", at(server, API_SERVER));
+        tests.accept(a, "tcp", at(server, KUBELET));
+        tests.accept(a, "tcp", at(a, KUBELET));
+        if sel.roles_apart {
+            tests.deny(a, "tcp", at(server, ETCD));
+        }
+        if !admins.iter().any(|x| x == a) {
+            tests.deny(a, "tcp", at(server, SSH));
+        }
     }
-    tests.push(Test {
-        src: "autogroup:member".into(),
-        proto: "tcp",
-        accept: Vec::new(),
-        deny,
-    });
-
-    let mut ssh_tests = Vec::new();
-    if let (Some(admin), false) = (admins.first(), ssh.is_empty()) {
-        ssh_tests.push(SshTest {
-            src: admin.clone(),
-            dst: vec![server.clone()],
-            check: vec!["root"],
-            deny: Vec::new(),
-        });
+    if let Some(port) = flannel {
+        let src = agent.unwrap_or(server);
+        tests.accept(src, "udp", at(server, port));
         if let Some(a) = agent {
+            tests.accept(src, "udp", at(a, port));
+        }
+    }
+    // Admins reach the API (and SSH), not etcd or the kubelet. Tailscale takes a user, a
+    // group or a tag as a test's source, never an autogroup: the first admin it takes
+    // stands for them all (not a tag of the cluster's nodes, whose own tests say what it
+    // reaches).
+    if let Some(admin) = admins
+        .iter()
+        .find(|a| test_source(a) && !sel.nodes.contains(a))
+    {
+        tests.accept(admin, "tcp", at(server, API_SERVER));
+        if admin_ssh(spec) {
+            tests.accept(admin, "tcp", at(server, SSH));
+        }
+        tests.deny(admin, "tcp", at(server, ETCD));
+        tests.deny(admin, "tcp", at(server, KUBELET));
+    }
+    // A device outside the cluster, which no grant names: none of the cluster's ports.
+    let outsider = outsider_host(spec);
+    let mut closed = at(server, API_SERVER);
+    closed.extend(at(server, ETCD));
+    closed.extend(at(server, KUBELET));
+    if let Some(a) = agent {
+        closed.extend(at(a, KUBELET));
+    }
+    if admin_ssh(spec) {
+        closed.extend(at(server, SSH));
+    }
+    tests.deny(&outsider, "tcp", closed);
+    if let Some(port) = flannel {
+        let mut closed = at(server, port);
+        if let Some(a) = agent {
+            closed.extend(at(a, port));
+        }
+        tests.deny(&outsider, "udp", closed);
+    }
+
+    // SSH tests take a user or a tag as their source: not an autogroup
+    // (tailscale/tailscale#14102: "SSH tests src contains disallowed element"), and not a
+    // group, which Tailscale can wrongly deny (tailscale/tailscale#11790, open).
+    let mut ssh_tests = Vec::new();
+    if !ssh.is_empty() {
+        if let Some(admin) = admins.iter().find(|a| ssh_test_source(a)) {
             ssh_tests.push(SshTest {
-                src: a.clone(),
-                dst: vec![server.clone()],
+                src: admin.clone(),
+                dst: vec![server.to_string()],
+                check: vec!["root"],
+                deny: Vec::new(),
+            });
+        }
+        if let Some(a) = agent.filter(|a| !admins.iter().any(|x| x == a)) {
+            ssh_tests.push(SshTest {
+                src: a.to_string(),
+                dst: vec![server.to_string()],
                 check: Vec::new(),
                 deny: vec!["root"],
             });
@@ -311,9 +380,10 @@ pub fn policy(spec: &Spec) -> Option<Policy> {
 
     Some(Policy {
         tag_owners,
+        hosts: BTreeMap::from([(outsider, OUTSIDER_ADDRESS.to_string())]),
         grants,
         ssh,
-        tests,
+        tests: tests.0,
         ssh_tests,
     })
 }
@@ -333,7 +403,123 @@ pub fn text(spec: &Spec, policy: &Policy) -> String {
              // set tailscale.server_tags and tailscale.agent_tags to keep them apart.\n",
         );
     }
+    let _ = writeln!(
+        out,
+        "// The tests' host {host} is {OUTSIDER_ADDRESS}, an address Tailscale never\n\
+         // gives a device: it stands for a device outside the cluster, since a test cannot name\n\
+         // an untagged member's device (autogroup:member: tailscale/tailscale#12370, #4416).\n\
+         // Its tests catch a grant from \"*\" or an address range; a grant from autogroup:member\n\
+         // to the cluster is caught only by the tests of an admin that is a user or a group.",
+        host = outsider_host(spec)
+    );
+    let untested: Vec<&str> = spec
+        .tailscale
+        .admins
+        .iter()
+        .filter(|a| !test_source(a))
+        .map(String::as_str)
+        .collect();
+    if !untested.is_empty() {
+        let _ = writeln!(
+            out,
+            "// Granted, not tested: tailscale.admins {}. Tailscale refuses an autogroup\n\
+             // as the source of a test (tailscale/tailscale#12370, #4416) or of an SSH test (#14102).",
+            untested.join(", ")
+        );
+    }
+    if policy.ssh.iter().any(|r| !r.src.is_empty())
+        && !spec.tailscale.admins.iter().any(|a| ssh_test_source(a))
+    {
+        out.push_str(
+            "// No SSH test for the admins: an SSH test takes a user or a tag as its source\n\
+             // (an autogroup is refused, tailscale/tailscale#14102; a group can be wrongly\n\
+             // denied, #11790).\n",
+        );
+    }
     out.push_str(&serde_json::to_string_pretty(policy).unwrap_or_default());
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(admins: &str, ssh: bool) -> Spec {
+        let text = format!(
+            "version: 1\ncluster: {{ name: c }}\ntailscale: {{ auth_key: {{ env: A }}, tags: [tag:k3s], server_tags: [tag:s], agent_tags: [tag:a], admins: {admins}, ssh: {ssh} }}\nk3s: {{ version: v1.33.5+k3s1, token: {{ env: T }} }}\nnodes:\n  - {{ name: s, role: server }}\n  - {{ name: a, role: agent }}\n"
+        );
+        let (root, _) = crate::source::parse(&text).expect("parses");
+        let mut diags = Vec::new();
+        crate::reader::read(&root, &mut diags).expect("reads")
+    }
+
+    fn sources(p: &Policy) -> Vec<&str> {
+        p.tests.iter().map(|t| t.src.as_str()).collect()
+    }
+
+    #[test]
+    fn the_first_admin_tailscale_can_test_speaks_for_the_admins() {
+        let p = policy(&spec(
+            "[autogroup:admin, alice@example.com, group:ops]",
+            true,
+        ))
+        .expect("policy");
+        assert_eq!(
+            sources(&p),
+            [
+                "tag:s",
+                "tag:a",
+                "tag:a",
+                "alice@example.com",
+                "meshboot-c-outsider",
+                "meshboot-c-outsider"
+            ]
+        );
+        let ssh_sources: Vec<&str> = p.ssh_tests.iter().map(|t| t.src.as_str()).collect();
+        assert_eq!(ssh_sources, ["alice@example.com", "tag:a"]);
+
+        // A group is a test source, not an SSH test source.
+        let p = policy(&spec("[autogroup:admin, group:ops]", true)).expect("policy");
+        assert!(sources(&p).contains(&"group:ops"));
+        let ssh_sources: Vec<&str> = p.ssh_tests.iter().map(|t| t.src.as_str()).collect();
+        assert_eq!(ssh_sources, ["tag:a"]);
+        let header = text(&spec("[autogroup:admin, group:ops]", true), &p);
+        assert!(header.contains("Granted, not tested: tailscale.admins autogroup:admin."));
+        assert!(header.contains("No SSH test for the admins"));
+
+        // Autogroups only: no admin test at all, and the header says why.
+        let s = spec("[autogroup:admin, autogroup:member]", false);
+        let p = policy(&s).expect("policy");
+        assert!(p.tests.iter().all(|t| !t.src.starts_with("autogroup:")));
+        assert!(
+            text(&s, &p).contains(
+                "Granted, not tested: tailscale.admins autogroup:admin, autogroup:member."
+            )
+        );
+    }
+
+    /// A node tag among the admins is granted SSH and the API as an admin: the tests of its
+    /// role neither deny it SSH nor say as an admin's test that it cannot reach the kubelet
+    /// its role reaches (one test per source: the two would contradict each other).
+    #[test]
+    fn an_agent_tag_that_is_an_admin_is_not_denied_ssh() {
+        let p = policy(&spec("[tag:a, group:ops]", false)).expect("policy");
+        let agent_tcp = p
+            .tests
+            .iter()
+            .find(|t| t.src == "tag:a" && t.proto == "tcp")
+            .expect("agent test");
+        assert!(
+            !agent_tcp.deny.iter().any(|d| d.ends_with(":22")),
+            "{agent_tcp:?}"
+        );
+        for t in &p.tests {
+            assert!(
+                !t.accept.iter().any(|d| t.deny.contains(d)),
+                "a contradicting test: {t:?}"
+            );
+        }
+        assert!(sources(&p).contains(&"group:ops"), "{:?}", sources(&p));
+    }
 }

@@ -549,6 +549,8 @@ pub enum Problem {
     PoolGetsServerToken(String),
     /// The auth key is an OAuth client secret and the spec has pools.
     OAuthInPools(Vec<String>),
+    /// Pools join with the plain pre-auth key of the fixed nodes.
+    PoolsShareFixedKey(Vec<String>),
     /// `--node-name` in `agent_args` (under `allow_owned_args`) with pools.
     NodeNameArgWithPools,
     /// `meshboot autoscaler`: a pool lacks `hcloud.<key>`, which `--nodes` needs.
@@ -556,13 +558,14 @@ pub enum Problem {
         pool: String,
         key: &'static str,
     },
-    /// `meshboot autoscaler`: the pool's OS has no stock Hetzner image.
+    /// `meshboot autoscaler`: the pool's OS has no stock Hetzner image and it names no
+    /// `hcloud.image`.
     PoolWithoutImage {
         pool: String,
         os: &'static str,
     },
-    /// `meshboot autoscaler`: two pools of one CPU architecture need different images, and
-    /// the autoscaler takes one image per architecture (`imagesForArch`).
+    /// `meshboot autoscaler`: two pools of one CPU architecture need different images; an
+    /// autoscaler older than per-pool `imagesForArch` takes one image per architecture.
     PoolImagesDiffer {
         arch: &'static str,
         pool: String,
@@ -743,7 +746,9 @@ impl Problem {
             | Problem::NoFirewall
             | Problem::OAuthShipped
             | Problem::PoolGetsServerToken(_)
-            | Problem::OAuthInPools(_) => Severity::Warning,
+            | Problem::OAuthInPools(_)
+            | Problem::PoolsShareFixedKey(_)
+            | Problem::PoolImagesDiffer { .. } => Severity::Warning,
             _ => Severity::Error,
         }
     }
@@ -897,14 +902,15 @@ impl Problem {
             PoolMinOverMax { .. } => "write `min` at most `max`, e.g. `autoscale: { min: 0, max: 10 }`".into(),
             PoolGetsServerToken(_) => "add `agent_token: { env: K3S_AGENT_TOKEN }` under `k3s:`: pool nodes then hold only the agent token".into(),
             OAuthInPools(_) => "scope the OAuth client to the pools' tags only (and the `auth_keys` scope), or use a reusable, ephemeral, tagged pre-auth key instead, which expires (rotate it with `meshboot autoscaler`; see the README)".into(),
+            PoolsShareFixedKey(_) => "give the pools a key of their own: `pool_auth_key: { env: TS_POOL_AUTHKEY }` under `tailscale:`, a reusable, ephemeral, tagged pre-auth key, and keep `auth_key` a key that is not ephemeral; or use an OAuth client secret as `auth_key` with --mint-auth-key, which mints each kind of node its own key (see the README, \"Keys for pools\")".into(),
             NodeNameArgWithPools => "remove --node-name: a pool node registers under its server's name, which the autoscaler uses to find the server again".into(),
             PoolWithoutHcloud { key, .. } => {
                 let example = if *key == "type" { "cpx41" } else { "nbg1" };
                 format!("set `hcloud: {{ {key}: {example} }}` on the pool (or under `defaults:`); the autoscaler creates its servers with it")
             }
-            PoolWithoutImage { .. } => "the autoscaler passes the pool's file as user data to a new server of the image in `imagesForArch`; Flatcar and Fedora CoreOS are not Hetzner stock images, so such a pool needs a snapshot of an installed image (see the README, \"Pools on Flatcar and Fedora CoreOS\"); use an Ubuntu or Debian pool until then".into(),
+            PoolWithoutImage { os, .. } => format!("build a snapshot with `meshboot packer SPEC --out DIR` and `packer build DIR` (it bakes one per OS and architecture the pools use), then set the pool's `hcloud.image` (or `defaults.hcloud.image`) to the label selector `meshboot packer` prints for {os}, or to the snapshot's ID; the autoscaler boots new servers of the pool from it"),
             PoolImagesDiffer { arch, .. } => format!(
-                "the autoscaler takes one image per CPU architecture (`imagesForArch.{arch}`) for every pool: give the pools of one architecture the same `os`, or put them on server types of different architectures"
+                "meshboot gives each pool its own `nodeConfigs.<pool>.imagesForArch`, which a cluster-autoscaler newer than 1.33 reads (kubernetes/autoscaler#8297); an older one reads only the global `imagesForArch.{arch}` (the first pool's) and boots both pools from it: run a newer autoscaler, or give the pools of one architecture the same image"
             ),
             NameTaken { .. } => "every node needs its own name: rename one of the entries".into(),
             HcloudMissing { key, .. } => {
@@ -1150,6 +1156,15 @@ impl Display for Problem {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            PoolsShareFixedKey(pools) => write!(
+                f,
+                "{} join with the fixed nodes' pre-auth key: if it is ephemeral, the fixed nodes are too (the tailnet removes them while they are offline); if not, servers the autoscaler deletes stay in the tailnet as offline machines",
+                pools
+                    .iter()
+                    .map(|p| format!("pool `{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             NodeNameArgWithPools => {
                 write!(f, "--node-name would name every node of a pool the same")
             }
@@ -1159,7 +1174,7 @@ impl Display for Problem {
             ),
             PoolWithoutImage { pool, os } => write!(
                 f,
-                "pool `{pool}` runs {os}, which Hetzner has no stock image of"
+                "pool `{pool}` runs {os}, which Hetzner has no stock image of, and names no `hcloud.image`"
             ),
             PoolImagesDiffer {
                 arch,
@@ -1169,7 +1184,9 @@ impl Display for Problem {
                 other_image,
             } => write!(
                 f,
-                "pools `{other_pool}` ({other_image}) and `{pool}` ({image}) both run on {arch} servers, with different images"
+                "pools `{other_pool}` ({}) and `{pool}` ({}) both run on {arch} servers, from different images",
+                quote_short(other_image),
+                quote_short(image)
             ),
             NameTaken {
                 name,

@@ -51,6 +51,7 @@ pub fn allowed_keys() -> Vec<(&'static str, &'static [&'static str])> {
         ("cluster", CLUSTER_KEYS),
         ("tailscale", TAILSCALE_KEYS),
         ("tailscale.auth_key", SECRET_KEYS),
+        ("tailscale.pool_auth_key", SECRET_KEYS),
         ("k3s", K3S_KEYS),
         ("k3s.token", SECRET_KEYS),
         ("k3s.agent_token", SECRET_KEYS),
@@ -693,6 +694,7 @@ section! {
 section! {
     Tailscale, TAILSCALE_KEYS {
         auth_key: required,
+        pool_auth_key: present,
         tags: or_default,
         ssh: or_default,
         accept_dns: or_default,

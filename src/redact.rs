@@ -8,7 +8,12 @@
 //! ([`crate::spec`]), and diagnostics and the source map mask with it.
 
 /// Spec fields that hold a secret reference.
-pub const SECRET_FIELDS: &[&str] = &["tailscale.auth_key", "k3s.token", "k3s.agent_token"];
+pub const SECRET_FIELDS: &[&str] = &[
+    "tailscale.auth_key",
+    "tailscale.pool_auth_key",
+    "k3s.token",
+    "k3s.agent_token",
+];
 
 /// K3s flags whose value is a credential: never accepted as a literal in extra args.
 pub const SECRET_FLAGS: &[&str] = &[
@@ -109,11 +114,12 @@ pub fn mask_line(line: &str) -> String {
     let chars: Vec<char> = mask_words(line).chars().collect();
     let text: String = chars.iter().collect();
     let mut hide = vec![false; chars.len()];
-    // `auth_key: LITERAL` / `token: LITERAL` (a reference starts with `{`).
+    // `auth_key: LITERAL` / `token: LITERAL`, and the keys ending in them
+    // (`pool_auth_key:`, `agent_token:`); a reference starts with `{`.
     for key in ["auth_key:", "token:"] {
         for (at, _) in text.match_indices(key) {
             let before = text[..at].chars().next_back();
-            if before.is_some_and(|c| !(c.is_whitespace() || c == '{' || c == ',')) {
+            if before.is_some_and(|c| !(c.is_whitespace() || c == '{' || c == ',' || c == '_')) {
                 continue;
             }
             let from = text[..at].chars().count() + key.chars().count();
@@ -286,6 +292,14 @@ mod tests {
         }
         // After `auth_key:` or `token:`, a literal is hidden whatever it looks like.
         assert_eq!(mask_line("  token: s3cr3t # x"), "  token: ****** # x");
+        assert_eq!(
+            mask_line("  pool_auth_key: s3cr3t"),
+            "  pool_auth_key: ******"
+        );
+        assert_eq!(
+            mask_line("{ agent_token: s3cr3t }"),
+            "{ agent_token: ****** *"
+        );
         // A reference is not a secret; words about keys are left alone.
         assert_eq!(
             mask_line("  token: { env: K3S_TOKEN }"),

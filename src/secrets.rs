@@ -43,18 +43,30 @@ impl Serialize for Secret {
     }
 }
 
-/// The two secrets a cluster needs.
+/// The secrets a cluster needs.
 #[derive(Debug, Clone)]
 pub struct Secrets {
     pub auth_key: Secret,
+    /// The pool nodes' key, when the spec has `tailscale.pool_auth_key`.
+    pub pool_auth_key: Option<Secret>,
     pub token: Secret,
     /// The agents' token, when the spec has `k3s.agent_token`.
     pub agent_token: Option<Secret>,
     /// True when the auth key is a Tailscale OAuth client secret (`tskey-client-`).
     pub auth_key_is_oauth: bool,
-    /// Keys minted from the OAuth client secret (`--mint-auth-key`), by the tags of the
-    /// nodes they are for: a node gets the one for its tags instead of the secret.
-    pub minted: BTreeMap<Vec<String>, Secret>,
+    /// True when the pools' own key is one.
+    pub pool_auth_key_is_oauth: bool,
+    /// Keys minted from the OAuth client secret (`--mint-auth-key`), by the nodes they are
+    /// for: a node gets the one for its tags and kind instead of the secret.
+    pub minted: BTreeMap<KeyFor, Secret>,
+}
+
+/// Which nodes a minted key is for: those with exactly these tags, ephemeral (pool nodes)
+/// or not (fixed nodes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyFor {
+    pub tags: Vec<String>,
+    pub ephemeral: bool,
 }
 
 /// Where secret values come from: the process environment in the binary, a fixed map in
@@ -82,7 +94,7 @@ pub fn placeholder(field: &str) -> String {
     format!("REDACTED({field})")
 }
 
-/// Resolves both secrets; every missing or unreadable one becomes a diagnostic naming its
+/// Resolves every secret; each missing or unreadable one becomes a diagnostic naming its
 /// spec field. `spec_dir` anchors relative `file:` paths.
 pub fn resolve(
     spec: &Spec,
@@ -93,6 +105,11 @@ pub fn resolve(
     if redact {
         return Ok(Secrets {
             auth_key: Secret::new(placeholder("tailscale.auth_key")),
+            pool_auth_key: spec
+                .tailscale
+                .pool_auth_key
+                .as_ref()
+                .map(|_| Secret::new(placeholder("tailscale.pool_auth_key"))),
             token: Secret::new(placeholder("k3s.token")),
             agent_token: spec
                 .k3s
@@ -100,6 +117,7 @@ pub fn resolve(
                 .as_ref()
                 .map(|_| Secret::new(placeholder("k3s.agent_token"))),
             auth_key_is_oauth: false,
+            pool_auth_key_is_oauth: false,
             minted: BTreeMap::new(),
         });
     }
@@ -111,6 +129,11 @@ pub fn resolve(
         env,
         &mut diags,
     );
+    let pool_auth_key = spec
+        .tailscale
+        .pool_auth_key
+        .as_ref()
+        .map(|r| read_one(r, "tailscale.pool_auth_key", spec_dir, env, &mut diags));
     let token = read_one(&spec.k3s.token, "k3s.token", spec_dir, env, &mut diags);
     let agent_token = spec
         .k3s
@@ -127,36 +150,51 @@ pub fn resolve(
     }
     match (auth_key, token) {
         (Some(auth_key), Some(token)) if diags.is_empty() => {
-            let auth_key_is_oauth = auth_key.starts_with("tskey-client-");
-            if auth_key_is_oauth && spec.tailscale.login_server.is_some() {
-                diags.push(Diagnostic::new(
-                    "tailscale.login_server",
-                    Problem::OAuthWithLoginServer,
-                ));
-            }
-            // Every node must advertise a tag: OAuth keys are always tagged.
+            let is_oauth = |key: &str| key.starts_with("tskey-client-");
+            let auth_key_is_oauth = is_oauth(&auth_key);
+            let pool_auth_key = pool_auth_key.flatten();
+            let pool_auth_key_is_oauth = pool_auth_key.as_deref().is_some_and(is_oauth);
+            // Every node must advertise a tag: OAuth keys are always tagged. Fixed nodes of
+            // both roles join with `auth_key`; pools (agents) with `pool_auth_key` if set.
             let untagged = |role: Role, role_tags: &[String]| {
                 spec.tailscale.tags.is_empty()
                     && role_tags.is_empty()
                     && spec.nodes.iter().any(|n| n.role == role)
             };
-            if auth_key_is_oauth
-                && (untagged(Role::Server, &spec.tailscale.server_tags)
-                    || untagged(Role::Agent, &spec.tailscale.agent_tags))
-            {
-                diags.push(Diagnostic::new(
+            let agents_untagged = untagged(Role::Agent, &spec.tailscale.agent_tags);
+            for (field, oauth, untagged) in [
+                (
                     "tailscale.auth_key",
-                    Problem::OAuthWithoutTags,
-                ));
+                    auth_key_is_oauth,
+                    untagged(Role::Server, &spec.tailscale.server_tags) || agents_untagged,
+                ),
+                (
+                    "tailscale.pool_auth_key",
+                    pool_auth_key_is_oauth,
+                    agents_untagged,
+                ),
+            ] {
+                if oauth && spec.tailscale.login_server.is_some() {
+                    diags.push(Diagnostic::new(
+                        "tailscale.login_server",
+                        Problem::OAuthWithLoginServer,
+                    ));
+                }
+                if oauth && untagged {
+                    diags.push(Diagnostic::new(field, Problem::OAuthWithoutTags));
+                }
             }
             if !diags.is_empty() {
+                diags.dedup();
                 return Err(diags);
             }
             Ok(Secrets {
                 auth_key: Secret(auth_key),
+                pool_auth_key: pool_auth_key.map(Secret),
                 token: Secret(token),
                 agent_token: agent_token.flatten().map(Secret),
                 auth_key_is_oauth,
+                pool_auth_key_is_oauth,
                 minted: BTreeMap::new(),
             })
         }

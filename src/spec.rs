@@ -153,6 +153,10 @@ pub enum SecretRef {
 pub struct Tailscale {
     /// A pre-auth key or an OAuth client secret (`tskey-client-...`, needs `tags`).
     pub auth_key: SecretRef,
+    /// The key pool nodes join with instead of `auth_key`: a reusable, ephemeral, tagged
+    /// pre-auth key, so that pool nodes leave the tailnet when the autoscaler deletes their
+    /// servers while fixed nodes join with a key that is not ephemeral.
+    pub pool_auth_key: Option<SecretRef>,
     /// `tailscale up --advertise-tags`, e.g. `[tag:k3s]`.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -445,7 +449,7 @@ choice! {
 }
 
 /// Hetzner Cloud facts of a node.
-#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hcloud {
     /// The server type, e.g. cx22.

@@ -81,11 +81,11 @@ pub fn validate(spec: &Spec) -> Vec<Diagnostic> {
 /// more of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// `meshboot hcloud`: every node needs a server type, a location and an image
-    /// Hetzner can create it from.
+    /// `meshboot hcloud`: every fixed node needs a server type, a location and an image
+    /// Hetzner can create it from (pools are the autoscaler's).
     Hcloud,
-    /// `meshboot packer`: pinned versions to bake, and every node's server type (its
-    /// architecture picks the snapshot it boots from).
+    /// `meshboot packer`: pinned versions to bake, and every node's and pool's server type
+    /// (its architecture picks the snapshot it boots from).
     Packer,
 }
 
@@ -98,7 +98,12 @@ pub fn for_target(spec: &Spec, target: Target) -> Vec<Diagnostic> {
         Target::Hcloud => &["type", "location"],
         Target::Packer => &["type"],
     };
-    for n in &nodes {
+    // Pools are the cluster-autoscaler's to create (`meshboot autoscaler` checks them), but
+    // Packer must know their architecture to bake their image.
+    for n in nodes
+        .iter()
+        .filter(|n| target == Target::Packer || n.pool.is_none())
+    {
         let h = n.fields.hcloud.clone().unwrap_or_default();
         for key in keys {
             let missing = match *key {
@@ -496,22 +501,40 @@ fn check_pools(spec: &Spec, d: &mut Vec<Diagnostic>) {
     }
 }
 
-/// What an OAuth client secret means for pools (known once the secret is read): it never
-/// expires, and every pool node holds it in its user data.
-pub fn check_oauth_in_pools(spec: &Spec, oauth: bool) -> Vec<Diagnostic> {
+/// What the key pools join with means (known once the secrets are read).
+pub struct PoolKeys {
+    /// It is an OAuth client secret shipped as it is: it never expires, and every pool
+    /// node holds it in its user data.
+    pub oauth_shipped: bool,
+    /// It is the plain pre-auth key the fixed nodes join with: whether their nodes are
+    /// ephemeral is the key's, so one of the two kinds of node gets the wrong kind.
+    pub shared_plain: bool,
+}
+
+/// The warnings about the key pools join with ([`PoolKeys`]), at the field that holds it.
+pub fn check_pool_keys(spec: &Spec, keys: &PoolKeys) -> Vec<Diagnostic> {
     let pools: Vec<String> = spec
         .nodes
         .iter()
         .filter(|n| n.autoscale.is_some())
         .map(|n| n.name.clone())
         .collect();
-    if !oauth || pools.is_empty() {
+    if pools.is_empty() {
         return Vec::new();
     }
-    vec![Diagnostic::new(
-        "tailscale.auth_key",
-        Problem::OAuthInPools(pools),
-    )]
+    let field = if spec.tailscale.pool_auth_key.is_some() {
+        "tailscale.pool_auth_key"
+    } else {
+        "tailscale.auth_key"
+    };
+    let mut d = Vec::new();
+    if keys.oauth_shipped {
+        d.push(Diagnostic::new(field, Problem::OAuthInPools(pools.clone())));
+    }
+    if keys.shared_plain {
+        d.push(Diagnostic::new(field, Problem::PoolsShareFixedKey(pools)));
+    }
+    d
 }
 
 /// Checks the fields of `defaults` or of one node entry, at their own path.

@@ -1,7 +1,9 @@
 //! The plan of `meshboot hcloud`: the script that creates a cluster's servers in Hetzner
 //! Cloud with the hcloud CLI (hetznercloud/cli; every command and flag here is spelt as in
 //! its docs/reference/manual): cloud firewalls that mirror the public side of the host
-//! firewall, spread placement groups, and one `hcloud server create` per node.
+//! firewall, spread placement groups, and one `hcloud server create` per fixed node.
+//! Pools are the cluster-autoscaler's: it creates their servers (`<pool>-<hex>`) from
+//! what `meshboot autoscaler` prints, so the script creates none and names them.
 //!
 //! Cloud firewalls are attached with `--firewall` in the same call that creates the
 //! server, so the public side is closed from the server's first packet, before cloud-init
@@ -36,6 +38,16 @@ pub struct HcloudPlan {
     /// takes only an ID or a name).
     pub image_lookups: Vec<ImageLookup>,
     pub servers: Vec<Server>,
+    /// The pools, which the script leaves to the cluster-autoscaler.
+    pub pools: Vec<PoolNote>,
+}
+
+/// A pool, as the script's header names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolNote {
+    pub name: String,
+    pub min: u32,
+    pub max: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,10 +155,21 @@ fn port_source(spec: &Spec, entry: usize) -> Option<(&str, &crate::spec::NodeFir
     }
 }
 
-/// Plans the script for `plan`'s nodes, whose files `meshboot build` wrote to `out_dir`.
-/// The spec passed [`crate::validate::for_target`] for hcloud: every node has a type, a
-/// location and an image Hetzner can boot.
+/// Plans the script for `plan`'s fixed nodes, whose files `meshboot build` wrote to
+/// `out_dir`. The spec passed [`crate::validate::for_target`] for hcloud: every fixed node
+/// has a type, a location and an image Hetzner can boot.
 pub fn plan_hcloud(spec: &Spec, plan: &ClusterPlan, out_dir: &str) -> HcloudPlan {
+    let fixed: Vec<&NodePlan> = plan.nodes.iter().filter(|n| n.pool.is_none()).collect();
+    let pools = plan
+        .nodes
+        .iter()
+        .filter_map(|n| n.pool.as_ref())
+        .map(|p| PoolNote {
+            name: p.name.clone(),
+            min: p.min,
+            max: p.max,
+        })
+        .collect();
     let cluster = plan.cluster.clone();
     let cluster_label = format!("{CLUSTER_LABEL}={cluster}");
     let mut firewalls = vec![CloudFirewall {
@@ -157,7 +180,7 @@ pub fn plan_hcloud(spec: &Spec, plan: &ClusterPlan, out_dir: &str) -> HcloudPlan
     // Node-level public ports: one more firewall per place they are written.
     let entries = crate::resolve::expand(spec);
     let mut node_firewall: BTreeMap<String, String> = BTreeMap::new();
-    for n in &entries {
+    for n in entries.iter().filter(|n| n.pool.is_none()) {
         let Some((source, fw)) = port_source(spec, n.entry) else {
             continue;
         };
@@ -184,7 +207,7 @@ pub fn plan_hcloud(spec: &Spec, plan: &ClusterPlan, out_dir: &str) -> HcloudPlan
     // Spread placement groups per location, servers first so that the etcd members share
     // the first group, at most SERVERS_PER_SPREAD_GROUP each.
     let mut by_location: BTreeMap<&str, Vec<&NodePlan>> = BTreeMap::new();
-    for n in &plan.nodes {
+    for n in &fixed {
         by_location
             .entry(n.hcloud.location.as_deref().unwrap_or_default())
             .or_default()
@@ -204,8 +227,7 @@ pub fn plan_hcloud(spec: &Spec, plan: &ClusterPlan, out_dir: &str) -> HcloudPlan
     }
 
     let mut image_lookups: Vec<ImageLookup> = Vec::new();
-    let servers = plan
-        .nodes
+    let servers = fixed
         .iter()
         .map(|n| {
             let h = &n.hcloud;
@@ -291,6 +313,7 @@ pub fn plan_hcloud(spec: &Spec, plan: &ClusterPlan, out_dir: &str) -> HcloudPlan
         placement_groups,
         image_lookups,
         servers,
+        pools,
     }
 }
 

@@ -34,6 +34,16 @@ impl Arch {
             Arch::Arm => "arm",
         }
     }
+
+    /// Go's name of the architecture (GOARCH), which the rest of the world uses: Tailscale's
+    /// tarballs, K3s's release assets, and the cluster-autoscaler's `imagesForArch` keys
+    /// (hetzner_manager.go `ImageList{Arm64, Amd64}`).
+    pub fn go_name(self) -> &'static str {
+        match self {
+            Arch::X86 => "amd64",
+            Arch::Arm => "arm64",
+        }
+    }
 }
 
 /// Hetzner's stock image of `os`, where there is one (its name in `hcloud image list`).

@@ -63,7 +63,7 @@ pub struct Bake {
     pub labels: BTreeMap<String, String>,
     /// The label selector that picks this snapshot: what `hcloud.image` should say.
     pub selector: String,
-    /// The nodes that boot from it.
+    /// The nodes that boot from it; a pool as `<pool>-*`.
     pub nodes: Vec<String>,
     /// Where the files go: on the node, and where bake.sh writes them.
     pub paths: BakePaths,
@@ -116,14 +116,19 @@ pub fn label_value(version: &str) -> String {
 pub fn plan_packer(spec: &Spec, plan: &ClusterPlan) -> PackerPlan {
     let tailscale_version = spec.tailscale.version.clone().unwrap_or_default();
     let k3s_version = spec.k3s.version.clone().unwrap_or_default();
-    let mut groups: BTreeMap<(usize, Arch), Vec<(&str, &str)>> = BTreeMap::new();
+    // Fixed nodes and pools alike: the autoscaler boots a pool's servers from its image.
+    let mut groups: BTreeMap<(usize, Arch), Vec<(String, &str)>> = BTreeMap::new();
     let os_rank = |os: Os| Os::ALL.iter().position(|(_, o)| *o == os).unwrap_or(0);
     for n in &plan.nodes {
         let server_type = n.hcloud.server_type.as_deref().unwrap_or_default();
+        let name = match n.pool {
+            Some(_) => format!("{}-*", n.name),
+            None => n.name.clone(),
+        };
         groups
             .entry((os_rank(n.os), Arch::of_server_type(server_type)))
             .or_default()
-            .push((n.name.as_str(), server_type));
+            .push((name, server_type));
     }
     let images = groups
         .into_iter()
@@ -214,17 +219,14 @@ pub fn plan_packer(spec: &Spec, plan: &ClusterPlan) -> PackerPlan {
                 name,
                 os,
                 arch: arch.name(),
-                arch_pkg: match arch {
-                    Arch::X86 => "amd64",
-                    Arch::Arm => "arm64",
-                },
+                arch_pkg: arch.go_name(),
                 method,
                 server_type: nodes[0].1.to_string(),
                 base_image: stock_image(os).unwrap_or(RESCUE_BASE_IMAGE),
                 rescue,
                 labels,
                 selector,
-                nodes: nodes.iter().map(|(n, _)| n.to_string()).collect(),
+                nodes: nodes.iter().map(|(n, _)| n.clone()).collect(),
             }
         })
         .collect();

@@ -21,13 +21,13 @@ pub enum ConfigValue {
     List(Vec<String>),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EnvVar {
     pub name: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct K3sPlan {
     /// `server` or `agent` (INSTALL_K3S_EXEC); everything else is in config.yaml.
     pub exec: &'static str,
@@ -65,7 +65,7 @@ pub struct K3sPlan {
 }
 
 /// Where a baked image holds K3s, and the release it must be to be used.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BakedK3s {
     pub version: String,
     /// The binary: `INSTALL_K3S_BIN_DIR/k3s` (the install script's default

@@ -18,8 +18,8 @@ pub use k3s::{BAKED_K3S_INSTALLER, BakedK3s, ConfigValue, EnvVar, K3S_INSTALL_UR
 pub use pool::{HETZNER_HOSTNAME_URL, Label, NameSource, PoolPlan, Taint};
 pub use services::{DROP_IN, MESH_WAIT_PATH, MESH_WAIT_S, Services};
 pub use tailscale::{
-    Arch, Installed, JsonTool, StaticBuild, TAILSCALE_PKGS, TAILSCALE_STATIC_DIR, TailscaleInstall,
-    TailscalePlan, Tarball, node_tags,
+    Arch, Installed, JsonTool, KeySource, ShippedOauth, StaticBuild, TAILSCALE_PKGS,
+    TAILSCALE_STATIC_DIR, TailscaleInstall, TailscalePlan, Tarball, node_tags,
 };
 
 use crate::firewall::{FirewallInput, FirewallPlan, plan_firewall};
@@ -72,7 +72,7 @@ impl IgnitionVersion {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterPlan {
     pub cluster: String,
     pub ignition_version: IgnitionVersion,
@@ -146,7 +146,7 @@ pub enum FileKind {
     OsUpdates,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FilePlan {
     pub path: String,
     /// Octal mode, e.g. 0o600.
@@ -172,7 +172,7 @@ impl FilePlan {
 }
 
 /// Retry bounds of the bootstrap's waits. Every wait is finite.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Retries {
     pub tailscale_up_attempts: u32,
     pub tailscale_up_timeout_s: u32,
@@ -197,7 +197,7 @@ impl Default for Retries {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodePlan {
     /// The node's name; for a pool, the pool's (its nodes are named `<name>-<hex>`).
     pub name: String,
@@ -221,9 +221,44 @@ pub struct NodePlan {
     pub packages: Vec<String>,
     pub files: Vec<FilePlan>,
     pub retries: Retries,
-    /// When the OS may reboot for an update (Flatcar, Fedora CoreOS), one window per node.
+    /// When the OS may reboot for an update (Flatcar, Fedora CoreOS), one window per node;
+    /// a pool's is the first of its choice, which its bootstrap replaces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reboot_window: Option<updates::RebootWindow>,
+    /// A pool node's windows, from which its bootstrap takes one by the server's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reboot_window_choice: Option<updates::WindowChoice>,
+}
+
+impl NodePlan {
+    /// This plan as it would be for a node named `to`: the name, a pool's name, and every
+    /// K3s config value that is the name or a DNS name under it (`tls-san`'s
+    /// `<name>.<tailnet>`) follow it. Nodes of one `count` entry differ in little else, so
+    /// [`crate::render::Renderer`] renders their shared parts once, under a placeholder
+    /// name, and puts each node's name in.
+    pub fn renamed(&self, to: &str) -> NodePlan {
+        let from = self.name.as_str();
+        let swap = |s: &mut String| {
+            if s == from {
+                *s = to.to_string();
+            } else if let Some(rest) = s.strip_prefix(from).filter(|r| r.starts_with('.')) {
+                *s = format!("{to}{rest}");
+            }
+        };
+        let mut n = self.clone();
+        n.name = to.to_string();
+        if let Some(pool) = &mut n.pool {
+            swap(&mut pool.name);
+        }
+        for v in n.k3s.config.values_mut() {
+            match v {
+                ConfigValue::Str(s) => swap(s),
+                ConfigValue::List(l) => l.iter_mut().for_each(swap),
+                ConfigValue::Bool(_) => {}
+            }
+        }
+        n
+    }
 }
 
 // Resolution is shared with validation; these names stay reachable as `plan::...`.
@@ -234,7 +269,7 @@ pub use crate::resolve::{
 pub fn plan(
     spec: &Spec,
     (ignition_version, compress): (IgnitionVersion, bool),
-    oauth: bool,
+    oauth: ShippedOauth,
 ) -> ClusterPlan {
     let nodes = expand(spec);
     let servers: Vec<&str> = nodes
@@ -398,7 +433,11 @@ pub fn plan(
                     FileKind::TailscaledDropIn,
                 ));
             }
-            let reboot_window = updates::reboot_window(os, role, role_index);
+            let reboot_window_choice = pool.as_ref().and_then(|p| updates::pool_windows(os, p));
+            let reboot_window = match &reboot_window_choice {
+                Some(choice) => choice.windows.first().cloned(),
+                None => updates::reboot_window(os, role, role_index),
+            };
             if let Some(w) = &reboot_window {
                 files.push(file(w.path, 0o644, FileKind::OsUpdates));
             }
@@ -422,6 +461,7 @@ pub fn plan(
                 files,
                 retries: Retries::default(),
                 reboot_window,
+                reboot_window_choice,
             }
         })
         .collect();

@@ -40,7 +40,7 @@ pub const MESH_WAIT_PATH: &str = "/opt/meshboot/wait-for-mesh.sh";
 /// `Restart=always` of the K3s unit tries again).
 pub const MESH_WAIT_S: u32 = 120;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Services {
     /// The unit the K3s install script writes, which meshboot's drop-in extends.
     pub k3s_unit: String,

@@ -22,7 +22,7 @@ pub const TAILSCALE_APT_LIST: &str = "/etc/apt/sources.list.d/tailscale.list";
 
 /// How a node gets Tailscale, with every URL and path resolved: the bootstrap holds only
 /// its own method's code.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum TailscaleInstall {
     /// Tailscale's apt repository (Ubuntu, Debian).
@@ -56,7 +56,7 @@ pub enum TailscaleInstall {
 }
 
 /// Which static build a node fetches.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StaticBuild {
     /// `tailscale.version` is set: that version's tarball, per CPU architecture.
@@ -75,7 +75,7 @@ pub enum StaticBuild {
 }
 
 /// A CPU architecture Tailscale builds for, as `uname -m` reports it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Arch {
     /// `uname -m` values of this architecture.
     pub machines: Vec<&'static str>,
@@ -84,7 +84,7 @@ pub struct Arch {
 }
 
 /// A pinned tarball for one architecture.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tarball {
     pub machines: Vec<&'static str>,
     pub url: String,
@@ -131,7 +131,7 @@ fn static_build(version: Option<&String>) -> StaticBuild {
 
 /// When the bootstrap takes an installed Tailscale (a baked image's, or one already there)
 /// instead of installing it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Installed {
     /// No version pinned: any `tailscale` on the PATH.
@@ -142,7 +142,7 @@ pub enum Installed {
     Version { version: String },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TailscalePlan {
     pub install: TailscaleInstall,
     /// The tags this node advertises: `tailscale.tags`, then its role's tags. A key minted
@@ -155,6 +155,11 @@ pub struct TailscalePlan {
     /// `tailscale up`'s arguments after the key and `--hostname=<the node's name>` (which
     /// the bootstrap passes from `NODE_NAME`: a pool node learns its name at boot).
     pub up_args: Vec<String>,
+    /// Which of the spec's keys the node's key file holds: `tailscale.auth_key`, or for a
+    /// pool node `tailscale.pool_auth_key` when the spec has one (a key minted with
+    /// `--mint-auth-key` replaces `auth_key`).
+    #[serde(skip_serializing_if = "KeySource::is_auth_key")]
+    pub key: KeySource,
     /// Parameters appended to an OAuth client secret in the key file (`None` for a pre-auth
     /// key, whose properties are its own). Such secrets default to ephemeral nodes that need
     /// approval (Tailscale KB 1215, "Registering new nodes using OAuth credentials"): fixed
@@ -190,6 +195,28 @@ pub enum JsonTool {
     Jq,
 }
 
+/// One of the spec's Tailscale keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeySource {
+    AuthKey,
+    PoolAuthKey,
+}
+
+impl KeySource {
+    pub fn is_auth_key(&self) -> bool {
+        *self == KeySource::AuthKey
+    }
+}
+
+/// Which keys are OAuth client secrets that reach the nodes as they are (not exchanged for
+/// minted keys): their key files then carry [`OAUTH_FIXED`] or [`OAUTH_POOL`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShippedOauth {
+    pub auth_key: bool,
+    pub pool_auth_key: bool,
+}
+
 /// The tags a node in `role` advertises: the cluster's, then the role's, each once.
 pub fn node_tags(ts: &crate::spec::Tailscale, role: Role) -> Vec<String> {
     let role_tags = match role {
@@ -213,7 +240,7 @@ pub(super) fn plan_tailscale(
     spec: &Spec,
     role: Role,
     os: Os,
-    oauth: bool,
+    oauth: ShippedOauth,
     pool: bool,
 ) -> TailscalePlan {
     let ts = &spec.tailscale;
@@ -259,13 +286,19 @@ pub(super) fn plan_tailscale(
         },
         None => Installed::Any,
     };
+    let (key, shipped_oauth) = if pool && ts.pool_auth_key.is_some() {
+        (KeySource::PoolAuthKey, oauth.pool_auth_key)
+    } else {
+        (KeySource::AuthKey, oauth.auth_key)
+    };
     TailscalePlan {
         install,
         tags,
         installed,
         auth_key_arg: format!("--auth-key=file:{AUTH_KEY_PATH}"),
         up_args,
-        key_params: oauth.then_some(if pool { OAUTH_POOL } else { OAUTH_FIXED }),
+        key,
+        key_params: shipped_oauth.then_some(if pool { OAUTH_POOL } else { OAUTH_FIXED }),
         ephemeral: pool,
         json,
     }

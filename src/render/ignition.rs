@@ -94,13 +94,24 @@ pub struct Unit {
 /// own length, where base64 always adds a third; one full of spaces and symbols is shorter
 /// in base64.
 pub fn data_url(bytes: &[u8]) -> String {
-    let escaped = escape(bytes);
-    let b64 = base64_data_url(bytes);
-    if b64.len() < "data:,".len() + escaped.len() {
-        b64
+    // Only the shorter encoding is made: both lengths are known first (three bytes per
+    // escaped byte; four per three in base64). Making both for every file of 10,000
+    // nodes doubled `plan`'s time.
+    let escaped_len = bytes
+        .iter()
+        .map(|&b| if unreserved(b) { 1 } else { 3 })
+        .sum::<usize>();
+    let base64_len = bytes.len().div_ceil(3) * 4;
+    if "data:;base64,".len() + base64_len < "data:,".len() + escaped_len {
+        base64_data_url(bytes)
     } else {
-        format!("data:,{escaped}")
+        format!("data:,{}", escape(bytes))
     }
+}
+
+/// RFC 2396's unreserved bytes, which dataurl's `Escape` leaves as they are.
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b)
 }
 
 fn base64_data_url(bytes: &[u8]) -> String {
@@ -114,12 +125,15 @@ fn base64_data_url(bytes: &[u8]) -> String {
 /// (vincent-petithory/dataurl `Escape`): RFC 2396's unreserved characters stay, every
 /// other byte becomes `%XX`.
 fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len() * 3 / 2);
     for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-            out.push(b as char);
+        if unreserved(b) {
+            out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         }
     }
     out

@@ -256,7 +256,7 @@ fn render_template(name: &str, ctx: Value) -> Result<String, RenderError> {
 /// adds what is known only at boot in a config.yaml.d drop-in.
 pub fn k3s_config(node: &NodePlan) -> Result<String, RenderError> {
     let mut out = format!(
-        "# K3s settings of node {}, written by meshboot. At first boot the bootstrap adds the\n# node's mesh address and join target in {}.\n",
+        "# Written by meshboot for {}; the boot adds {}.\n",
         node.name, node.k3s.boot_config.path
     );
     out.push_str(&serde_yaml::to_string(&node.k3s.config).map_err(|e| RenderError(e.to_string()))?);
@@ -265,6 +265,13 @@ pub fn k3s_config(node: &NodePlan) -> Result<String, RenderError> {
 
 /// The bootstrap script of `node`.
 pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, RenderError> {
+    // A pool node's reboot windows, each file serialized here; the bootstrap only picks.
+    let reboot_windows = node
+        .reboot_window_choice
+        .iter()
+        .flat_map(|c| &c.windows)
+        .map(window_file)
+        .collect::<Result<Vec<_>, _>>()?;
     render_template(
         BOOTSTRAP,
         context! {
@@ -273,6 +280,8 @@ pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, Render
             paths => paths(),
             units => context! { firewall => plan::FIREWALL_UNIT },
             ufw_commands => ufw_commands(&node.firewall),
+            reboot_windows => reboot_windows,
+            reboot_choice => Value::from(minijinja::value::Serde(&node.reboot_window_choice)),
         },
     )
 }
@@ -283,6 +292,11 @@ fn os_updates(node: &NodePlan) -> Result<String, RenderError> {
         .reboot_window
         .as_ref()
         .ok_or_else(|| RenderError("an OS-update file without a reboot window".into()))?;
+    window_file(w)
+}
+
+/// The file that sets reboot window `w`.
+fn window_file(w: &plan::updates::RebootWindow) -> Result<String, RenderError> {
     match w.path {
         plan::updates::FLATCAR_UPDATE_CONF => Ok(plan::updates::flatcar_update_conf(w)),
         _ => plan::updates::zincati_config(w).map_err(RenderError),
@@ -332,7 +346,13 @@ pub fn node_files(
                 FileKind::Bootstrap => bootstrap_script(&cluster.cluster, node)?,
                 FileKind::K3sConfig => k3s_config(node)?,
                 FileKind::AuthKey => {
-                    if let Some(minted) = secrets.minted.get(&node.tailscale.tags) {
+                    let minted_for = crate::secrets::KeyFor {
+                        tags: node.tailscale.tags.clone(),
+                        ephemeral: node.tailscale.ephemeral,
+                    };
+                    if let Some(minted) = secrets.minted.get(&minted_for)
+                        && node.tailscale.key == plan::KeySource::AuthKey
+                    {
                         return Ok(RenderedFile {
                             path: f.path.clone(),
                             mode: f.mode,
@@ -341,7 +361,13 @@ pub fn node_files(
                             enable: false,
                         });
                     }
-                    let mut key = secrets.auth_key.expose().to_string();
+                    let key = match node.tailscale.key {
+                        plan::KeySource::AuthKey => &secrets.auth_key,
+                        plan::KeySource::PoolAuthKey => secrets.pool_auth_key.as_ref().ok_or_else(|| {
+                            RenderError("a pool key file without tailscale.pool_auth_key".into())
+                        })?,
+                    };
+                    let mut key = key.expose().to_string();
                     if let Some(params) = node.tailscale.key_params
                         && !key.contains('?')
                     {
@@ -424,22 +450,220 @@ pub fn render_node_as(
     ignition_version: IgnitionVersion,
     compress: bool,
 ) -> Result<Artifact, RenderError> {
-    let files = node_files(cluster, node, secrets)?;
-    // The envelopes differ only in how they deliver the files and enable the bootstrap
-    // unit: cloud-init enables and starts it from `runcmd`, Ignition through its preset.
-    let contents = match envelope {
-        Envelope::CloudInit => cloud_init::document(node, &files, compress)?,
-        Envelope::Ignition => ignition::document(&files, ignition_version, compress)?,
-    };
-    let artifact = Artifact {
-        node: node.name.clone(),
-        file_name: format!("{}.{}", node.name, envelope.extension()),
+    let form = Form {
         envelope,
-        contents,
-        compressed: compress,
+        ignition_version,
+        compress,
     };
+    Ok(render_checked(cluster, node, secrets, form)?.1)
+}
+
+/// How a node's files are wrapped: the envelope, its Ignition version, compressed or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Form {
+    envelope: Envelope,
+    ignition_version: IgnitionVersion,
+    compress: bool,
+}
+
+/// The envelope of `files` for `node` in `form`. The envelopes differ only in how they
+/// deliver the files and enable the bootstrap unit: cloud-init enables and starts it from
+/// `runcmd`, Ignition through its preset.
+fn envelope_of(
+    node: &NodePlan,
+    files: &[RenderedFile],
+    form: Form,
+) -> Result<Artifact, RenderError> {
+    let contents = match form.envelope {
+        Envelope::CloudInit => cloud_init::document(node, files, form.compress)?,
+        Envelope::Ignition => ignition::document(files, form.ignition_version, form.compress)?,
+    };
+    Ok(Artifact {
+        node: node.name.clone(),
+        file_name: format!("{}.{}", node.name, form.envelope.extension()),
+        envelope: form.envelope,
+        contents,
+        compressed: form.compress,
+    })
+}
+
+/// A node rendered in full, its files and its artifact, parsed back ([`check_rendered`]).
+fn render_checked(
+    cluster: &ClusterPlan,
+    node: &NodePlan,
+    secrets: &Secrets,
+    form: Form,
+) -> Result<(Vec<RenderedFile>, Artifact), RenderError> {
+    let files = node_files(cluster, node, secrets)?;
+    let artifact = envelope_of(node, &files, form)?;
     check_rendered(&artifact, &files)?;
-    Ok(artifact)
+    Ok((files, artifact))
+}
+
+/// Two placeholder names, of different lengths, that no spec uses: a shape is rendered
+/// under both, and kept only when the two renderings differ in nothing but the name.
+const PLACEHOLDERS: [&str; 2] = ["meshboot-name-placeholder-a", "meshboot-placeholder-b"];
+
+/// True when `s` reaches every output as it is: a DNS name (lowercase letters, digits, `-`
+/// and `.`), which `shell_quote` leaves bare, JSON needs no escape for, percent-encoding
+/// leaves alone, and serde_yaml writes as a plain scalar (not `'123'` or `'true'`).
+fn verbatim(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !PLACEHOLDERS.iter().any(|p| s.contains(p))
+        && serde_yaml::to_string(s).is_ok_and(|y| y.strip_suffix('\n') == Some(s))
+}
+
+/// What every node of one shape shares: the nodes whose plans are equal once renamed to
+/// the placeholder ([`NodePlan::renamed`]), such as the nodes of one `count` entry.
+struct Shape {
+    /// The plan under `PLACEHOLDERS[0]`.
+    plan: NodePlan,
+    /// Its files under `PLACEHOLDERS[0]`.
+    files: Vec<RenderedFile>,
+    /// Its whole artifact under `PLACEHOLDERS[0]`, when the envelope carries the files as
+    /// they are (uncompressed cloud-init: literal YAML blocks); else each node's files are
+    /// wrapped anew (Ignition's data URLs, gzip).
+    document: Option<String>,
+}
+
+/// Renders the nodes of one cluster, rendering what nodes of one shape share once.
+///
+/// The first node of a shape is rendered in full under two placeholder names and parsed
+/// back ([`check_rendered`]); the shape is kept only when the two renderings are equal
+/// with the placeholders taken out, that is when the name reaches the output only as it
+/// is (never quoted, escaped, encoded or measured). Every other node of the shape is that
+/// rendering with its own name put in, when its name (and every value built from it)
+/// is [`verbatim`] too; any node that is not is rendered in full. The tests compare this
+/// with a full rendering of every node of every fixture, byte for byte.
+pub struct Renderer<'a> {
+    cluster: &'a ClusterPlan,
+    secrets: &'a Secrets,
+    form: Form,
+    shapes: Vec<Shape>,
+    /// Nodes rendered in full so far (two per shape, one per node that shares none).
+    full: usize,
+}
+
+impl<'a> Renderer<'a> {
+    /// Renders nodes of `cluster` in their own envelopes.
+    pub fn new(cluster: &'a ClusterPlan, secrets: &'a Secrets) -> Self {
+        Renderer {
+            cluster,
+            secrets,
+            form: Form {
+                envelope: Envelope::CloudInit,
+                ignition_version: cluster.ignition_version,
+                compress: cluster.compress,
+            },
+            shapes: Vec::new(),
+            full: 0,
+        }
+    }
+
+    /// How many full renderings this renderer has made.
+    pub fn full_renderings(&self) -> usize {
+        self.full
+    }
+
+    /// `node`'s artifact in its own envelope: the same bytes as [`render_node`].
+    pub fn render(&mut self, node: &NodePlan) -> Result<Artifact, RenderError> {
+        let form = Form {
+            envelope: node.envelope,
+            ..self.form
+        };
+        let named = node.renamed(PLACEHOLDERS[0]);
+        let own_values = node.renamed("").k3s.config;
+        // The values the name flows into: the name itself, and each config value renaming
+        // changes (`<name>.<tailnet>`).
+        let name_values = node
+            .k3s
+            .config
+            .iter()
+            .filter(|(k, v)| own_values.get(*k) != Some(v));
+        let shared = verbatim(&node.name)
+            && name_values.into_iter().all(|(_, v)| match v {
+                crate::plan::ConfigValue::Str(s) => verbatim(s),
+                crate::plan::ConfigValue::List(l) => l.iter().all(|s| verbatim(s)),
+                crate::plan::ConfigValue::Bool(_) => true,
+            });
+        if !shared {
+            self.full += 1;
+            return Ok(render_checked(self.cluster, node, self.secrets, form)?.1);
+        }
+        let found = self.shapes.iter().rposition(|s| s.plan == named);
+        let shape = match found {
+            Some(i) => &self.shapes[i],
+            None => match self.shape(named, form)? {
+                Some(shape) => {
+                    self.shapes.push(shape);
+                    &self.shapes[self.shapes.len() - 1]
+                }
+                None => {
+                    self.full += 1;
+                    return Ok(render_checked(self.cluster, node, self.secrets, form)?.1);
+                }
+            },
+        };
+        let name = node.name.as_str();
+        if let Some(document) = &shape.document {
+            return Ok(Artifact {
+                node: name.to_string(),
+                file_name: format!("{name}.{}", form.envelope.extension()),
+                envelope: form.envelope,
+                contents: document.replace(PLACEHOLDERS[0], name),
+                compressed: form.compress,
+            });
+        }
+        let files: Vec<RenderedFile> = shape
+            .files
+            .iter()
+            .map(|f| RenderedFile {
+                contents: f.contents.replace(PLACEHOLDERS[0], name),
+                ..f.clone()
+            })
+            .collect();
+        envelope_of(node, &files, form)
+    }
+
+    /// The shape of `named` (a plan under `PLACEHOLDERS[0]`), or `None` when its output
+    /// depends on the name in any way other than holding it as it is.
+    fn shape(&mut self, named: NodePlan, form: Form) -> Result<Option<Shape>, RenderError> {
+        self.full += 2;
+        let other = named.renamed(PLACEHOLDERS[1]);
+        let (files, artifact) = render_checked(self.cluster, &named, self.secrets, form)?;
+        let (other_files, other_artifact) =
+            render_checked(self.cluster, &other, self.secrets, form)?;
+        const MARK: &str = "\u{0}";
+        let same =
+            |a: &str, b: &str| a.replace(PLACEHOLDERS[0], MARK) == b.replace(PLACEHOLDERS[1], MARK);
+        let files_agree = files.len() == other_files.len()
+            && files.iter().zip(&other_files).all(|(a, b)| {
+                a.path == b.path
+                    && a.mode == b.mode
+                    && a.unit == b.unit
+                    && a.enable == b.enable
+                    && same(&a.contents, &b.contents)
+            });
+        if !files_agree {
+            return Ok(None);
+        }
+        let verbatim_envelope = form.envelope == Envelope::CloudInit && !form.compress;
+        let document = if verbatim_envelope {
+            if !same(&artifact.contents, &other_artifact.contents) {
+                return Ok(None);
+            }
+            Some(artifact.contents)
+        } else {
+            None
+        };
+        Ok(Some(Shape {
+            plan: named,
+            files,
+            document,
+        }))
+    }
 }
 
 /// Parses what was rendered: the envelope, the bootstrap's first line and K3s's config.yaml.
@@ -501,6 +725,12 @@ mod tests {
         for (name, _) in TEMPLATES {
             assert!(env.get_template(name).is_ok(), "{name}");
         }
+    }
+
+    #[test]
+    fn only_dns_names_that_yaml_leaves_plain_are_verbatim() {
+        assert!(!verbatim("1e3") && verbatim("1e3-1") && verbatim("w-30.example.ts.net"));
+        assert!(!verbatim("W-1") && !verbatim("a b") && !verbatim(PLACEHOLDERS[1]));
     }
 
     #[test]

@@ -62,6 +62,11 @@ fn fixture(name: &str) -> String {
     fixtures_dir().join(name).to_string()
 }
 
+/// The auth key file `file` (a pool's built file, either envelope) delivers.
+fn key_file(file: &str) -> String {
+    crate::support::delivered_file(file, meshboot::plan::AUTH_KEY_PATH)
+}
+
 #[test]
 fn the_secret_holds_each_pools_built_file_byte_for_byte() {
     let out = tempfile::tempdir().unwrap();
@@ -78,10 +83,20 @@ fn the_secret_holds_each_pools_built_file_byte_for_byte() {
 
     let pools = config["nodeConfigs"].as_object().expect("nodeConfigs");
     assert_eq!(pools.keys().collect::<Vec<_>>(), ["arm", "burst"]);
-    // One image per architecture: burst is on cpx41 (amd64), arm on cax21 (arm64).
+    // One image per architecture: burst is on cpx41 (amd64), arm on cax21 (arm64); each
+    // pool also names its own, for its architecture (hetzner_node_group.go `findImage`
+    // reads `nodeConfigs.<pool>.imagesForArch` first).
     assert_eq!(
         config["imagesForArch"],
         serde_json::json!({ "amd64": "ubuntu-24.04", "arm64": "debian-12" })
+    );
+    assert_eq!(
+        config["nodeConfigs"]["burst"]["imagesForArch"],
+        serde_json::json!({ "amd64": "ubuntu-24.04" })
+    );
+    assert_eq!(
+        config["nodeConfigs"]["arm"]["imagesForArch"],
+        serde_json::json!({ "arm64": "debian-12" })
     );
     let cloud_init = require("cloud-init", "cloud-init");
     for (pool, node) in pools {
@@ -163,7 +178,11 @@ fn the_secret_holds_each_pools_built_file_byte_for_byte() {
     let burst = config["nodeConfigs"]["burst"]["cloudInit"]
         .as_str()
         .unwrap();
-    assert!(burst.contains(crate::support::FAKE_AUTH_KEY));
+    // The pools join with their own key (tailscale.pool_auth_key), not the fixed nodes'.
+    assert_eq!(
+        key_file(burst),
+        format!("{}\n", crate::support::FAKE_POOL_AUTH_KEY)
+    );
 }
 
 #[test]
@@ -183,34 +202,135 @@ fn config_file_holds_the_same_json_unencoded() {
 
 #[test]
 fn redact_prints_placeholders_and_snapshots_the_output() {
-    let o = crate::support::meshboot_env(&["autoscaler", &fixture("pools.yaml"), "--redact"], &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let text = stdout(&o);
-    let config = cluster_config(&text);
-    let burst = config["nodeConfigs"]["burst"]["cloudInit"]
-        .as_str()
-        .unwrap();
-    assert!(burst.contains("REDACTED(tailscale.auth_key)"), "{burst}");
-    assert_no_secret("autoscaler --redact", &text, &[]);
-    // The snapshot: the output with the base64 value replaced by its decoded JSON, each
-    // cloudInit by its size (the pool files have snapshots of their own).
-    let mut review = String::new();
-    for line in text.lines() {
-        match line.strip_prefix("  HCLOUD_CLUSTER_CONFIG: ") {
-            Some(_) => {
-                review.push_str("  HCLOUD_CLUSTER_CONFIG: <base64 of base64 of the JSON below>\n")
+    for (name, pool, key, snapshot) in [
+        (
+            "pools.yaml",
+            "burst",
+            "tailscale.pool_auth_key",
+            "autoscaler-pools-redacted",
+        ),
+        (
+            "pools-flatcar.yaml",
+            "flock",
+            "tailscale.auth_key",
+            "autoscaler-pools-flatcar-redacted",
+        ),
+    ] {
+        let o = crate::support::meshboot_env(&["autoscaler", &fixture(name), "--redact"], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let text = stdout(&o);
+        let config = cluster_config(&text);
+        let file = config["nodeConfigs"][pool]["cloudInit"].as_str().unwrap();
+        let file_key = key_file(file);
+        assert!(
+            file_key.starts_with(&format!("REDACTED({key})")),
+            "{file_key}"
+        );
+        assert_no_secret("autoscaler --redact", &text, &[]);
+        // The snapshot: the output with the base64 value replaced by its decoded JSON, each
+        // cloudInit by its size (the pool files have snapshots of their own).
+        let mut review = String::new();
+        for line in text.lines() {
+            match line.strip_prefix("  HCLOUD_CLUSTER_CONFIG: ") {
+                Some(_) => review
+                    .push_str("  HCLOUD_CLUSTER_CONFIG: <base64 of base64 of the JSON below>\n"),
+                None => review.push_str(&format!("{line}\n")),
             }
-            None => review.push_str(&format!("{line}\n")),
         }
+        let mut shown = config.clone();
+        for (_, node) in shown["nodeConfigs"].as_object_mut().unwrap() {
+            let len = node["cloudInit"].as_str().unwrap().len();
+            node["cloudInit"] = Value::String(format!("<{len} bytes: the pool's file>"));
+        }
+        review.push_str("--- the JSON:\n");
+        review.push_str(&serde_json::to_string_pretty(&shown).unwrap());
+        insta::assert_snapshot!(snapshot, review);
     }
-    let mut shown = config.clone();
-    for (_, node) in shown["nodeConfigs"].as_object_mut().unwrap() {
-        let len = node["cloudInit"].as_str().unwrap().len();
-        node["cloudInit"] = Value::String(format!("<{len} bytes: the pool's file>"));
-    }
-    review.push_str("--- the JSON:\n");
-    review.push_str(&serde_json::to_string_pretty(&shown).unwrap());
-    insta::assert_snapshot!("autoscaler-pools-redacted", review);
+}
+
+/// A Flatcar pool boots the snapshot `meshboot packer` bakes for it: the selector packer
+/// prints for the pool's OS and architecture is the pool's image, given to the autoscaler
+/// for the pool and globally; `cloudInit` is the pool's Ignition file byte for byte, which
+/// the real `ignition-validate` accepts.
+#[test]
+fn an_ignition_pool_boots_the_snapshot_meshboot_packer_bakes() {
+    let out = tempfile::tempdir().unwrap();
+    let spec = fixture("pools-flatcar.yaml");
+    let images = out.path().join("images");
+    let p = meshboot(&["packer", &spec, "--out", images.to_str().unwrap()]);
+    assert_eq!(p.status.code(), Some(0), "{}", stderr(&p));
+    // `  flatcar-arm (core-1, flock-*): image: "SELECTOR"`
+    let printed = stdout(&p);
+    let line = printed
+        .lines()
+        .find(|l| l.contains("flock-*"))
+        .unwrap_or_else(|| panic!("no image for the pool: {printed}"));
+    assert!(line.trim_start().starts_with("flatcar-arm "), "{line}");
+    let selector = line
+        .split("image: \"")
+        .nth(1)
+        .and_then(|s| s.strip_suffix('"'))
+        .expect("a selector");
+
+    let b = meshboot(&["build", &spec, "--out", out.path().to_str().unwrap()]);
+    assert_eq!(b.status.code(), Some(0), "{}", stderr(&b));
+    let a = meshboot(&["autoscaler", &spec]);
+    assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
+    let config = cluster_config(&stdout(&a));
+    assert_eq!(
+        config["imagesForArch"],
+        serde_json::json!({ "arm64": selector })
+    );
+    let flock = &config["nodeConfigs"]["flock"];
+    assert_eq!(
+        flock["imagesForArch"],
+        serde_json::json!({ "arm64": selector })
+    );
+    let given = flock["cloudInit"].as_str().expect("cloudInit");
+    let built = std::fs::read(out.path().join("flock.ign")).unwrap();
+    assert_eq!(given.as_bytes(), built.as_slice(), "not the built file");
+    let file = out.path().join("flock.from-secret.ign");
+    std::fs::write(&file, given).unwrap();
+    let o = Command::new(require("ignition-validate", "ignition"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stdout_and_stderr(&o));
+}
+
+/// Two pools of one architecture from different images: each gets its own, and the global
+/// image is the first pool's, which an autoscaler reading no per-pool image would give
+/// both; meshboot warns (an error under --strict).
+#[test]
+fn pools_of_one_architecture_may_boot_different_images_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let text = std::fs::read_to_string(fixtures_dir().join("pools.yaml"))
+        .unwrap()
+        .replace(
+            "hcloud: { type: cax21, location: fsn1 }",
+            "hcloud: { type: cpx21, location: fsn1 }",
+        );
+    std::fs::write(&spec, text).unwrap();
+    let o = meshboot(&["autoscaler", spec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("warning: nodes[3].autoscale: pools `burst` (\"ubuntu-24.04\") and `arm` (\"debian-12\") both run on amd64 servers, from different images"),
+        "{e}"
+    );
+    assert!(e.contains("kubernetes/autoscaler#8297"), "{e}");
+    let config = cluster_config(&stdout(&o));
+    assert_eq!(
+        config["imagesForArch"],
+        serde_json::json!({ "amd64": "ubuntu-24.04" })
+    );
+    assert_eq!(
+        config["nodeConfigs"]["arm"]["imagesForArch"],
+        serde_json::json!({ "amd64": "debian-12" })
+    );
+    let strict = meshboot(&["autoscaler", spec.to_str().unwrap(), "--strict"]);
+    assert_eq!(strict.status.code(), Some(1), "{}", stdout(&strict));
 }
 
 #[test]
@@ -237,10 +357,10 @@ fn what_the_autoscaler_cannot_use_is_an_error_naming_the_field() {
         e.contains("error: nodes[2].autoscale: pool `burst` has no `hcloud.location`, which the autoscaler's --nodes=MIN:MAX:TYPE:LOCATION:POOL needs"),
         "{e}"
     );
-    assert!(e.contains("spec.yaml:25:5"), "{e}");
+    assert!(e.contains("spec.yaml:27:5"), "{e}");
     assert!(
         e.contains(
-            "pools `burst` (ubuntu-24.04) and `arm` (ubuntu-22.04) both run on amd64 servers"
+            "pools `burst` (\"ubuntu-24.04\") and `arm` (\"ubuntu-22.04\") both run on amd64 servers"
         ),
         "{e}"
     );
@@ -248,13 +368,24 @@ fn what_the_autoscaler_cannot_use_is_an_error_naming_the_field() {
     let c = meshboot(&["check", spec.to_str().unwrap(), "--redact"]);
     assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
 
-    let f = meshboot(&["autoscaler", &fixture("pools-flatcar.yaml"), "--redact"]);
+    // A Flatcar pool without an image: Hetzner has none to boot it from.
+    let flatcar = dir.path().join("flatcar.yaml");
+    let text = std::fs::read_to_string(fixtures_dir().join("pools-flatcar.yaml")).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("image:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&flatcar, text).unwrap();
+    let f = meshboot(&["autoscaler", flatcar.to_str().unwrap(), "--redact"]);
     assert_eq!(f.status.code(), Some(1));
+    let e = stderr(&f);
     assert!(
-        stderr(&f).contains("pool `flock` runs flatcar, which Hetzner has no stock image of"),
-        "{}",
-        stderr(&f)
+        e.contains("error: nodes[1].autoscale: pool `flock` runs flatcar, which Hetzner has no stock image of, and names no `hcloud.image`"),
+        "{e}"
     );
+    assert!(e.contains("flatcar.yaml:"), "{e}");
+    assert!(e.contains("meshboot packer"), "{e}");
     let n = meshboot(&["autoscaler", &fixture("cluster.yaml"), "--redact"]);
     assert_eq!(n.status.code(), Some(1));
     assert!(stderr(&n).contains("has no pools"), "{}", stderr(&n));

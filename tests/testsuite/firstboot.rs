@@ -65,5 +65,6 @@ mod checks;
 pub(crate) mod expect;
 mod faults;
 mod happy;
+mod overhead;
 mod sandbox;
 mod world;

@@ -327,6 +327,65 @@ fn the_script_is_a_snapshot() {
     insta::assert_snapshot!("hcloud-script", stdout(&o));
 }
 
+/// Pools are the cluster-autoscaler's: the script creates only the fixed nodes (with their
+/// firewall and placement group), names the pools in its header, and does not ask a pool
+/// for what only a server it creates would need (here an image for a Flatcar pool).
+#[test]
+fn pools_are_left_to_the_autoscaler() {
+    let w = World::new("pools.yaml");
+    assert!(
+        w.script
+            .contains("#   pool burst: 0 to 10 servers\n#   pool arm: 1 to 3 servers\n"),
+        "{}",
+        w.script
+    );
+    let (code, err) = w.run();
+    assert_eq!(code, Some(0), "{err}");
+    let calls = w.calls();
+    let created: Vec<&str> = calls
+        .iter()
+        .filter(|(c, _)| c[..2] == ["server", "create"])
+        .map(|(c, _)| c[3].as_str())
+        .collect();
+    assert_eq!(created, ["cp-1", "steady"]);
+    for (c, _) in &calls {
+        assert!(
+            !c.iter()
+                .any(|a| a.contains("burst") && !a.contains("burst-lab") || a.starts_with("arm")),
+            "a call about a pool: {c:?}"
+        );
+    }
+    let groups: Vec<&str> = calls
+        .iter()
+        .filter(|(c, _)| c[..2] == ["placement-group", "create"])
+        .map(|(c, _)| c[3].as_str())
+        .collect();
+    assert_eq!(
+        groups,
+        ["burst-lab-nbg1-1"],
+        "no group for the pools' locations"
+    );
+
+    let o = meshboot_in(
+        root().as_std_path(),
+        &["hcloud", "fixtures/pools.yaml", "--out", "out/burst-lab"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!("hcloud-script-pools", stdout(&o));
+
+    // A Flatcar pool with no image: the autoscaler refuses it, meshboot hcloud does not care.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixtures_dir().join("pools.yaml"))
+        .unwrap()
+        .replace("    os: debian-12\n", "    os: flatcar\n");
+    std::fs::write(dir.path().join("spec.yaml"), text).unwrap();
+    let o = meshboot_in(dir.path(), &["hcloud", "spec.yaml", "--out", "out"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let a = meshboot_in(dir.path(), &["autoscaler", "spec.yaml", "--redact"], &[]);
+    assert_eq!(a.status.code(), Some(1), "{}", stdout(&a));
+}
+
 /// More servers in one location than a spread group holds (10, Hetzner's limit): several
 /// groups, the servers (etcd members) together in the first.
 #[test]

@@ -509,3 +509,139 @@ fn redact_needs_no_secrets_at_all() {
     assert_eq!(o.status.code(), Some(1), "{}", stdout_and_stderr(&o));
     let _ = root();
 }
+
+/// `tailscale.pool_auth_key` is a secret like the others: pool nodes hold it in their 0600
+/// key file, fixed nodes never do (they hold `auth_key`), `--redact` shows its placeholder,
+/// and a literal written in its place is refused without being shown.
+#[test]
+fn the_pools_own_key_reaches_only_the_pools_and_is_never_shown() {
+    let (checked, artifacts) = compile(&fixtures_dir().join("pools.yaml"), &Options::default());
+    let mut pools = 0;
+    for (node, a) in checked.plan.nodes.iter().zip(&artifacts) {
+        let files = delivered(a);
+        let key = files
+            .iter()
+            .find(|f| f.path == AUTH_KEY_PATH)
+            .expect("key file");
+        assert_eq!(key.mode, 0o600, "{}", node.name);
+        let want = if node.pool.is_some() {
+            pools += 1;
+            support::FAKE_POOL_AUTH_KEY
+        } else {
+            FAKE_AUTH_KEY
+        };
+        assert_eq!(key.contents, format!("{want}\n"), "{}", node.name);
+        let other = if node.pool.is_some() {
+            FAKE_AUTH_KEY
+        } else {
+            support::FAKE_POOL_AUTH_KEY
+        };
+        assert!(
+            !a.contents.contains(other),
+            "{}: holds the other key",
+            node.name
+        );
+    }
+    assert_eq!(pools, 2);
+
+    let spec = fixtures_dir().join("pools.yaml");
+    let o = meshboot_env(
+        &["render", "--redact", "--node", "burst", spec.as_str()],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout_and_stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("REDACTED(tailscale.pool_auth_key)"),
+        "{}",
+        stdout_and_stderr(&o)
+    );
+
+    let literal = std::fs::read_to_string(&spec).unwrap().replace(
+        "pool_auth_key: { env: TS_POOL_AUTHKEY }",
+        &format!("pool_auth_key: {}", support::FAKE_POOL_AUTH_KEY),
+    );
+    let (_d, path) = spec_dir(&literal, &[]);
+    let o = meshboot_env(&["check", &path], &fake_env_vars());
+    assert_eq!(o.status.code(), Some(1), "{}", stdout_and_stderr(&o));
+    let report = stdout_and_stderr(&o);
+    assert!(
+        report.contains("error: tailscale.pool_auth_key: "),
+        "{report}"
+    );
+    assert_no_secret("a literal pool key", &report, &[]);
+    // Unset, it is named like every missing secret.
+    let o = meshboot_env(&["check", spec.as_str()], &[("TS_AUTHKEY", FAKE_AUTH_KEY)]);
+    assert!(
+        stdout_and_stderr(&o).contains(
+            "error: tailscale.pool_auth_key: environment variable `TS_POOL_AUTHKEY` is not set"
+        ),
+        "{}",
+        stdout_and_stderr(&o)
+    );
+}
+
+/// Pools and fixed nodes that share one plain pre-auth key get a warning at the key (one
+/// kind of node would be ephemeral against its nature); a key of the pools' own, an OAuth
+/// secret (its key file says ephemeral or not per node) or `--redact` (no key read) do not.
+#[test]
+fn pools_sharing_the_fixed_nodes_pre_auth_key_get_a_warning() {
+    let text = std::fs::read_to_string(fixtures_dir().join("pools.yaml")).unwrap();
+    let shared = text.replace(
+        "  pool_auth_key: { env: TS_POOL_AUTHKEY }   # the pools' key: reusable, ephemeral, tagged\n",
+        "",
+    );
+    assert_ne!(shared, text);
+    let warning = "pool `burst`, pool `arm` join with the fixed nodes' pre-auth key";
+    let (_d, path) = spec_dir(&shared, &[]);
+    let o = meshboot_env(&["check", &path], &fake_env_vars());
+    assert_eq!(o.status.code(), Some(0), "{}", stdout_and_stderr(&o));
+    let e = stdout_and_stderr(&o);
+    assert!(
+        e.contains(&format!("warning: tailscale.auth_key: {warning}")),
+        "{e}"
+    );
+    assert!(e.contains("pool_auth_key: { env: TS_POOL_AUTHKEY }"), "{e}");
+    let o = meshboot_env(&["check", "--strict", &path], &fake_env_vars());
+    assert_eq!(o.status.code(), Some(1));
+    let o = meshboot_env(&["check", "--redact", &path], &[]);
+    assert!(
+        !stdout_and_stderr(&o).contains(warning),
+        "{}",
+        stdout_and_stderr(&o)
+    );
+
+    // The same key under both names is still shared.
+    let (_d, path) = spec_dir(&text, &[]);
+    let o = meshboot_env(
+        &["check", &path],
+        &[
+            ("TS_AUTHKEY", FAKE_AUTH_KEY),
+            ("TS_POOL_AUTHKEY", FAKE_AUTH_KEY),
+            ("K3S_TOKEN", FAKE_TOKEN),
+            ("K3S_AGENT_TOKEN", support::FAKE_AGENT_TOKEN),
+        ],
+    );
+    assert!(
+        stdout_and_stderr(&o).contains(&format!("warning: tailscale.pool_auth_key: {warning}")),
+        "{}",
+        stdout_and_stderr(&o)
+    );
+    // A key of their own: nothing to say.
+    let o = meshboot_env(&["check", &path], &fake_env_vars());
+    assert_eq!(o.status.code(), Some(0), "{}", stdout_and_stderr(&o));
+    assert!(
+        !stdout_and_stderr(&o).contains(warning),
+        "{}",
+        stdout_and_stderr(&o)
+    );
+    // An OAuth secret shared: no such warning (the OAuth one instead).
+    let o = meshboot_env(
+        &["check", fixtures_dir().join("pools-flatcar.yaml").as_str()],
+        &fake_env_vars(),
+    );
+    let e = stdout_and_stderr(&o);
+    assert!(
+        !e.contains(warning) && e.contains("mint auth keys for the pool's tags"),
+        "{e}"
+    );
+}

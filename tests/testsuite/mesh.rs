@@ -170,17 +170,163 @@ fn ip_allows(item: &str, proto: &str, port: u32) -> bool {
     p == proto && (a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap()).contains(&port)
 }
 
-/// The grants allow identity `src` to reach a device tagged `dst_tag` on `proto`/`port`.
-fn granted(policy: &Value, src: &str, dst_tag: &str, proto: &str, port: u32) -> bool {
-    policy["grants"]
-        .as_array()
-        .expect("grants")
+/// Who the source of a test is, as the grants see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who<'a> {
+    /// A device carrying this tag (and no user's).
+    Tag(&'a str),
+    /// A member of this group: a user of the tailnet.
+    Group(&'a str),
+    User(&'a str),
+    /// A `hosts` entry: a source address.
+    Host(std::net::Ipv4Addr),
+}
+
+/// The identity a test's `src` names, as Tailscale reads it (tailscale.com/kb/1337
+/// policy-syntax, "tests": a user, a group, a tag or a host). Anything else (an autogroup,
+/// `*`, a host the policy does not define) is not a test source: Tailscale refuses the
+/// policy ("unknown user or host", tailscale/tailscale#12370), so the test fails here.
+fn who<'a>(policy: &Value, src: &'a str) -> Who<'a> {
+    assert!(
+        !src.starts_with("autogroup:") && src != "*",
+        "{src} as a test source: Tailscale refuses autogroups in tests (tailscale/tailscale#12370, #14102)"
+    );
+    if src.starts_with("tag:") {
+        Who::Tag(src)
+    } else if src.starts_with("group:") {
+        Who::Group(src)
+    } else if src.contains('@') {
+        Who::User(src)
+    } else {
+        let address = policy["hosts"][src]
+            .as_str()
+            .unwrap_or_else(|| panic!("{src} is no user, group or tag, and not in hosts"));
+        Who::Host(address.parse().expect("a host is an IPv4 address"))
+    }
+}
+
+/// Whether a grant's `src` item selects `who`: `Some(true)` surely, `Some(false)` surely
+/// not, `None` when the policy alone cannot tell (a group's members, an autogroup's, a
+/// device's address), which fails a test either way. Tailscale's rules (kb/1337
+/// "Autogroups", kb/1396 "Targets and selectors"): `*` is every source; a tagged device
+/// belongs to no user, so to no group and not to `autogroup:member`, but to
+/// `autogroup:tagged`; a user (and a group's members) is an `autogroup:member`; a host is
+/// only its address, which no tag, user or group holds here (the policy's host is an
+/// address Tailscale never gives a device).
+fn selects(policy: &Value, item: &str, who: Who) -> Option<bool> {
+    if item == "*" {
+        return Some(true);
+    }
+    let address_item = || -> Option<ipnet::Ipv4Net> {
+        let text = policy["hosts"][item].as_str().unwrap_or(item);
+        text.parse::<ipnet::Ipv4Net>()
+            .ok()
+            .or_else(|| text.parse::<std::net::Ipv4Addr>().ok().map(Into::into))
+    };
+    match who {
+        Who::Host(ip) => match address_item() {
+            Some(net) => Some(net.contains(&ip)),
+            // Tags, groups, users and autogroups are devices and people, not this address.
+            None => Some(false),
+        },
+        _ if address_item().is_some() => None,
+        Who::Tag(tag) => match item {
+            _ if item == tag => Some(true),
+            "autogroup:tagged" => Some(true),
+            _ if item.starts_with("tag:") => Some(false),
+            _ => Some(false),
+        },
+        Who::Group(group) => match item {
+            _ if item == group => Some(true),
+            "autogroup:member" => Some(true),
+            _ if item.starts_with("tag:") || item == "autogroup:tagged" => Some(false),
+            _ => None,
+        },
+        Who::User(user) => match item {
+            _ if item == user => Some(true),
+            "autogroup:member" => Some(true),
+            _ if item.starts_with("tag:") || item == "autogroup:tagged" => Some(false),
+            _ if item.contains('@') => Some(false),
+            _ => None,
+        },
+    }
+}
+
+/// Whether the grants let test source `src` reach a device tagged `dst_tag` on
+/// `proto`/`port`: access is the union of the grants (kb/1538 grants-syntax), so surely
+/// when one grant surely does, surely not when every grant surely does not.
+fn granted(policy: &Value, src: &str, dst_tag: &str, proto: &str, port: u32) -> Option<bool> {
+    let who = who(policy, src);
+    let mut answer = Some(false);
+    for g in policy["grants"].as_array().expect("grants") {
+        if !(list(&g["dst"]).iter().any(|d| d == dst_tag || d == "*")
+            && list(&g["ip"]).iter().any(|i| ip_allows(i, proto, port)))
+        {
+            continue;
+        }
+        for item in list(&g["src"]) {
+            match selects(policy, &item, who) {
+                Some(true) => return Some(true),
+                None => answer = None,
+                Some(false) => {}
+            }
+        }
+    }
+    answer
+}
+
+/// The `host:port` destinations of a test, accept and deny together.
+fn destinations(t: &Value) -> Vec<String> {
+    ["accept", "deny"]
         .iter()
-        .any(|g| {
-            list(&g["src"]).iter().any(|s| s == src || s == "*")
-                && list(&g["dst"]).iter().any(|d| d == dst_tag || d == "*")
-                && list(&g["ip"]).iter().any(|i| ip_allows(i, proto, port))
-        })
+        .flat_map(|k| t.get(*k).map(list).unwrap_or_default())
+        .collect()
+}
+
+/// What Tailscale refuses before it runs a test, and what would make a test say one thing
+/// twice: an autogroup (or `*`) as a source, a group as an SSH test's source
+/// (tailscale/tailscale#11790), a destination or user named twice, two tests of one
+/// source and protocol.
+fn assert_tests_are_well_formed(name: &str, policy: &Value) {
+    let mut seen = BTreeSet::new();
+    for t in policy["tests"].as_array().expect("tests") {
+        let src = t["src"].as_str().expect("src");
+        who(policy, src);
+        assert!(
+            seen.insert((src, t["proto"].as_str().expect("proto"))),
+            "{name}: two tests of {src} {}",
+            t["proto"]
+        );
+        let dsts = destinations(t);
+        let unique: BTreeSet<&String> = dsts.iter().collect();
+        assert_eq!(
+            unique.len(),
+            dsts.len(),
+            "{name}: {src} repeats a destination: {dsts:?}"
+        );
+    }
+    for t in policy["sshTests"].as_array().into_iter().flatten() {
+        let src = t["src"].as_str().expect("src");
+        assert!(
+            matches!(who(policy, src), Who::Tag(_) | Who::User(_)),
+            "{name}: {src} as an SSH test source (a group can be wrongly denied: tailscale/tailscale#11790)"
+        );
+        let dst = list(&t["dst"]);
+        assert_eq!(
+            dst.iter().collect::<BTreeSet<_>>().len(),
+            dst.len(),
+            "{name}: {dst:?}"
+        );
+        let users: Vec<String> = ["accept", "check", "deny"]
+            .iter()
+            .flat_map(|k| t.get(*k).map(list).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            users.iter().collect::<BTreeSet<_>>().len(),
+            users.len(),
+            "{name}: {users:?}"
+        );
+    }
 }
 
 #[test]
@@ -205,8 +351,9 @@ fn policy_grants_exactly_the_k3s_ports_and_its_tests_hold_against_them() {
             }
         }
 
+        assert_tests_are_well_formed(&name, &policy);
         let tests = policy["tests"].as_array().expect("tests");
-        assert!(tests.len() >= 3, "{name}: {tests:?}");
+        assert!(tests.len() >= 2, "{name}: {tests:?}");
         for t in tests {
             let src = t["src"].as_str().expect("src");
             let proto = t["proto"].as_str().expect("proto");
@@ -216,7 +363,7 @@ fn policy_grants_exactly_the_k3s_ports_and_its_tests_hold_against_them() {
                     let port: u32 = port.parse().expect("a single port");
                     assert_eq!(
                         granted(&policy, src, tag, proto, port),
-                        want,
+                        Some(want),
                         "{name}: test {src} {key} {dst} does not hold against the grants"
                     );
                     checked += 1;
@@ -240,11 +387,40 @@ fn policy_grants_exactly_the_k3s_ports_and_its_tests_hold_against_them() {
             .collect();
         let has =
             |who: &str, suffix: &str| all.iter().any(|(w, d)| w == who && d.ends_with(suffix));
-        assert!(has("autogroup:member deny", ":2379"), "{name}: {all:?}");
-        assert!(has("autogroup:member deny", ":10250"), "{name}: {all:?}");
-        let admins = strings(&doc["tailscale"]["admins"]);
-        let admin = admins.first().map_or("autogroup:admin", String::as_str);
-        assert!(has(&format!("{admin} accept"), ":6443"), "{name}: {all:?}");
+        // A device outside the cluster: a host of the policy's own, in Tailscale's range.
+        let cluster = doc["cluster"]["name"].as_str().expect("cluster");
+        let outsider = format!("meshboot-{cluster}-outsider");
+        let address: std::net::Ipv4Addr = policy["hosts"][&outsider]
+            .as_str()
+            .expect("the outsider host")
+            .parse()
+            .expect("an address");
+        assert!(
+            "100.64.0.0/10"
+                .parse::<ipnet::Ipv4Net>()
+                .unwrap()
+                .contains(&address),
+            "{address}"
+        );
+        for port in [":6443", ":2379", ":2380", ":10250"] {
+            assert!(has(&format!("{outsider} deny"), port), "{name}: {all:?}");
+        }
+        // The admins' test: the first admin Tailscale takes as a source (no autogroup).
+        let admins = match doc["tailscale"]["admins"].as_sequence() {
+            Some(_) => strings(&doc["tailscale"]["admins"]),
+            None => vec!["autogroup:admin".to_string()],
+        };
+        match admins.iter().find(|a| !a.starts_with("autogroup:")) {
+            Some(admin) => {
+                assert!(has(&format!("{admin} accept"), ":6443"), "{name}: {all:?}");
+                assert!(has(&format!("{admin} deny"), ":2379"), "{name}: {all:?}");
+            }
+            None => assert!(
+                !all.iter()
+                    .any(|(w, _)| admins.iter().any(|a| w.starts_with(a))),
+                "{name}: {all:?}"
+            ),
+        }
         if !strings(&doc["tailscale"]["server_tags"]).is_empty()
             && !strings(&doc["tailscale"]["agent_tags"]).is_empty()
         {
@@ -255,35 +431,103 @@ fn policy_grants_exactly_the_k3s_ports_and_its_tests_hold_against_them() {
     assert!(checked > 50, "{checked}");
 }
 
-/// The model above can fail: a policy that opens etcd to everyone breaks its tests.
+/// The checks above can fail: tests with an autogroup source or a repeated destination
+/// (what meshboot used to print) are refused, and so is an SSH test from a group.
+#[test]
+fn ill_formed_tests_are_caught() {
+    let policy = parse_policy(&print("policy", "mesh.yaml"));
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut p = policy.clone();
+        edit(&mut p);
+        std::panic::catch_unwind(|| assert_tests_are_well_formed("edited", &p)).is_err()
+    };
+    assert!(!with(&|_| {}), "the policy as printed is well formed");
+    assert!(with(&|p| p["tests"][0]["src"] = "autogroup:member".into()));
+    assert!(with(&|p| p["tests"][0]["src"] = "meshboot-nowhere".into()));
+    assert!(with(&|p| {
+        let first = p["tests"][0]["accept"][0].clone();
+        p["tests"][0]["accept"].as_array_mut().unwrap().push(first);
+    }));
+    assert!(with(&|p| {
+        let first = p["tests"][1]["accept"][0].clone();
+        p["tests"][1]["deny"].as_array_mut().unwrap().push(first);
+    }));
+    assert!(with(&|p| {
+        let copy = p["tests"][0].clone();
+        p["tests"].as_array_mut().unwrap().push(copy);
+    }));
+    assert!(with(&|p| p["sshTests"][0]["src"] = "autogroup:admin".into()));
+    assert!(with(&|p| p["sshTests"][0]["src"] = "group:ops".into()));
+}
+
+/// The model above can fail: a grant that opens the cluster breaks the deny tests of the
+/// sources it selects, and only those.
 #[test]
 fn a_broadened_grant_breaks_the_policy_tests() {
-    let mut policy = parse_policy(&print("policy", "mesh.yaml"));
-    assert!(!granted(
-        &policy,
-        "tag:k3s-agent",
-        "tag:k3s-server",
-        "tcp",
-        2379
-    ));
-    policy["grants"]
-        .as_array_mut()
-        .expect("grants")
-        .push(serde_json::json!({"src": ["*"], "dst": ["*"], "ip": ["tcp:1-65535"]}));
-    assert!(granted(
-        &policy,
-        "tag:k3s-agent",
-        "tag:k3s-server",
-        "tcp",
-        2379
-    ));
-    assert!(granted(
-        &policy,
-        "autogroup:member",
-        "tag:k3s-server",
-        "tcp",
-        10250
-    ));
+    let policy = parse_policy(&print("policy", "mesh.yaml"));
+    let outsider = "meshboot-mesh-outsider";
+    let widen = |src: &str| {
+        let mut p = policy.clone();
+        p["grants"]
+            .as_array_mut()
+            .expect("grants")
+            .push(serde_json::json!({"src": [src], "dst": ["*"], "ip": ["tcp:1-65535"]}));
+        p
+    };
+    for (who, port) in [
+        ("tag:k3s-agent", 2379),
+        ("group:ops", 10250),
+        (outsider, 2379),
+    ] {
+        assert_eq!(
+            granted(&policy, who, "tag:k3s-server", "tcp", port),
+            Some(false),
+            "{who}"
+        );
+    }
+    // Tailscale's default policy: everything to everyone. Every deny fails.
+    let open = widen("*");
+    for who in ["tag:k3s-agent", "group:ops", outsider] {
+        assert_eq!(
+            granted(&open, who, "tag:k3s-server", "tcp", 2379),
+            Some(true),
+            "{who}"
+        );
+    }
+    // A grant from every member: the group's test fails, a tag's and the outsider's do not
+    // (the README says so: such a grant is caught only through an admin that is a user or
+    // a group).
+    let members = widen("autogroup:member");
+    assert_eq!(
+        granted(&members, "group:ops", "tag:k3s-server", "tcp", 2379),
+        Some(true)
+    );
+    assert_eq!(
+        granted(&members, "tag:k3s-agent", "tag:k3s-server", "tcp", 2379),
+        Some(false)
+    );
+    assert_eq!(
+        granted(&members, outsider, "tag:k3s-server", "tcp", 2379),
+        Some(false)
+    );
+    // From the tailnet's address range: the outsider's test fails.
+    let range = widen("100.64.0.0/10");
+    assert_eq!(
+        granted(&range, outsider, "tag:k3s-server", "tcp", 2379),
+        Some(true)
+    );
+    // From another group: whether its members are in group:ops is not in the policy, so
+    // neither an accept nor a deny test of group:ops can hold in the model.
+    assert_eq!(
+        granted(
+            &widen("group:dev"),
+            "group:ops",
+            "tag:k3s-server",
+            "tcp",
+            2379
+        ),
+        None
+    );
 }
 
 #[test]
@@ -293,14 +537,22 @@ fn ssh_rules_and_tests_come_with_tailscale_ssh_only() {
         let policy = parse_policy(&print("policy", &name));
         let ssh_on = doc["tailscale"]["ssh"].as_bool() == Some(true);
         assert_eq!(policy.get("ssh").is_some(), ssh_on, "{name}");
-        assert_eq!(policy.get("sshTests").is_some(), ssh_on, "{name}");
+        assert!(ssh_on || policy.get("sshTests").is_none(), "{name}");
         if ssh_on {
             let rule = &policy["ssh"][0];
             // An SSH rule also needs the network grant to port 22 (kb/1337 "Tailscale SSH").
             for dst in list(&rule["dst"]) {
                 for src in list(&rule["src"]) {
                     assert!(
-                        granted(&policy, &src, &dst, "tcp", 22),
+                        policy["grants"]
+                            .as_array()
+                            .expect("grants")
+                            .iter()
+                            .any(|g| {
+                                list(&g["src"]).contains(&src)
+                                    && list(&g["dst"]).contains(&dst)
+                                    && list(&g["ip"]).iter().any(|i| ip_allows(i, "tcp", 22))
+                            }),
                         "{name}: {src} -> {dst}:22"
                     );
                 }
@@ -609,4 +861,96 @@ fn flatcar_and_fcos_servers_reboot_in_windows_of_their_own() {
         }
     }
     assert!(zincati >= 1, "a Fedora CoreOS node is covered");
+}
+
+/// A pool's servers share one file, so the bootstrap picks each one's window by its name
+/// (the first-boot sandbox proves the pick): the bootstrap of a Flatcar and of a Fedora
+/// CoreOS pool holds one window per server the pool may have (`max: 5` here; at most the
+/// agents' twelve), run out of the script by dash and parsed (Zincati's with a TOML
+/// parser), each on its own start, and the file the envelope delivers first is one of them.
+#[test]
+fn a_pools_bootstrap_holds_windows_to_spread_its_reboots() {
+    let dash = require("dash", "dash");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fcos = dir.path().join("fcos-pool.yaml");
+    let text = std::fs::read_to_string(support::fixtures_dir().join("pools-flatcar.yaml"))
+        .expect("fixture")
+        .replace("  os: flatcar\n", "  os: fedora-coreos\n");
+    std::fs::write(&fcos, text).expect("write");
+    let fcos = camino::Utf8PathBuf::from_path_buf(fcos).expect("utf8");
+    for (spec, path) in [
+        (
+            support::fixtures_dir().join("pools-flatcar.yaml"),
+            "/etc/flatcar/update.conf",
+        ),
+        (
+            fcos,
+            "/etc/zincati/config.d/55-meshboot-updates-strategy.toml",
+        ),
+    ] {
+        let (_, artifacts) = compile(&spec, &Options::default());
+        let a = artifacts
+            .iter()
+            .find(|a| a.node == "flock")
+            .expect("the pool");
+        let files = delivered_files(a);
+        let file = |p: &str| {
+            files
+                .iter()
+                .find(|(f, _, _)| f == p)
+                .map(|(_, _, c)| c.clone())
+                .unwrap_or_else(|| panic!("{spec}: no {p}"))
+        };
+        let script = file(meshboot::plan::BOOTSTRAP_PATH);
+        let from = script.find("case $window in").expect("the windows");
+        let to = from + script[from..].find("\nesac\n").expect("esac") + 6;
+        let case = &script[from..to];
+        let mut starts = BTreeSet::new();
+        let mut candidates = Vec::new();
+        let max = fixture_yaml("pools-flatcar.yaml")["nodes"][1]["autoscale"]["max"]
+            .as_u64()
+            .expect("the pool's max");
+        let windows = max.min(12);
+        for slot in 0..windows {
+            let o = Command::new(&dash)
+                .arg("-c")
+                .arg(format!("window={slot}\n{case}\nprintf '%s' \"$text\""))
+                .output()
+                .expect("dash runs");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let window = String::from_utf8(o.stdout).expect("utf8");
+            let start = if path.ends_with(".toml") {
+                let doc: toml::Value = toml::from_str(&window)
+                    .unwrap_or_else(|e| panic!("{spec} window {slot}: {e}\n{window}"));
+                assert_eq!(doc["updates"]["strategy"].as_str(), Some("periodic"));
+                let w = &doc["updates"]["periodic"]["window"][0];
+                assert_eq!(w["length_minutes"].as_integer(), Some(60));
+                format!(
+                    "{} {}",
+                    w["days"][0].as_str().expect("day"),
+                    w["start_time"].as_str().expect("start")
+                )
+            } else {
+                window
+                    .lines()
+                    .find_map(|l| l.strip_prefix("LOCKSMITHD_REBOOT_WINDOW_START="))
+                    .unwrap_or_else(|| panic!("{window}"))
+                    .trim_matches('"')
+                    .to_string()
+            };
+            assert!(start.starts_with("Sat "), "{start}");
+            starts.insert(start);
+            candidates.push(window);
+        }
+        assert_eq!(starts.len() as u64, windows, "{spec}: {starts:?}");
+        // No other slot exists: the script computes slots modulo their number.
+        assert!(
+            script.contains(&format!("window=$((sum % {windows}))")),
+            "{spec}"
+        );
+        assert!(
+            candidates.contains(&file(path)),
+            "{spec}: the delivered window"
+        );
+    }
 }

@@ -6,17 +6,18 @@
 //! `client/tailscale/keys.go` `CreateKeyWithExpiry`: `POST /api/v2/tailnet/-/keys` with
 //! `{capabilities: {devices: {create: {reusable, ephemeral, preauthorized, tags}}},
 //! expirySeconds}` and a `key` in the answer). It records every request, refuses a wrong
-//! secret or token, and answers each tag set with a key of its own.
+//! secret or token, and answers each kind of key (tags, ephemeral, expiry) with a key of
+//! its own.
 //!
 //! What this proves: the requests meshboot sends (grant type, client ID and secret, bearer
-//! token, capabilities, tags per role, expiry), that each node gets the key for its tags
-//! and nothing of the OAuth secret, that nothing secret is printed, and that a refusal
+//! token, capabilities, tags per role, expiry; for pools ephemeral keys of 90 days), that
+//! each node gets the key for its tags and kind and nothing of the OAuth secret, that nothing secret is printed, and that a refusal
 //! names its step and status and writes nothing. What it does not prove: that Tailscale's
 //! real API answers as modelled (its docs and client source are the model).
 
 use crate::support::{
     FAKE_AGENT_TOKEN, FAKE_OAUTH_SECRET, FAKE_TOKEN, assert_no_secret, fixtures_dir, meshboot_env,
-    stderr, stdout_and_stderr,
+    stderr, stdout, stdout_and_stderr,
 };
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -108,10 +109,14 @@ fn stand_in(refuse_token: bool) -> StandIn {
                 "/api/v2/tailnet/-/keys"
                     if req.authorization.as_deref() == Some(&format!("Bearer {ACCESS_TOKEN}")) =>
                 {
+                    // One key per kind of key asked for: tags, ephemeral or not, expiry.
                     let v: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
-                    let tags = v["capabilities"]["devices"]["create"]["tags"].to_string();
-                    let n = keys.iter().position(|t| *t == tags).unwrap_or_else(|| {
-                        keys.push(tags);
+                    let kind = format!(
+                        "{} {}",
+                        v["capabilities"]["devices"]["create"], v["expirySeconds"]
+                    );
+                    let n = keys.iter().position(|t| *t == kind).unwrap_or_else(|| {
+                        keys.push(kind);
                         keys.len() - 1
                     });
                     (
@@ -153,26 +158,22 @@ fn run(args: &[&str], env: &[(&'static str, String)]) -> std::process::Output {
     meshboot_env(args, &env)
 }
 
-/// The auth key file a cloud-init artifact delivers.
+/// The auth key file an artifact (`.yaml` or `.ign`) delivers.
 fn key_file(path: &std::path::Path) -> String {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(path).expect("artifact")).expect("yaml");
-    doc["write_files"]
-        .as_sequence()
-        .expect("write_files")
-        .iter()
-        .find(|f| f["path"] == meshboot::plan::AUTH_KEY_PATH)
-        .and_then(|f| f["content"].as_str())
-        .expect("key file")
-        .to_string()
+    key_file_of(&std::fs::read_to_string(path).expect("artifact"))
 }
 
-#[test]
-fn build_mints_one_key_per_role_and_ships_only_those() {
-    let api = stand_in(false);
-    let out = tempfile::tempdir().expect("tempdir");
-    let dir = out.path().join("mesh");
-    let spec = fixtures_dir().join("mesh.yaml");
+/// The auth key file of the artifact `contents`.
+fn key_file_of(contents: &str) -> String {
+    crate::support::delivered_file(contents, meshboot::plan::AUTH_KEY_PATH)
+}
+
+/// `meshboot build SPEC --out DIR --mint-auth-key=12h` against the stand-in at `base`.
+fn build_minting(
+    spec: &camino::Utf8Path,
+    dir: &std::path::Path,
+    base: &str,
+) -> std::process::Output {
     let o = run(
         &[
             "build",
@@ -181,9 +182,127 @@ fn build_mints_one_key_per_role_and_ships_only_those() {
             dir.to_str().expect("utf8"),
             "--mint-auth-key=12h",
         ],
+        &env(base),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o
+}
+
+/// The kind of key a key request asks for: (tags, ephemeral, expiry in seconds), after
+/// checking what every key request must say (reusable, pre-authorised, JSON).
+fn asked(req: &Request) -> (serde_json::Value, bool, u64) {
+    assert_eq!(req.path, "/api/v2/tailnet/-/keys");
+    assert_eq!(req.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        req.authorization.as_deref(),
+        Some(format!("Bearer {ACCESS_TOKEN}").as_str())
+    );
+    let v: serde_json::Value = serde_json::from_str(&req.body).expect("json");
+    let create = &v["capabilities"]["devices"]["create"];
+    assert_eq!(create["reusable"], true, "{v}");
+    assert_eq!(create["preauthorized"], true, "{v}");
+    (
+        create["tags"].clone(),
+        create["ephemeral"].as_bool().expect("ephemeral"),
+        v["expirySeconds"].as_u64().expect("expiry"),
+    )
+}
+
+/// Ninety days, the longest a Tailscale auth key lives (kb/1085 auth-keys): a pool's key.
+const NINETY_DAYS: u64 = 90 * 24 * 3600;
+
+/// Pools get a key of their own: ephemeral, for the pool's tags, as long-lived as Tailscale
+/// allows; the fixed nodes keep their short-lived key that is not ephemeral. `build` mints
+/// both (and writes each into its files), `autoscaler` only the pools' (its Secret holds
+/// the pool files), and neither the OAuth secret nor a key is printed.
+#[test]
+fn pools_get_their_own_ephemeral_key_that_outlives_their_scale_ups() {
+    let api = stand_in(false);
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().join("flat-pool");
+    let spec = fixtures_dir().join("pools-flatcar.yaml");
+    let o = build_minting(&spec, &dir, &api.base);
+    // The secret is not shipped: no warning about it, in pools or elsewhere.
+    assert!(
+        !stderr(&o).contains("OAuth client secret"),
+        "{}",
+        stderr(&o)
+    );
+    let log = api.log.lock().expect("log").clone();
+    assert_eq!(log.len(), 3, "{log:#?}");
+    assert_eq!(log[0].path, "/api/v2/oauth/token");
+    let kinds: Vec<_> = log[1..].iter().map(asked).collect();
+    let tags = serde_json::json!(["tag:k3s"]);
+    let fixed = kinds
+        .iter()
+        .position(|k| *k == (tags.clone(), false, 12 * 3600))
+        .unwrap_or_else(|| panic!("no fixed-node key asked for: {kinds:?}"));
+    let pool = kinds
+        .iter()
+        .position(|k| *k == (tags.clone(), true, NINETY_DAYS))
+        .unwrap_or_else(|| panic!("no pool key asked for: {kinds:?}"));
+    // Each file holds its own key, as minted (no OAuth parameters: a minted key is a
+    // plain pre-auth key whose kind is its own).
+    assert_eq!(
+        key_file(&dir.join("core-1.ign")),
+        format!("{}\n", minted_key(fixed))
+    );
+    assert_eq!(
+        key_file(&dir.join("flock.ign")),
+        format!("{}\n", minted_key(pool))
+    );
+    for entry in std::fs::read_dir(&dir).expect("out dir") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+        assert!(!text.contains("tskey-client-"), "the OAuth secret shipped");
+        assert!(!text.contains(ACCESS_TOKEN));
+    }
+    assert_no_secret(
+        "build --mint-auth-key with pools",
+        &stdout_and_stderr(&o),
+        &[ACCESS_TOKEN, &minted_key(0), &minted_key(1)],
+    );
+
+    // meshboot autoscaler mints only the pools' key: re-running it is the rotation.
+    let api = stand_in(false);
+    let o = run(
+        &["autoscaler", spec.as_str(), "--mint-auth-key"],
         &env(&api.base),
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let log = api.log.lock().expect("log").clone();
+    assert_eq!(log.len(), 2, "{log:#?}");
+    assert_eq!(asked(&log[1]), (tags, true, NINETY_DAYS));
+    let secret: serde_yaml::Value = serde_yaml::from_str(&stdout(&o)).expect("a Secret");
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(s.trim())
+            .expect("base64")
+    };
+    let env_value = String::from_utf8(b64(secret["data"]["HCLOUD_CLUSTER_CONFIG"]
+        .as_str()
+        .expect("data")))
+    .expect("utf8");
+    let config: serde_json::Value = serde_json::from_slice(&b64(&env_value)).expect("JSON");
+    let flock = config["nodeConfigs"]["flock"]["cloudInit"]
+        .as_str()
+        .expect("cloudInit");
+    assert_eq!(key_file_of(flock), format!("{}\n", minted_key(0)));
+    assert!(!stdout(&o).contains("tskey-client-"));
+    assert_no_secret(
+        "autoscaler --mint-auth-key stderr",
+        &stderr(&o),
+        &[ACCESS_TOKEN, &minted_key(0)],
+    );
+}
+
+#[test]
+fn build_mints_one_key_per_role_and_ships_only_those() {
+    let api = stand_in(false);
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().join("mesh");
+    let spec = fixtures_dir().join("mesh.yaml");
+    let o = build_minting(&spec, &dir, &api.base);
     // No warning about shipping the OAuth secret: it is not shipped.
     assert!(
         !stderr(&o).contains("permanent credential"),

@@ -233,3 +233,53 @@ fn unpinned_versions_and_nodes_without_a_type_are_refused() {
         insta::assert_snapshot!(format!("packer-refusals-{fixture}"), stderr(&o));
     }
 }
+
+/// Pools boot a baked image too: every OS and architecture a pool uses has a source in the
+/// template, listing the pool as `<pool>-*`, and a pool whose image is the selector
+/// `meshboot packer` prints boots the snapshot of its own OS and architecture.
+#[test]
+fn every_os_and_architecture_a_pool_uses_gets_an_image() {
+    let dir = tempfile::tempdir().unwrap();
+    // pools.yaml with a pinned Tailscale (an image holds one version).
+    let pinned = dir.path().join("pools.yaml");
+    let text = std::fs::read_to_string(fixtures_dir().join("pools.yaml"))
+        .unwrap()
+        .replace(
+            "  tags: [tag:k3s]\n",
+            "  tags: [tag:k3s]\n  version: 1.90.6\n",
+        );
+    std::fs::write(&pinned, text).unwrap();
+    let specs = [
+        camino::Utf8PathBuf::from_path_buf(pinned).unwrap(),
+        fixtures_dir().join("pools-flatcar.yaml"),
+    ];
+    let mut pools = 0;
+    for spec in &specs {
+        let (checked, _) = compile(spec, &Options::default());
+        let plan = plan_packer(&checked.spec, &checked.plan);
+        for n in checked.plan.nodes.iter().filter(|n| n.pool.is_some()) {
+            pools += 1;
+            let arch = meshboot::delivery::Arch::of_server_type(
+                n.hcloud.server_type.as_deref().expect("a pool's type"),
+            );
+            let image = plan
+                .images
+                .iter()
+                .find(|b| b.os == n.os && b.arch == arch.name())
+                .unwrap_or_else(|| panic!("{spec}: no image for pool {}", n.name));
+            assert!(
+                image.nodes.contains(&format!("{}-*", n.name)),
+                "{spec}: {:?}",
+                image.nodes
+            );
+            if let Some(selector) = &n.hcloud.image {
+                assert_eq!(*selector, image.selector, "{spec}: {}", n.name);
+            }
+        }
+    }
+    assert_eq!(pools, 3);
+    let (printed, hcl, _) = packer("pools-flatcar.yaml");
+    insta::assert_snapshot!("packer-stdout-pools-flatcar", printed);
+    assert!(hcl.contains("# flatcar-arm: for core-1, flock-*"), "{hcl}");
+    hcl::parse(&hcl).unwrap_or_else(|e| panic!("{e}\n{hcl}"));
+}

@@ -105,6 +105,116 @@ fn output_is_byte_identical_for_the_same_input() {
     }
 }
 
+/// `build`, `plan` and `autoscaler` render the nodes of one shape once
+/// (`meshboot::render::Renderer`): every node of every fixture, in every form (Ignition
+/// 3.3 and 3.4, compressed or not), is byte for byte what a full rendering of that node
+/// alone gives. Besides the fixtures: the accepted adversarial specs, and [`MANY_NODES`].
+#[test]
+fn shared_rendering_is_byte_identical_to_rendering_each_node_alone() {
+    let forms = [
+        Options::default(),
+        Options {
+            compress: true,
+            ..Options::default()
+        },
+        Options {
+            ignition_version: meshboot::plan::IgnitionVersion::V3_4,
+            ..Options::default()
+        },
+    ];
+    let mut specs: Vec<camino::Utf8PathBuf> = good_fixtures();
+    specs.extend(support::yaml_files(
+        &support::fixtures_dir().join("adversarial"),
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let many = camino::Utf8PathBuf::from_path_buf(dir.path().join("many.yaml")).expect("utf8");
+    std::fs::write(&many, MANY_NODES).expect("spec");
+    specs.push(many);
+    for spec in &specs {
+        for opts in &forms {
+            let (checked, shared) = compile(spec, opts);
+            assert_eq!(shared.len(), checked.plan.nodes.len());
+            for (node, a) in checked.plan.nodes.iter().zip(&shared) {
+                let alone =
+                    meshboot::render::render_node(&checked.plan, node, &checked.secrets).unwrap();
+                assert_eq!(a.file_name, alone.file_name);
+                assert!(
+                    a.contents == alone.contents,
+                    "{spec} {} ({opts:?}): the shared rendering differs from the node's own",
+                    a.file_name
+                );
+            }
+        }
+    }
+}
+
+/// Forty nodes in `count` entries of every OS, behind both firewalls, a MagicDNS name in
+/// each server's tls-san, and a name serde_yaml quotes when it stands alone (`1e3`, a
+/// float), as a pool's name and as the prefix of a `count` entry's names.
+const MANY_NODES: &str = r#"version: 1
+cluster: { name: many }
+tailscale: { auth_key: { env: TS_AUTHKEY }, tags: [tag:k3s], tailnet: example-org.ts.net }
+k3s: { version: v1.33.5+k3s1, token: { env: K3S_TOKEN }, agent_token: { env: K3S_AGENT_TOKEN } }
+firewall: { backend: ufw, ssh: tailscale }
+nodes:
+  - { name: cp, role: server, count: 3 }
+  - { name: u, role: agent, count: 10, os: ubuntu-24.04, labels: { pool: u } }
+  - { name: f, role: agent, count: 14, os: flatcar, firewall: { public_tcp: [80] } }
+  - { name: d, role: agent, count: 5, os: debian-12, firewall: { backend: nftables } }
+  - { name: c, role: agent, count: 4, os: fedora-coreos }
+  - { name: 1e3, role: agent, count: 2 }
+  - { name: 1e3, role: agent, autoscale: { min: 0, max: 3 } }
+"#;
+
+/// The sizes of typical nodes (every node of the SPEC.md example, the starter spec, the
+/// Flatcar fixture and the smallest cluster) stay within their budgets, so that what
+/// was taken out of them does not come back unnoticed. Sizes are not time: asserting
+/// them is exact. Hetzner's limit is 32 KiB; the issue's budgets (cloud-init 8 KiB,
+/// Ignition 10 KiB, both 5 KiB compressed) are not met yet, and these are the sizes
+/// reached (README, "Performance").
+#[test]
+fn size_budgets_of_typical_nodes() {
+    const KIB: usize = 1024;
+    // (envelope, uncompressed budget, compressed budget)
+    let budget = |e: Envelope| match e {
+        // ufw nodes carry the forward table and its unit besides ufw's rules (1.3 KiB).
+        Envelope::CloudInit => (18 * KIB, 10 * KIB),
+        Envelope::Ignition => (22 * KIB + KIB / 2, 11 * KIB + KIB / 2),
+    };
+    let compressed = Options {
+        compress: true,
+        ..Options::default()
+    };
+    let mut seen = BTreeSet::new();
+    for fixture in [
+        "cluster.yaml",
+        "init.yaml",
+        "flatcar.yaml",
+        "single-server.yaml",
+    ] {
+        let path = support::fixtures_dir().join(fixture);
+        let (_, plain) = compile(&path, &Options::default());
+        let (_, packed) = compile(&path, &compressed);
+        for (p, c) in plain.iter().zip(&packed) {
+            let (max, max_compressed) = budget(p.envelope);
+            assert!(
+                p.contents.len() <= max,
+                "{fixture} {}: {} bytes, over its budget of {max}",
+                p.file_name,
+                p.contents.len()
+            );
+            assert!(
+                c.contents.len() <= max_compressed,
+                "{fixture} {} --compress: {} bytes, over its budget of {max_compressed}",
+                c.file_name,
+                c.contents.len()
+            );
+            seen.insert(format!("{:?}", p.envelope));
+        }
+    }
+    assert_eq!(seen.len(), 2, "both envelopes are measured: {seen:?}");
+}
+
 #[test]
 fn fixtures_cover_every_role_envelope_and_backend() {
     let mut seen = BTreeSet::new();
@@ -446,6 +556,10 @@ const MARKERS: &[Marker] = &[
     }),
     ("the metadata service", "169.254.169.254/hetzner", |n| {
         n.pool == Some(Named::Metadata)
+    }),
+    // Flatcar and Fedora CoreOS (not apt) reboot for updates by themselves.
+    ("the pool's reboot windows", "STEP=reboot-window", |n| {
+        n.pool.is_some() && !n.apt
     }),
 ];
 

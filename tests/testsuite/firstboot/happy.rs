@@ -331,6 +331,84 @@ fn pool_nodes_take_their_servers_random_names() {
     }
 }
 
+/// POSIX `cksum` (the CRC of the bytes and then of their length, complemented: POSIX.1
+/// "cksum", whose algorithm coreutils implements), written out here so that the test does
+/// not take the window from the tool the bootstrap uses.
+fn posix_cksum(data: &[u8]) -> u32 {
+    fn feed(crc: u32, byte: u8) -> u32 {
+        let mut crc = crc ^ (u32::from(byte) << 24);
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04C1_1DB7
+            } else {
+                crc << 1
+            };
+        }
+        crc
+    }
+    let mut crc = data.iter().fold(0, |crc, b| feed(crc, *b));
+    let mut len = data.len();
+    while len > 0 {
+        crc = feed(crc, (len & 0xff) as u8);
+        len >>= 8;
+    }
+    !crc
+}
+
+/// A Flatcar pool's servers share one file, so no window in it can be a server's own: each
+/// writes the window its name picks (cksum of the name, modulo the pool's windows: one per
+/// server it may have, here `max: 5`, the first of the agents' two-hour slots on Saturday:
+/// README "Upgrades"), 0644 as the envelope delivers it, restarts locksmithd to read it,
+/// and keeps it on a second run.
+#[test]
+fn a_pool_node_takes_the_reboot_window_its_name_picks() {
+    // What coreutils' cksum answers (checked once against it by hand, and by the boots
+    // below, which run the real one).
+    assert_eq!(posix_cksum(b""), 4_294_967_295);
+    assert_eq!(posix_cksum(b"123456789"), 930_766_865);
+    let mut windows = BTreeSet::new();
+    for server in ["flock-0", "flock-1a2b3c4d5e6f7a8b", "flock-5"] {
+        let slot = posix_cksum(server.as_bytes()) % 5;
+        let mut sb = Sandbox::new(node("pools-flatcar.yaml", "flock").on_server(server));
+        sb.peer("core-1", INIT_IP);
+        let run = sb.run();
+        assert_bootstrapped(&sb, &run, &Expect::of("pools-flatcar.yaml", "flock"));
+        let conf = fs::read_to_string(sb.host("/etc/flatcar/update.conf")).expect("update.conf");
+        let get = |k: &str| {
+            conf.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("no {k}: {conf}"))
+                .trim_matches('"')
+                .to_string()
+        };
+        assert_eq!(get("REBOOT_STRATEGY"), "reboot");
+        assert_eq!(get("LOCKSMITHD_REBOOT_WINDOW_LENGTH"), "60m");
+        assert_eq!(
+            get("LOCKSMITHD_REBOOT_WINDOW_START"),
+            format!("Sat {:02}:00", 2 * slot),
+            "{server}: slot {slot}\n{}",
+            sb.report()
+        );
+        assert_eq!(sb.mode("/etc/flatcar/update.conf"), 0o644);
+        assert!(!sb.exists("/etc/flatcar/update.conf.tmp"));
+        let calls = sb.calls();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.is("systemctl", &["try-restart", "locksmithd.service"])),
+            "{}",
+            sb.report()
+        );
+        windows.insert(conf.clone());
+        assert_rerun_is_a_noop(&mut sb);
+        assert_eq!(
+            fs::read_to_string(sb.host("/etc/flatcar/update.conf")).expect("update.conf"),
+            conf
+        );
+    }
+    assert_eq!(windows.len(), 3, "three names, three windows: {windows:#?}");
+}
+
 /// Two servers of one pool boot from the same file under their own names.
 #[test]
 fn one_pool_file_boots_two_differently_named_servers() {

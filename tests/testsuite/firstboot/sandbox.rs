@@ -191,6 +191,9 @@ pub struct Sandbox {
     /// The bootstrap's working directory: `/`, as under systemd, unless a test needs a
     /// writable one.
     pub cwd: &'static str,
+    /// Note the time (`date +%s%N`, in the world's `started`) right before the boot command
+    /// runs, for [`Sandbox::overhead`].
+    pub timed: bool,
 }
 
 /// Whether a machine of the tailnet is connected to the control plane (`PeerStatus.Online`).
@@ -231,6 +234,7 @@ impl Sandbox {
             runs: 0,
             last_output: String::new(),
             cwd: "/",
+            timed: false,
         };
         for d in NODE_DIRS {
             fs::create_dir_all(sb.host(d)).expect("node dir");
@@ -352,6 +356,19 @@ impl Sandbox {
         fs::symlink_metadata(self.host(node_path)).is_ok()
     }
 
+    /// The bootstrap's own time from its start to the K3s installer's call, with every
+    /// stand-in answering at once: from the time noted before the boot command (a `timed`
+    /// run) to the one the installer stand-in notes when it starts.
+    pub fn overhead(&self) -> std::time::Duration {
+        let ns = |name: &str| -> u64 {
+            self.read_world(name)
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        std::time::Duration::from_nanos(ns("k3s-install.at") - ns("started"))
+    }
+
     /// Everything worth seeing when an assertion fails.
     pub fn report(&self) -> String {
         format!(
@@ -441,6 +458,15 @@ impl Sandbox {
         ]);
         cmd.args(["--setenv", "HOME", "/root", "--setenv", "LANG", "C.UTF-8"]);
         cmd.args(["--chdir", self.cwd, "--"]);
+        if self.timed {
+            // The boot command itself, exec'd right after the time is noted.
+            cmd.args([
+                "/bin/sh",
+                "-c",
+                "date +%s%N >/run/meshboot-fake/started && exec \"$@\"",
+                "sh",
+            ]);
+        }
         cmd.args(boot_command(&self.node.artifact));
         cmd
     }

@@ -23,6 +23,8 @@ TOOL=k3s-install
 . /run/meshboot-fake/lib.sh
 crash_point "$@"
 set -eu
+# When the bootstrap reached the installer (firstboot::overhead reports it).
+date +%s%N >"$WORLD/k3s-install.at"
 
 config=/etc/rancher/k3s/config.yaml
 env | sort >"$WORLD/k3s-install.env"
