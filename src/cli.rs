@@ -534,6 +534,13 @@ pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
     if boot.node_name {
         flags.push(format!("--{}=<server name>", Flag::NodeName.name()));
     }
+    if let Some(id) = &boot.provider_id {
+        flags.push(format!(
+            "--{}=provider-id={}<server id>",
+            Flag::KubeletArg.name(),
+            id.prefix
+        ));
+    }
     if boot.node_ip {
         flags.push(format!("--{}={}", Flag::NodeIp.name(), mesh_ips.join(",")));
     }

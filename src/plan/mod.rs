@@ -15,7 +15,10 @@ pub mod updates;
 
 pub use boot::{BootConfig, Join};
 pub use k3s::{BAKED_K3S_INSTALLER, BakedK3s, ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
-pub use pool::{HETZNER_HOSTNAME_URL, Label, NameSource, PoolPlan, Taint};
+pub use pool::{
+    HCLOUD_PROVIDER_ID_PREFIX, HETZNER_HOSTNAME_URL, HETZNER_INSTANCE_ID_URL, Label, NameSource,
+    PoolPlan, ProviderId, Taint,
+};
 pub use services::{DROP_IN, MESH_WAIT_PATH, MESH_WAIT_S, Services};
 pub use tailscale::{
     Arch, Installed, JsonTool, KeySource, ShippedOauth, StaticBuild, TAILSCALE_PKGS,

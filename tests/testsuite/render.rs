@@ -554,9 +554,15 @@ const MARKERS: &[Marker] = &[
     ("the hostname cloud-init set", "uname -n", |n| {
         n.pool == Some(Named::Hostname)
     }),
-    ("the metadata service", "169.254.169.254/hetzner", |n| {
+    ("the metadata service's name", "metadata/hostname", |n| {
         n.pool == Some(Named::Metadata)
     }),
+    // Every pool node registers as hcloud://<server id>, the ID read from the metadata
+    // service whatever its OS (the autoscaler finds its server by it).
+    ("the server's ID", "metadata/instance-id", |n| {
+        n.pool.is_some()
+    }),
+    ("the provider ID", "provider-id=", |n| n.pool.is_some()),
     // Flatcar and Fedora CoreOS (not apt) reboot for updates by themselves.
     ("the pool's reboot windows", "STEP=reboot-window", |n| {
         n.pool.is_some() && !n.apt
@@ -648,6 +654,10 @@ fn a_dead_branch_put_back_is_found() {
             "the nftables input chain",
         ),
         ("NODE_NAME=$(uname -n)\n", "the hostname cloud-init set"),
+        (
+            "printf 'kubelet-arg+:\\n  - \"provider-id=%s%s\"\\n' hcloud:// \"$SERVER_ID\"\n",
+            "the provider ID",
+        ),
     ] {
         let dead = dead_branches(solo, &format!("{script}{injected}"));
         assert!(

@@ -667,8 +667,13 @@ pub fn assert_k3s_config(sb: &Sandbox, expect: &Expect) {
     );
     let mut want = static_want;
     want.insert("node-ip".into(), Value::String(node_ip));
-    // A pool node's name comes from its server, in the drop-in.
+    // A pool node's name comes from its server, in the drop-in; so does its provider ID,
+    // `hcloud://<server id>`, by which the cluster-autoscaler's Hetzner provider finds the
+    // node's server (hetzner_manager.go `serverForNode`), appended to the kubelet's args.
     if expect.row.pool.is_some() {
+        let mut kubelet_args = want.get("kubelet-arg").map(to_slice).unwrap_or_default();
+        kubelet_args.push(format!("provider-id=hcloud://{}", sb.node.server_id).into());
+        want.insert("kubelet-arg".into(), Value::Sequence(kubelet_args));
         want.insert("node-name".into(), sb.server().into());
         assert!(
             !base.contains_key("node-name"),
