@@ -228,6 +228,14 @@ pub enum Delivery {
     File,
 }
 
+/// How the README's Deployment (the provider's example
+/// `examples/cluster-autoscaler-run-on-master.yaml`: Deployment `cluster-autoscaler` in
+/// `kube-system`) is restarted. The provider reads `HCLOUD_CLUSTER_CONFIG` (or the file) once,
+/// in `newManager` at start-up (hetzner_manager.go; hetzner_cloud_provider.go `BuildHetzner`),
+/// and an environment variable from a `secretKeyRef` is fixed when the container starts, so a
+/// re-applied Secret reaches new servers only after a restart.
+pub const RESTART: &str = "kubectl -n kube-system rollout restart deployment/cluster-autoscaler";
+
 /// The Secret's name.
 pub fn secret_name(cluster: &str) -> String {
     format!("meshboot-{cluster}-autoscaler")
@@ -301,7 +309,7 @@ pub fn secret(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# The Hetzner cluster-autoscaler's configuration for cluster {}, written by meshboot.\n# It holds secrets (every pool's first-boot file): apply it, do not commit it.\n#   meshboot autoscaler SPEC | kubectl apply --server-side -f -",
+        "# The Hetzner cluster-autoscaler's configuration for cluster {}, written by meshboot.\n# It holds secrets (every pool's first-boot file): apply it, do not commit it.\n#   meshboot autoscaler SPEC | kubectl apply --server-side -f -\n# The autoscaler reads it only when it starts: after re-applying it (a pool's new key, a new\n# K3s version), restart the autoscaler, or new servers keep getting the old files:\n#   {RESTART}",
         plan.cluster
     );
     let _ = writeln!(
