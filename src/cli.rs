@@ -47,27 +47,15 @@ pub enum Command {
     Check {
         /// The cluster spec (YAML)
         spec: Utf8PathBuf,
-        /// Treat warnings as errors
-        #[arg(long)]
-        strict: bool,
-        /// Do not read secrets (validates everything else)
-        #[arg(long)]
-        redact: bool,
         #[command(flatten)]
-        mint: Mint,
+        vet: Vet,
     },
     /// Print what every node will do: role, OS, K3s flags, open ports, sizes
     Plan {
         /// The cluster spec (YAML)
         spec: Utf8PathBuf,
-        /// Treat warnings as errors
-        #[arg(long)]
-        strict: bool,
-        /// Do not read secrets; sizes are then computed with placeholders
-        #[arg(long)]
-        redact: bool,
         #[command(flatten)]
-        mint: Mint,
+        vet: Vet,
     },
     /// Print a script that creates the nodes in Hetzner Cloud with the hcloud CLI: cloud
     /// firewalls, spread placement groups, one `hcloud server create` per fixed node (pools are
@@ -216,6 +204,20 @@ pub struct Mint {
     pub mint_auth_key: Option<u64>,
 }
 
+/// The options of the commands that only vet a spec: `check` and `plan`.
+#[derive(Args, Debug)]
+pub struct Vet {
+    /// Treat warnings as errors
+    #[arg(long)]
+    pub strict: bool,
+    /// Do not read secrets: check validates everything else, plan sizes the nodes with
+    /// placeholders
+    #[arg(long)]
+    pub redact: bool,
+    #[command(flatten)]
+    pub mint: Mint,
+}
+
 #[derive(Args, Debug)]
 pub struct Common {
     /// Treat warnings as errors
@@ -282,24 +284,13 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 autoscaler: matches!(cmd, Command::Autoscaler { .. }),
             },
         ),
-        Command::Check {
-            spec,
-            strict,
-            redact,
-            mint,
-        }
-        | Command::Plan {
-            spec,
-            strict,
-            redact,
-            mint,
-        } => (
+        Command::Check { spec, vet } | Command::Plan { spec, vet } => (
             spec,
             Options {
-                redact: *redact,
-                strict: *strict,
+                redact: vet.redact,
+                strict: vet.strict,
                 ignition_version: IgnitionVersion::default(),
-                mint_auth_key: mint.mint_auth_key,
+                mint_auth_key: vet.mint.mint_auth_key,
                 target: None,
                 compress: false,
                 autoscaler: false,

@@ -166,6 +166,15 @@ impl Display for Flaw {
 }
 
 /// "contains X" for a character that is not allowed, named so that it can be seen.
+/// "pool `a`, pool `b`".
+fn pool_list(pools: &[String]) -> String {
+    pools
+        .iter()
+        .map(|p| format!("pool `{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn write_contains(f: &mut Formatter, c: char) -> fmt::Result {
     match c {
         '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' => write!(f, "contains a line break"),
@@ -1150,20 +1159,12 @@ impl Display for Problem {
             OAuthInPools(pools) => write!(
                 f,
                 "the auth key is an OAuth client secret, which never expires: any process on a node of {} can read it from the user data and mint auth keys for the pool's tags",
-                pools
-                    .iter()
-                    .map(|p| format!("pool `{p}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                pool_list(pools)
             ),
             PoolsShareFixedKey(pools) => write!(
                 f,
                 "{} join with the fixed nodes' pre-auth key: if it is ephemeral, the fixed nodes are too (the tailnet removes them while they are offline); if not, servers the autoscaler deletes stay in the tailnet as offline machines",
-                pools
-                    .iter()
-                    .map(|p| format!("pool `{p}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                pool_list(pools)
             ),
             NodeNameArgWithPools => {
                 write!(f, "--node-name would name every node of a pool the same")

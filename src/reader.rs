@@ -814,49 +814,55 @@ impl FromNode for Defaults {
     }
 }
 
-/// `count:`, from 1 to [`MAX_COUNT`].
-struct Count(u32);
-
-impl FromNode for Count {
-    fn from_node(r: &mut Reader, node: &Node, path: &str) -> Option<Self> {
-        let count = scalar(node)
-            .filter(|s| s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u32>().ok())
-            .filter(|c| (1..=MAX_COUNT).contains(c));
-        if count.is_none() {
-            r.push(Diagnostic::new(
-                path,
-                Problem::CountOutOfRange {
-                    found: found(node),
-                    max: MAX_COUNT,
-                },
-            ));
-        }
-        count.map(Count)
+/// A plain decimal scalar of at most six digits (no sign, no YAML 1.1 octal or hex) within
+/// `range`; anything else is reported as `out_of_range(found, max)`.
+fn small_number(
+    r: &mut Reader,
+    node: &Node,
+    path: &str,
+    range: std::ops::RangeInclusive<u32>,
+    out_of_range: fn(Found, u32) -> Problem,
+) -> Option<u32> {
+    let n = scalar(node)
+        .filter(|s| s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u32>().ok())
+        .filter(|n| range.contains(n));
+    if n.is_none() {
+        r.push(Diagnostic::new(
+            path,
+            out_of_range(found(node), *range.end()),
+        ));
     }
+    n
 }
 
-/// A pool size (`autoscale.min`, `autoscale.max`), from 0 to [`MAX_POOL_SIZE`].
-struct PoolSize(u32);
+/// A newtype read by [`small_number`] within a range, reported as the given problem.
+macro_rules! bounded {
+    ($(#[$doc:meta])* $name:ident, $range:expr, $problem:ident) => {
+        $(#[$doc])*
+        struct $name(u32);
 
-impl FromNode for PoolSize {
-    fn from_node(r: &mut Reader, node: &Node, path: &str) -> Option<Self> {
-        let size = scalar(node)
-            .filter(|s| s.len() <= 6 && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u32>().ok())
-            .filter(|c| *c <= MAX_POOL_SIZE);
-        if size.is_none() {
-            r.push(Diagnostic::new(
-                path,
-                Problem::PoolSizeOutOfRange {
-                    found: found(node),
-                    max: MAX_POOL_SIZE,
-                },
-            ));
+        impl FromNode for $name {
+            fn from_node(r: &mut Reader, node: &Node, path: &str) -> Option<Self> {
+                small_number(r, node, path, $range, |found, max| Problem::$problem { found, max })
+                    .map($name)
+            }
         }
-        size.map(PoolSize)
-    }
+    };
 }
+
+bounded!(
+    /// `count:`, from 1 to [`MAX_COUNT`].
+    Count,
+    1..=MAX_COUNT,
+    CountOutOfRange
+);
+bounded!(
+    /// A pool size (`autoscale.min`, `autoscale.max`), from 0 to [`MAX_POOL_SIZE`].
+    PoolSize,
+    0..=MAX_POOL_SIZE,
+    PoolSizeOutOfRange
+);
 
 const AUTOSCALE_KEYS: &[&str] = &["min", "max"];
 

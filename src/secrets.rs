@@ -94,6 +94,11 @@ pub fn placeholder(field: &str) -> String {
     format!("REDACTED({field})")
 }
 
+/// The placeholder of an optional secret the spec names.
+fn optional(r: &Option<SecretRef>, field: &str) -> Option<Secret> {
+    r.as_ref().map(|_| Secret::new(placeholder(field)))
+}
+
 /// Resolves every secret; each missing or unreadable one becomes a diagnostic naming its
 /// spec field. `spec_dir` anchors relative `file:` paths.
 pub fn resolve(
@@ -105,17 +110,9 @@ pub fn resolve(
     if redact {
         return Ok(Secrets {
             auth_key: Secret::new(placeholder("tailscale.auth_key")),
-            pool_auth_key: spec
-                .tailscale
-                .pool_auth_key
-                .as_ref()
-                .map(|_| Secret::new(placeholder("tailscale.pool_auth_key"))),
+            pool_auth_key: optional(&spec.tailscale.pool_auth_key, "tailscale.pool_auth_key"),
             token: Secret::new(placeholder("k3s.token")),
-            agent_token: spec
-                .k3s
-                .agent_token
-                .as_ref()
-                .map(|_| Secret::new(placeholder("k3s.agent_token"))),
+            agent_token: optional(&spec.k3s.agent_token, "k3s.agent_token"),
             auth_key_is_oauth: false,
             pool_auth_key_is_oauth: false,
             minted: BTreeMap::new(),

@@ -325,15 +325,18 @@ pub struct K3s {
     /// The service network.
     #[serde(default = "default_service_cidr")]
     pub service_cidr: Networks,
+    /// flannel's backend (`flannel-backend`): `vxlan` across tailscale0, `wireguard-native`,
+    /// or `none` for a CNI of your own.
     #[serde(default)]
     pub flannel_backend: FlannelBackend,
     /// Packaged components to disable, e.g. `[traefik]`.
     #[serde(default)]
     pub disable: Vec<String>,
-    /// Extra K3s server flags, each one string: `--name=value` or `--name`.
+    /// Extra K3s server flags, each one string: `--name=value` or `--name`. Flags meshboot
+    /// sets itself (the README's table) are refused unless `allow_owned_args` is true.
     #[serde(default)]
     pub server_args: Vec<String>,
-    /// Extra K3s agent flags.
+    /// Extra K3s agent flags, as `server_args`.
     #[serde(default)]
     pub agent_args: Vec<String>,
     /// Escape hatch: allow `server_args`/`agent_args` to set flags meshboot owns.
