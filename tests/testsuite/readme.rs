@@ -3,15 +3,18 @@
 //! `-e -o pipefail` in a scratch directory holding the repository's `fixtures/`, with the
 //! fake secrets exported, and on the PATH: the built `meshboot`; the recording hcloud
 //! stand-in of `hcloud.rs` (hetznercloud/cli's reference manual, see
-//! tests/testsuite/hcloud/hcloud); and stand-ins for `packer` and `kubectl` that record
-//! their arguments and what they read on stdin and answer with success.
+//! tests/testsuite/hcloud/hcloud); stand-ins for `packer` and `kubectl` that record
+//! their arguments and what they read on stdin and answer with success; and for
+//! `tailscale` and `ssh`, which answer the init server's mesh address and its kubeconfig,
+//! as `meshboot kubeconfig`'s commands ask them.
 //!
 //! What this proves: every command of those blocks runs as written against this meshboot
 //! (specs, flags, paths and file names agree, each step finds the files the one before
 //! wrote, and no block fails), the hcloud script creates the servers and firewalls the
 //! README says, packer is pointed at the directory `meshboot packer` wrote, kubectl gets a
-//! Secret on stdin, the Hetzner token never appears in an argument, and the restart line is
-//! the one `meshboot autoscaler` prints. The README's first command is run too, with
+//! Secret on stdin, only after the new cluster's kubeconfig was fetched and with every
+//! kubectl call naming it (never kubectl's current context), the Hetzner token never appears
+//! in an argument, and the restart line is the one `meshboot autoscaler` prints. The README's first command is run too, with
 //! `cargo run --release --` replaced by the built binary (so not cargo's release build);
 //! its second, `.ci/run`, is this test suite. What this does not prove: that the real
 //! hcloud, packer or kubectl accept these calls (the stand-ins check only the hcloud flags
@@ -25,8 +28,10 @@ use std::process::Command;
 
 const HCLOUD: &str = include_str!("hcloud/hcloud");
 
-/// Records `NAME ARGS...` (tab-separated) in $RECORD/NAME, and stdin, when it is not a
-/// terminal or empty, in $RECORD/NAME.stdin.N.
+/// Records `NAME ARGS...` (tab-separated) in $RECORD/NAME, and stdin in
+/// $RECORD/NAME.stdin.N when the arguments say to read it (`-f -`, `/dev/stdin`), as
+/// kubectl and packer read it only then: `meshboot kubeconfig ... | sh` feeds its script to
+/// sh on the same stdin, which a stand-in reading it regardless would swallow.
 const RECORDER: &str = r#"#!/bin/sh
 set -eu
 name=$(basename "$0")
@@ -34,7 +39,35 @@ line=$name
 for a in "$@"; do line="$line	$a"; done
 printf '%s\n' "$line" >>"$RECORD/$name"
 n=$(wc -l <"$RECORD/$name")
-if [ ! -t 0 ]; then cat >"$RECORD/$name.stdin.$n"; fi
+case " $* " in
+  *" -f - "* | *=/dev/stdin*) cat >"$RECORD/$name.stdin.$n" ;;
+esac
+"#;
+
+/// The init server's mesh address, as the `tailscale` stand-in answers `tailscale ip -4`.
+const INIT_MESH_IP: &str = "100.64.0.1";
+
+/// `tailscale ip -4 NAME` answers the init server's mesh address (`tailscale ip` prints a
+/// peer's addresses, one per line: tailscale/tailscale cmd/tailscale/cli/ip.go); anything
+/// else fails. Records its calls as RECORDER does.
+const TAILSCALE: &str = r#"#!/bin/sh
+set -eu
+line=tailscale
+for a in "$@"; do line="$line	$a"; done
+printf '%s\n' "$line" >>"$RECORD/tailscale"
+[ "$*" = "ip -4 cp-1" ] || exit 1
+echo 100.64.0.1
+"#;
+
+/// `ssh root@<mesh ip> cat /etc/rancher/k3s/k3s.yaml` prints a kubeconfig (K3s writes the
+/// admin kubeconfig there, pointing at 127.0.0.1); anything else fails.
+const SSH: &str = r#"#!/bin/sh
+set -eu
+line=ssh
+for a in "$@"; do line="$line	$a"; done
+printf '%s\n' "$line" >>"$RECORD/ssh"
+[ "$*" = "root@100.64.0.1 cat /etc/rancher/k3s/k3s.yaml" ] || exit 1
+printf 'apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: default\n'
 "#;
 
 /// The fenced `sh` blocks of the README section that starts with `heading`.
@@ -87,6 +120,8 @@ fn the_readmes_delivery_walk_through_runs_as_written() {
     install(&bin, "hcloud", HCLOUD);
     install(&bin, "packer", RECORDER);
     install(&bin, "kubectl", RECORDER);
+    install(&bin, "tailscale", TAILSCALE);
+    install(&bin, "ssh", SSH);
     const HCLOUD_TOKEN: &str = "FAKEhcloudTOKENdoNOTuse";
 
     let first = readme
@@ -97,7 +132,7 @@ fn the_readmes_delivery_walk_through_runs_as_written() {
     let mut blocks = vec![first];
     blocks.extend(sh_blocks(&readme, "## Using the output"));
     blocks.extend(sh_blocks(&readme, "## Pools and the cluster-autoscaler"));
-    assert_eq!(blocks.len(), 5, "{blocks:#?}");
+    assert_eq!(blocks.len(), 6, "{blocks:#?}");
     for (i, block) in blocks.iter().enumerate() {
         let mut cmd = Command::new("bash");
         cmd.args(["-e", "-o", "pipefail", "-c", block])
@@ -157,22 +192,42 @@ fn the_readmes_delivery_walk_through_runs_as_written() {
         .map(|c| c[1..].join(" "))
         .collect();
     assert_eq!(packer, ["init images", "build images"]);
-    // kubectl: the Secret, twice (apply, then the day-2 re-apply), the token from stdin,
-    // the restart meshboot autoscaler prints.
+    // The kubeconfig was fetched over the mesh before any kubectl call, and every kubectl
+    // call names it: the Secrets go to the new cluster, whatever kubectl's current context.
+    assert_eq!(
+        lines(&record.join("ssh")),
+        [[
+            "ssh",
+            &format!("root@{INIT_MESH_IP}"),
+            "cat",
+            "/etc/rancher/k3s/k3s.yaml"
+        ]]
+    );
+    let kubeconfig = std::fs::read_to_string(d.join("burst-lab.kubeconfig")).unwrap();
+    assert!(kubeconfig.contains("kind: Config"), "{kubeconfig}");
+    // kubectl: the kubeconfig pointed at the init server, the Secret, twice (apply, then
+    // the day-2 re-apply), the token from stdin, the restart meshboot autoscaler prints.
     let kubectl = lines(&record.join("kubectl"));
     let args: Vec<String> = kubectl.iter().map(|c| c[1..].join(" ")).collect();
+    const KUBECONFIG: &str = "--kubeconfig burst-lab.kubeconfig ";
+    let restart = meshboot::autoscaler::RESTART.trim_start_matches("kubectl ");
     assert_eq!(
         args,
         [
-            "apply --server-side -f -",
-            "-n kube-system create secret generic hcloud --from-file=token=/dev/stdin",
-            "apply --server-side -f -",
-            "-n kube-system rollout restart deployment/cluster-autoscaler",
+            format!("{KUBECONFIG}config set-cluster default --server https://{INIT_MESH_IP}:6443"),
+            format!("{KUBECONFIG}get nodes -o wide"),
+            format!("{KUBECONFIG}apply --server-side -f -"),
+            format!(
+                "{KUBECONFIG}-n kube-system create secret generic hcloud --from-file=token=/dev/stdin"
+            ),
+            format!("{KUBECONFIG}apply --server-side -f -"),
+            format!("{KUBECONFIG}{restart}"),
         ]
     );
     let stdin = |n: usize| std::fs::read_to_string(record.join(format!("kubectl.stdin.{n}")));
-    assert_eq!(stdin(2).unwrap(), HCLOUD_TOKEN);
-    for n in [1, 3] {
+    assert!(stdin(1).is_err() && stdin(2).is_err(), "read no stdin");
+    assert_eq!(stdin(4).unwrap(), HCLOUD_TOKEN);
+    for n in [3, 5] {
         let secret = stdin(n).unwrap();
         let doc: serde_yaml::Value = serde_yaml::from_str(&secret).expect("YAML");
         assert_eq!(doc["kind"], "Secret");
@@ -183,10 +238,6 @@ fn the_readmes_delivery_walk_through_runs_as_written() {
         );
         assert!(secret.contains(&format!("\n#   {}", "--nodes=0:10:cpx41:nbg1:burst")));
     }
-    assert_eq!(
-        args[3],
-        meshboot::autoscaler::RESTART.trim_start_matches("kubectl ")
-    );
     // No recorded argument holds the Hetzner token.
     let all: BTreeSet<String> = kubectl
         .into_iter()
