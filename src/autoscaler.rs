@@ -22,6 +22,7 @@
 //! [`check_pools`] finds what the autoscaler cannot use (a pool without a server type,
 //! location or image), as positioned problems; [`secret`] prints the Secret.
 
+use crate::delivery::hcloud::{cluster_firewall, ports_firewalls};
 use crate::delivery::{Arch, stock_image};
 use crate::diagnostics::Diagnostic;
 use crate::emit::sha256_hex;
@@ -151,6 +152,17 @@ pub struct NodeConfig {
     /// global `imagesForArch` (kubernetes/autoscaler#8297; an older autoscaler ignores it).
     #[serde(rename = "imagesForArch")]
     pub images_for_arch: BTreeMap<&'static str, String>,
+    /// The cloud firewall of the pool's own public ports (its entry's `firewall`, or
+    /// `defaults.firewall`), which `meshboot hcloud` creates; the cluster's firewall comes
+    /// from `HCLOUD_FIREWALL`. kubernetes/autoscaler @55c37cd, hetzner_manager.go
+    /// `NodeConfig.Firewalls` ("additional firewall ids or names attached to this nodepool's
+    /// servers, on top of the cluster-wide HCLOUD_FIREWALL"; added by #9810, 2026-07);
+    /// hetzner_cloud_provider.go `BuildHetzner` stops the autoscaler (`klog.Fatalf`) when one
+    /// does not exist; hetzner_node_group.go `buildServerCreateFirewalls` merges both, by id.
+    /// An older autoscaler ignores the field (`json.Unmarshal` skips unknown keys): its pool
+    /// servers then have the cluster firewall only, which keeps the pool's ports closed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub firewalls: Vec<String>,
 }
 
 /// One pool's `--nodes` argument.
@@ -158,10 +170,11 @@ pub fn nodes_arg(min: u32, max: u32, server_type: &str, location: &str, pool: &s
     format!("--nodes={min}:{max}:{server_type}:{location}:{pool}")
 }
 
-/// The cluster config and the `--nodes` arguments of `plan`'s pools, whose files are
-/// `artifacts` (in plan order). [`check_pools`] has made sure every pool has a type, a
-/// location and an image; a pool without them here is a meshboot bug.
+/// The cluster config and the `--nodes` arguments of `plan`'s pools (of `spec`), whose
+/// files are `artifacts` (in plan order). [`check_pools`] has made sure every pool has a
+/// type, a location and an image; a pool without them here is a meshboot bug.
 pub fn cluster_config(
+    spec: &Spec,
     plan: &ClusterPlan,
     artifacts: &[Artifact],
 ) -> Result<(ClusterConfig, Vec<String>), Error> {
@@ -175,6 +188,7 @@ pub fn cluster_config(
         node_configs: BTreeMap::new(),
     };
     let mut args = Vec::new();
+    let (_, ports_firewall) = ports_firewalls(spec, &plan.cluster);
     for (node, artifact) in plan.nodes.iter().zip(artifacts) {
         let Some(pool) = &node.pool else { continue };
         if artifact.node != node.name {
@@ -204,6 +218,11 @@ pub fn cluster_config(
                     .collect(),
                 taints: node.taints.clone(),
                 images_for_arch: BTreeMap::from([(arch, image)]),
+                firewalls: ports_firewall
+                    .get(&node.name)
+                    .cloned()
+                    .into_iter()
+                    .collect(),
             },
         );
         args.push(nodes_arg(
@@ -226,6 +245,77 @@ pub enum Delivery {
     /// The JSON as the Secret's `cluster-config.json`, mounted as a file that
     /// `HCLOUD_CLUSTER_CONFIG_FILE` names: no size limit but the Secret's.
     File,
+}
+
+/// How the README's Deployment (the provider's example
+/// `examples/cluster-autoscaler-run-on-master.yaml`: Deployment `cluster-autoscaler` in
+/// `kube-system`) is restarted. The provider reads `HCLOUD_CLUSTER_CONFIG` (or the file) once,
+/// in `newManager` at start-up (hetzner_manager.go; hetzner_cloud_provider.go `BuildHetzner`),
+/// and an environment variable from a `secretKeyRef` is fixed when the container starts, so a
+/// re-applied Secret reaches new servers only after a restart.
+pub const RESTART: &str = "kubectl -n kube-system rollout restart deployment/cluster-autoscaler";
+
+/// The environment variable naming the cloud firewall of every server the autoscaler
+/// creates (hetzner_manager.go `newManager`, read once at start-up; hcloud-go's
+/// `FirewallClient.Get`: "If the Firewall does not exist, nil is returned", so a missing
+/// one is silently not attached).
+pub const FIREWALL_ENV: &str = "HCLOUD_FIREWALL";
+/// The environment variable naming the one SSH key put on every server the autoscaler
+/// creates (hetzner_manager.go `newManager`: one `client.SSHKey.Get`; hetzner_node_group.go
+/// `createServer`: `opts.SSHKeys = []*hcloud.SSHKey{n.manager.sshKey}`). There is no
+/// per-pool SSH key in `NodeConfig` (kubernetes/autoscaler @55c37cd).
+pub const SSH_KEY_ENV: &str = "HCLOUD_SSH_KEY";
+
+/// What `HCLOUD_SSH_KEY` can be for the pools of a plan.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SshKey {
+    /// The key, and the pools' other keys, which no server gets.
+    Key { key: String, left_out: Vec<String> },
+    /// No key, and why.
+    None { why: &'static str },
+}
+
+/// The pools' SSH key: the provider puts one key on every pool's servers, so meshboot gives
+/// it the first key (in the first pool's `hcloud.ssh_keys` order) that every pool lists;
+/// none when a pool lists none (a key it did not ask for would be access the spec does not
+/// grant) or no key is common to all. The keys left out are named.
+pub fn pool_ssh_key(plan: &ClusterPlan) -> SshKey {
+    let lists: Vec<&[String]> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.pool.is_some())
+        .map(|n| n.hcloud.ssh_keys.as_deref().unwrap_or_default())
+        .collect();
+    if lists.iter().all(|l| l.is_empty()) {
+        return SshKey::None {
+            why: "no pool has hcloud.ssh_keys",
+        };
+    }
+    if lists.iter().any(|l| l.is_empty()) {
+        return SshKey::None {
+            why: "a pool has no hcloud.ssh_keys, and the provider takes one key for every pool",
+        };
+    }
+    let Some(key) = lists[0]
+        .iter()
+        .find(|k| lists.iter().all(|l| l.contains(k)))
+    else {
+        return SshKey::None {
+            why: "no key is in every pool's hcloud.ssh_keys, and the provider takes one key for every pool",
+        };
+    };
+    let mut left_out: Vec<String> = lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .filter(|k| *k != key)
+        .cloned()
+        .collect();
+    left_out.sort();
+    left_out.dedup();
+    SshKey::Key {
+        key: key.clone(),
+        left_out,
+    }
 }
 
 /// The Secret's name.
@@ -254,11 +344,12 @@ struct Metadata<'a> {
 /// What `meshboot autoscaler` prints: the Secret as YAML, after comments that say how to run
 /// the autoscaler with it (its `--nodes` arguments and environment).
 pub fn secret(
+    spec: &Spec,
     plan: &ClusterPlan,
     artifacts: &[Artifact],
     delivery: Delivery,
 ) -> Result<String, Error> {
-    let (config, args) = cluster_config(plan, artifacts)?;
+    let (config, args) = cluster_config(spec, plan, artifacts)?;
     let json = serde_json::to_string(&config)
         .map_err(|e| Error::Internal(format!("error: internal error: {e}\n")))?;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
@@ -301,7 +392,7 @@ pub fn secret(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# The Hetzner cluster-autoscaler's configuration for cluster {}, written by meshboot.\n# It holds secrets (every pool's first-boot file): apply it, do not commit it.\n#   meshboot autoscaler SPEC | kubectl apply --server-side -f -",
+        "# The Hetzner cluster-autoscaler's configuration for cluster {}, written by meshboot.\n# It holds secrets (every pool's first-boot file): apply it, do not commit it.\n#   meshboot autoscaler SPEC | kubectl apply --server-side -f -\n# The autoscaler reads it only when it starts: after re-applying it (a pool's new key, a new\n# K3s version), restart the autoscaler, or new servers keep getting the old files:\n#   {RESTART}",
         plan.cluster
     );
     let _ = writeln!(
@@ -315,6 +406,16 @@ pub fn secret(
         out,
         "# and this environment (HCLOUD_TOKEN from a Secret of your own):"
     );
+    let env_value = |name: &str, value: &str| -> Result<String, Error> {
+        // The value as YAML writes it (quoted when it must be): SSH key names may hold
+        // anything but a comma or a double quote (crate::validate).
+        let value = serde_yaml::to_string(value)
+            .map_err(|e| Error::Internal(format!("error: internal error: {e}\n")))?;
+        Ok(format!(
+            "#   - name: {name}\n#     value: {}\n",
+            value.trim_end()
+        ))
+    };
     match delivery {
         Delivery::Env => {
             let _ = writeln!(
@@ -323,9 +424,49 @@ pub fn secret(
             );
         }
         Delivery::File => {
+            out.push_str(&env_value(
+                CONFIG_FILE_ENV,
+                &format!("{CONFIG_MOUNT}/{CONFIG_FILE_KEY}"),
+            )?);
+        }
+    }
+    out.push_str(&env_value(FIREWALL_ENV, &cluster_firewall(&plan.cluster))?);
+    let ssh_key = pool_ssh_key(plan);
+    if let SshKey::Key { key, .. } = &ssh_key {
+        out.push_str(&env_value(SSH_KEY_ENV, key)?);
+    }
+    if delivery == Delivery::File {
+        let _ = writeln!(
+            out,
+            "# with the Secret mounted at {CONFIG_MOUNT} (a volume `secret: {{ secretName: {name} }}`)."
+        );
+    }
+    let pool_firewalls = config
+        .node_configs
+        .values()
+        .any(|n| !n.firewalls.is_empty());
+    let _ = writeln!(
+        out,
+        "{}",
+        if pool_firewalls {
+            "# HCLOUD_FIREWALL is the cloud firewall `meshboot hcloud SPEC` creates, as it creates the\n# pools' own (nodeConfigs.<pool>.firewalls): run its script before the autoscaler starts (a\n# missing HCLOUD_FIREWALL is silently not attached, a missing pool firewall stops it)."
+        } else {
+            "# HCLOUD_FIREWALL is the cloud firewall `meshboot hcloud SPEC` creates: run its script\n# before the autoscaler starts (a missing one is silently not attached)."
+        }
+    );
+    match ssh_key {
+        SshKey::Key { left_out, .. } if left_out.is_empty() => {}
+        SshKey::Key { left_out, .. } => {
             let _ = writeln!(
                 out,
-                "#   - name: {CONFIG_FILE_ENV}\n#     value: {CONFIG_MOUNT}/{CONFIG_FILE_KEY}\n# with the Secret mounted at {CONFIG_MOUNT} (a volume `secret: {{ secretName: {name} }}`)."
+                "# {SSH_KEY_ENV}: the provider puts one key on every pool's servers; not given: {}.",
+                left_out.join(", ")
+            );
+        }
+        SshKey::None { why } => {
+            let _ = writeln!(
+                out,
+                "# No {SSH_KEY_ENV}: {why}; the pools' servers get no SSH key."
             );
         }
     }

@@ -63,9 +63,14 @@ pub enum Command {
     Hcloud {
         /// The cluster spec (YAML)
         spec: Utf8PathBuf,
-        /// The directory `meshboot build` wrote the nodes' files to (the script reads them)
-        #[arg(long, short)]
-        out: Utf8PathBuf,
+        /// The directory `meshboot build` wrote the nodes' files to (the script reads them);
+        /// required unless --firewalls-only
+        #[arg(long, short, required_unless_present = "firewalls_only")]
+        out: Option<Utf8PathBuf>,
+        /// Create only the cloud firewalls, no placement groups or servers: what the
+        /// autoscaler's pool servers need when the fixed nodes are created some other way
+        #[arg(long, conflicts_with = "out")]
+        firewalls_only: bool,
         /// Treat warnings as errors
         #[arg(long)]
         strict: bool,
@@ -299,21 +304,33 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 ..Options::default()
             },
         ),
-        Command::Hcloud { spec, strict, .. } | Command::Packer { spec, strict, .. } => (
+        Command::Hcloud {
+            spec,
+            strict,
+            firewalls_only,
+            ..
+        } => (
             spec,
             Options {
-                // Neither needs a secret: the script names the files build wrote, and an
-                // image holds none.
+                // No secret: the script names the files build wrote.
+                redact: true,
+                strict: *strict,
+                // Firewalls need no node's server type, location or image.
+                target: (!firewalls_only).then_some(crate::validate::Target::Hcloud),
+                ..Options::default()
+            },
+        ),
+        Command::Packer { spec, strict, .. } => (
+            spec,
+            Options {
+                // No secret: an image holds none.
                 redact: true,
                 strict: *strict,
                 ignition_version: IgnitionVersion::default(),
                 mint_auth_key: None,
                 compress: false,
                 autoscaler: false,
-                target: Some(match cmd {
-                    Command::Packer { .. } => crate::validate::Target::Packer,
-                    _ => crate::validate::Target::Hcloud,
-                }),
+                target: Some(crate::validate::Target::Packer),
             },
         ),
         // The commands without a spec answer here.
@@ -409,8 +426,11 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                 })?;
         }
         Command::Hcloud { out: dir, .. } => {
-            let plan =
-                crate::delivery::hcloud::plan_hcloud(&checked.spec, &checked.plan, dir.as_str());
+            let plan = crate::delivery::hcloud::plan_hcloud(
+                &checked.spec,
+                &checked.plan,
+                dir.as_ref().map(|d| d.as_str()),
+            );
             out.stdout = crate::render::hcloud_script(&plan).map_err(|e| fail(e.into(), &out))?;
         }
         Command::Packer { out: dir, .. } => {
@@ -462,8 +482,9 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                     &out,
                 ));
             }
-            out.stdout = crate::autoscaler::secret(&checked.plan, &artifacts, delivery)
-                .map_err(|e| fail(e, &out))?;
+            out.stdout =
+                crate::autoscaler::secret(&checked.spec, &checked.plan, &artifacts, delivery)
+                    .map_err(|e| fail(e, &out))?;
         }
         // Answered before any spec was read.
         Command::Init { .. } | Command::Completions { .. } | Command::Schema => {}
@@ -524,6 +545,13 @@ pub fn k3s_flags(n: &NodePlan) -> Vec<String> {
     };
     if boot.node_name {
         flags.push(format!("--{}=<server name>", Flag::NodeName.name()));
+    }
+    if let Some(id) = &boot.provider_id {
+        flags.push(format!(
+            "--{}=provider-id={}<server id>",
+            Flag::KubeletArg.name(),
+            id.prefix
+        ));
     }
     if boot.node_ip {
         flags.push(format!("--{}={}", Flag::NodeIp.name(), mesh_ips.join(",")));

@@ -10,6 +10,24 @@
 //! and the CNI interfaces may reach the host. K3s ports are open on tailscale0 only.
 //! Forwarded traffic is allowed from the CNI and mesh interfaces, and from the internet only
 //! to pod addresses on the node's public ports (that is what servicelb/hostPort ingress is).
+//!
+//! Forwarded traffic is filtered by meshboot's own nftables table on every node with a
+//! firewall, ufw nodes included ([`NftTable`]): K3s's own iptables chains accept pod traffic
+//! in FORWARD before ufw's routed rules ever see it. kube-router's network policy
+//! controller, which K3s runs by default, inserts `-j KUBE-ROUTER-FORWARD` at position 1 of
+//! FORWARD and ends that chain with `-m mark --mark 0x20000/0x20000 -j ACCEPT`, a mark it
+//! sets on all traffic to and from a local pod that no NetworkPolicy selects
+//! (cloudnativelabs/kube-router pkg/controllers/netpol/npc_iptables.go
+//! `ensureTopLevelChains`, `ensureExplicitAccept`; pod.go `setupPodNetpolRules`,
+//! `syncPodFirewallChains`). An accept ends only the base chain it is in: "The packet can
+//! still be dropped later by another hook, for instance ... another forward base chain",
+//! while after a drop "It is not possible to accept the packet in a later chain again"
+//! (nft(8), VERDICT STATEMENT). iptables-nft's FORWARD is one base chain of the forward hook
+//! and meshboot's is another (iptables-legacy's x_tables hook sits in the same hook list),
+//! so a `drop` in `table inet meshboot`'s forward chain holds whatever iptables accepts. The input side needs no such table on ufw nodes: kube-router's
+//! `KUBE-ROUTER-INPUT` accepts only packets whose source is a local pod
+//! (`interceptPodOutboundTraffic` jumps `-s <pod ip>` to the pod's chain; its other rules
+//! RETURN), which ufw accepts anyway (the pod network is trusted).
 
 use crate::spec::{FirewallBackend, FlannelBackend, Networks, PortRange, SshPolicy};
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -76,6 +94,18 @@ pub struct FirewallPlan {
     pub forward_udp: Vec<PortRange>,
     /// Drop forwarded traffic from pods to the metadata service.
     pub block_pod_metadata: bool,
+    /// meshboot's own nftables table, `table inet meshboot`: every node with a host
+    /// firewall has one (see the module's docs); `None` without a firewall.
+    pub table: Option<NftTable>,
+}
+
+/// What `table inet meshboot` holds on a node. It always has the forward chain: pods,
+/// hostPorts and servicelb, and the metadata block, whatever iptables accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NftTable {
+    /// The input chain too (the nftables backend). On ufw nodes ufw filters the host's own
+    /// traffic and the table holds the forward chain only.
+    pub input: bool,
 }
 
 pub struct FirewallInput<'a> {
@@ -167,6 +197,11 @@ pub fn plan_firewall(i: &FirewallInput) -> FirewallPlan {
         forward_tcp,
         forward_udp,
         block_pod_metadata: !i.allow_pod_metadata,
+        table: match i.backend {
+            FirewallBackend::Nftables => Some(NftTable { input: true }),
+            FirewallBackend::Ufw => Some(NftTable { input: false }),
+            FirewallBackend::None => None,
+        },
     }
 }
 

@@ -29,6 +29,7 @@ pub enum Flag {
     NodeLabel,
     NodeTaint,
     KubeProxyArg,
+    KubeletArg,
 }
 
 /// Which nodes get a flag (a row's `only` may narrow it further).
@@ -40,6 +41,8 @@ pub enum Nodes {
     InitServer,
     /// Joining servers and agents.
     Joiners,
+    /// The nodes of pools (`autoscale`), which the cluster-autoscaler creates.
+    Pools,
 }
 
 /// Where a flag's value comes from.
@@ -296,6 +299,18 @@ pub const TABLE: &[Row] = &[
         why: "kube-proxy accepts NodePort traffic before the host firewall could refuse it: NodePorts answer on mesh addresses only",
         user_args: UserArgs::Added,
     },
+    Row {
+        flag: Flag::KubeletArg,
+        name: "kubelet-arg",
+        nodes: Nodes::Pools,
+        only: None,
+        source: Source::Meshboot,
+        value: "`provider-id=hcloud://<server id>`, the ID read from Hetzner's metadata service at boot and checked to be a number",
+        file: File::DropIn,
+        repeatable: true,
+        why: "the cluster-autoscaler finds a node's server, and counts it as registered, by `hcloud://<id>` only; K3s would give the node `k3s://<name>`",
+        user_args: UserArgs::Added,
+    },
 ];
 
 // The table lists every flag once, in the order `Flag` declares them: a build-time check.
@@ -341,6 +356,7 @@ impl Nodes {
             Nodes::Servers => "servers",
             Nodes::InitServer => "the init server",
             Nodes::Joiners => "joining servers, agents",
+            Nodes::Pools => "pool nodes",
         }
     }
 }
@@ -406,9 +422,12 @@ pub fn text() -> String {
         .filter(|r| r.user_args == UserArgs::Added)
         .map(|r| r.name)
         .collect();
+    let except = match added.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => added.join(""),
+    };
     let mut out = format!(
-        "Flags meshboot sets itself (server_args/agent_args may not repeat them, except {}):\n",
-        added.join(" and ")
+        "Flags meshboot sets itself (server_args/agent_args may not repeat them, except {except}):\n"
     );
     let width = TABLE.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for r in TABLE {
@@ -426,7 +445,7 @@ pub fn text() -> String {
 mod tests {
     use super::*;
 
-    const ALL: [Flag; 16] = [
+    const ALL: [Flag; 17] = [
         Flag::NodeName,
         Flag::TokenFile,
         Flag::AgentTokenFile,
@@ -443,6 +462,7 @@ mod tests {
         Flag::NodeLabel,
         Flag::NodeTaint,
         Flag::KubeProxyArg,
+        Flag::KubeletArg,
     ];
 
     #[test]
@@ -476,7 +496,7 @@ mod tests {
             .filter(|r| r.user_args == UserArgs::Added)
             .map(|r| r.name)
             .collect();
-        assert_eq!(added, ["tls-san", "kube-proxy-arg"]);
+        assert_eq!(added, ["tls-san", "kube-proxy-arg", "kubelet-arg"]);
         assert_eq!(refused("tls-san"), None);
         assert_eq!(refused("kubelet-arg"), None);
         assert_eq!(

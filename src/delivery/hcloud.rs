@@ -27,8 +27,9 @@ pub const SERVERS_PER_SPREAD_GROUP: usize = 10;
 #[derive(Debug, Clone, Serialize)]
 pub struct HcloudPlan {
     pub cluster: String,
-    /// Where `meshboot build` wrote the nodes' files (`--out`).
-    pub out_dir: String,
+    /// Where `meshboot build` wrote the nodes' files (`--out`); `None` under
+    /// `--firewalls-only`, whose script creates the cloud firewalls and nothing else.
+    pub out_dir: Option<String>,
     /// `key=value` labels on everything the script creates.
     pub labels: Vec<String>,
     pub firewalls: Vec<CloudFirewall>,
@@ -155,12 +156,68 @@ fn port_source(spec: &Spec, entry: usize) -> Option<(&str, &crate::spec::NodeFir
     }
 }
 
+/// The name of the cloud firewall every node of `cluster` gets, fixed nodes and pools
+/// alike: the one place it is named (`meshboot hcloud` creates it, `meshboot autoscaler`
+/// hands it to the autoscaler as `HCLOUD_FIREWALL`).
+pub fn cluster_firewall(cluster: &str) -> String {
+    cluster.to_string()
+}
+
+/// The name of the cloud firewall of the public ports written at `source` (a node entry's
+/// name, or `defaults`).
+fn ports_firewall(cluster: &str, source: &str) -> String {
+    format!("{cluster}-{source}")
+}
+
+/// The cloud firewalls of node-level public ports, one per place they are written (an
+/// entry's `firewall`, or `defaults.firewall`), and which node or pool (by name) gets which.
+/// Pools are included: the autoscaler attaches a pool's as `nodeConfigs.<pool>.firewalls`.
+pub fn ports_firewalls(
+    spec: &Spec,
+    cluster: &str,
+) -> (Vec<CloudFirewall>, BTreeMap<String, String>) {
+    let mut firewalls: Vec<CloudFirewall> = Vec::new();
+    let mut of_node = BTreeMap::new();
+    for n in crate::resolve::expand(spec) {
+        let Some((source, fw)) = port_source(spec, n.entry) else {
+            continue;
+        };
+        let rules = port_rules(&fw.public_tcp, &fw.public_udp, "node public port");
+        if rules.is_empty() {
+            continue;
+        }
+        let name = ports_firewall(cluster, source);
+        if !firewalls.iter().any(|f| f.name == name) {
+            let what = if source == "defaults" {
+                "the public ports of defaults.firewall".to_string()
+            } else if n.pool.is_some() {
+                format!("the public ports of the pool {source} (the autoscaler attaches it)")
+            } else {
+                format!("the public ports of the node entry {source}")
+            };
+            firewalls.push(CloudFirewall {
+                name: name.clone(),
+                what,
+                rules_json: to_json(&rules),
+            });
+        }
+        of_node.insert(n.name.clone(), name);
+    }
+    (firewalls, of_node)
+}
+
 /// Plans the script for `plan`'s fixed nodes, whose files `meshboot build` wrote to
 /// `out_dir`. The spec passed [`crate::validate::for_target`] for hcloud: every fixed node
-/// has a type, a location and an image Hetzner can boot.
-pub fn plan_hcloud(spec: &Spec, plan: &ClusterPlan, out_dir: &str) -> HcloudPlan {
-    let fixed: Vec<&NodePlan> = plan.nodes.iter().filter(|n| n.pool.is_none()).collect();
-    let pools = plan
+/// has a type, a location and an image Hetzner can boot. Without `out_dir`
+/// (`--firewalls-only`, for pools whose fixed nodes are created some other way) the plan
+/// holds the cloud firewalls only, which need none of that: the autoscaler's servers must
+/// find them (`HCLOUD_FIREWALL`, `nodeConfigs.<pool>.firewalls`) whoever creates the rest.
+pub fn plan_hcloud(spec: &Spec, plan: &ClusterPlan, out_dir: Option<&str>) -> HcloudPlan {
+    let fixed: Vec<&NodePlan> = match out_dir {
+        Some(_) => plan.nodes.iter().filter(|n| n.pool.is_none()).collect(),
+        None => Vec::new(),
+    };
+    let pools: Vec<PoolNote> = plan
         .nodes
         .iter()
         .filter_map(|n| n.pool.as_ref())
@@ -173,36 +230,20 @@ pub fn plan_hcloud(spec: &Spec, plan: &ClusterPlan, out_dir: &str) -> HcloudPlan
     let cluster = plan.cluster.clone();
     let cluster_label = format!("{CLUSTER_LABEL}={cluster}");
     let mut firewalls = vec![CloudFirewall {
-        name: cluster.clone(),
-        what: "every node: the public side of the host firewall".into(),
+        name: cluster_firewall(&cluster),
+        what: if pools.is_empty() {
+            "every node: the public side of the host firewall"
+        } else {
+            "every node and pool server: the public side of the host firewall"
+        }
+        .into(),
         rules_json: to_json(&cluster_rules(spec)),
     }];
-    // Node-level public ports: one more firewall per place they are written.
-    let entries = crate::resolve::expand(spec);
-    let mut node_firewall: BTreeMap<String, String> = BTreeMap::new();
-    for n in entries.iter().filter(|n| n.pool.is_none()) {
-        let Some((source, fw)) = port_source(spec, n.entry) else {
-            continue;
-        };
-        let rules = port_rules(&fw.public_tcp, &fw.public_udp, "node public port");
-        if rules.is_empty() {
-            continue;
-        }
-        let name = format!("{cluster}-{source}");
-        if !firewalls.iter().any(|f| f.name == name) {
-            let what = if source == "defaults" {
-                "the public ports of defaults.firewall".to_string()
-            } else {
-                format!("the public ports of the node entry {source}")
-            };
-            firewalls.push(CloudFirewall {
-                name: name.clone(),
-                what,
-                rules_json: to_json(&rules),
-            });
-        }
-        node_firewall.insert(n.name.clone(), name);
-    }
+    // Node-level public ports: one more firewall per place they are written, pools' too
+    // (the autoscaler only attaches firewalls that exist, and refuses to start without one
+    // a pool names).
+    let (own, node_firewall) = ports_firewalls(spec, &cluster);
+    firewalls.extend(own);
 
     // Spread placement groups per location, servers first so that the etcd members share
     // the first group, at most SERVERS_PER_SPREAD_GROUP each.
@@ -234,7 +275,7 @@ pub fn plan_hcloud(spec: &Spec, plan: &ClusterPlan, out_dir: &str) -> HcloudPlan
             let server_type = h.server_type.clone().unwrap_or_default();
             let user_data = format!(
                 "{}/{}.{}",
-                out_dir.trim_end_matches('/'),
+                out_dir.unwrap_or_default().trim_end_matches('/'),
                 n.name,
                 n.envelope.extension()
             );
@@ -287,7 +328,7 @@ pub fn plan_hcloud(spec: &Spec, plan: &ClusterPlan, out_dir: &str) -> HcloudPlan
                 args.push(key.clone());
             }
             args.push("--firewall".into());
-            args.push(cluster.clone());
+            args.push(cluster_firewall(&cluster));
             if let Some(fw) = node_firewall.get(&n.name) {
                 args.push("--firewall".into());
                 args.push(fw.clone());
@@ -307,7 +348,7 @@ pub fn plan_hcloud(spec: &Spec, plan: &ClusterPlan, out_dir: &str) -> HcloudPlan
 
     HcloudPlan {
         cluster,
-        out_dir: out_dir.to_string(),
+        out_dir: out_dir.map(String::from),
         labels: vec![cluster_label],
         firewalls,
         placement_groups,

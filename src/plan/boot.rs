@@ -2,7 +2,7 @@
 //! K3s once the node is on the mesh. Everything here is decided at build time; the
 //! bootstrap only looks up addresses and probes the servers it is given.
 
-use super::{K3S_BOOT_CONFIG_PATH, NodeRole};
+use super::{K3S_BOOT_CONFIG_PATH, NodeRole, ProviderId};
 use crate::k3s_flags::Flag;
 use serde::Serialize;
 
@@ -81,6 +81,10 @@ pub struct BootConfig {
     /// `node-name`: the server's name, checked at boot (pool nodes; a fixed node's name is in
     /// config.yaml).
     pub node_name: bool,
+    /// `kubelet-arg+: [provider-id=<prefix><id>]`, the server's ID read at boot and checked
+    /// to be a number (pool nodes: the cluster-autoscaler's provider finds their servers
+    /// by it; see [`ProviderId`]).
+    pub provider_id: Option<ProviderId>,
 }
 
 impl BootConfig {
@@ -93,6 +97,7 @@ impl BootConfig {
             join: true,
             ipv6: dual_stack,
             node_name: pool,
+            provider_id: pool.then(ProviderId::hetzner),
         }
     }
 

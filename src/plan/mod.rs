@@ -15,7 +15,10 @@ pub mod updates;
 
 pub use boot::{BootConfig, Join};
 pub use k3s::{BAKED_K3S_INSTALLER, BakedK3s, ConfigValue, EnvVar, K3S_INSTALL_URL, K3sPlan};
-pub use pool::{HETZNER_HOSTNAME_URL, Label, NameSource, PoolPlan, Taint};
+pub use pool::{
+    HCLOUD_PROVIDER_ID_PREFIX, HETZNER_HOSTNAME_URL, HETZNER_INSTANCE_ID_URL, Label, NameSource,
+    PoolPlan, ProviderId, Taint,
+};
 pub use services::{DROP_IN, MESH_WAIT_PATH, MESH_WAIT_S, Services};
 pub use tailscale::{
     Arch, Installed, JsonTool, KeySource, ShippedOauth, StaticBuild, TAILSCALE_PKGS,
@@ -139,7 +142,7 @@ pub enum FileKind {
     K3sDropIn,
     /// The K3s unit's wait for the mesh address.
     MeshWait,
-    /// ufw nodes' firewall unit: checks that ufw is active.
+    /// ufw nodes' firewall unit: loads the forward table and checks that ufw is active.
     UfwGuardUnit,
     /// The OS's update-reboot settings ([`updates`]): Flatcar's update.conf or a Zincati
     /// config snippet.
@@ -350,10 +353,13 @@ pub fn plan(
             let services = plan_services(k3s.unit, backend, spec.k3s.flannel_backend);
 
             let mut packages = vec!["ca-certificates".to_string(), "curl".to_string()];
-            match backend {
-                FirewallBackend::Ufw => packages.push("ufw".into()),
-                FirewallBackend::Nftables => packages.push("nftables".into()),
-                FirewallBackend::None => {}
+            if backend == FirewallBackend::Ufw {
+                packages.push("ufw".into());
+            }
+            // `nft` loads meshboot's table, on ufw nodes too (the forward chain): the stock
+            // images need not have it (ufw needs only iptables).
+            if firewall.table.is_some() {
+                packages.push("nftables".into());
             }
             if envelope == Envelope::Ignition {
                 packages.clear();
@@ -374,25 +380,21 @@ pub fn plan(
             if role.is_server() && spec.k3s.agent_token.is_some() {
                 files.push(file(AGENT_TOKEN_PATH, 0o600, FileKind::AgentToken));
             }
-            if backend == FirewallBackend::Ufw {
-                // The unit tailscaled and K3s require: ufw must be active.
-                files.push(file(
-                    &format!("{UNIT_DIR}/{FIREWALL_UNIT}"),
-                    0o644,
-                    FileKind::UfwGuardUnit,
-                ));
-            }
-            if backend == FirewallBackend::Nftables {
+            if firewall.table.is_some() {
+                // meshboot's table: input and forward chains, or on ufw nodes the forward
+                // chain that holds whatever K3s's iptables chains accept (crate::firewall).
                 files.push(file(NFTABLES_PATH, 0o600, FileKind::Nftables));
-                // Where the envelope can enable units (Ignition), the rules are in place
-                // before the network comes up on first boot; the bootstrap enables it too.
+                // The unit tailscaled and K3s require: it loads the table at every boot (and
+                // on ufw nodes checks that ufw is active). Where the envelope can enable
+                // units (Ignition), the rules are in place before the network comes up on
+                // first boot; the bootstrap enables it too.
+                let kind = match backend {
+                    FirewallBackend::Ufw => FileKind::UfwGuardUnit,
+                    _ => FileKind::FirewallUnit,
+                };
                 files.push(FilePlan {
                     enable: true,
-                    ..file(
-                        &format!("{UNIT_DIR}/{FIREWALL_UNIT}"),
-                        0o644,
-                        FileKind::FirewallUnit,
-                    )
+                    ..file(&format!("{UNIT_DIR}/{FIREWALL_UNIT}"), 0o644, kind)
                 });
             }
             // Both envelopes start the bootstrap through this unit, which re-runs it at

@@ -10,6 +10,58 @@ use std::fmt;
 /// Hetzner's metadata service: the server's name (afterburn's hetzner provider reads the
 /// same endpoint, coreos/afterburn src/providers/hetzner/mod.rs, `hostname()`).
 pub const HETZNER_HOSTNAME_URL: &str = "http://169.254.169.254/hetzner/v1/metadata/hostname";
+/// Hetzner's metadata service: the server's ID, a number, as plain text (docs.hetzner.cloud
+/// "Server Metadata": `/hetzner/v1/metadata/instance-id`).
+pub const HETZNER_INSTANCE_ID_URL: &str = "http://169.254.169.254/hetzner/v1/metadata/instance-id";
+/// The provider-ID prefix of Hetzner Cloud servers (kubernetes/autoscaler
+/// cluster-autoscaler/cloudprovider/hetzner/hetzner_cloud_provider.go, `providerIDPrefix`).
+pub const HCLOUD_PROVIDER_ID_PREFIX: &str = "hcloud://";
+
+/// The provider ID a pool node registers with, `hcloud://<server id>`, the ID read at boot.
+///
+/// Why: the cluster-autoscaler matches its servers to nodes by provider ID. Its Hetzner
+/// provider names each server `hcloud://<id>` (hetzner_node_group.go `toInstance`,
+/// `toProviderID`), and finds a node's server by `node.Spec.ProviderID` when the node has
+/// one: any prefix but `hcloud://` gives no server, with no fallback to the node's name
+/// (hetzner_manager.go `serverForNode`: "Any other provider ID prefix is invalid, and we
+/// return no server"). K3s's embedded cloud controller gives every node `k3s://<node name>`
+/// (k3s-io/k3s pkg/cloudprovider/instances.go `InstanceMetadata`), so without this a pool's
+/// servers would never count as registered: the autoscaler would delete them after
+/// `--max-node-provision-time` and could never scale the pool down.
+///
+/// How: K3s passes the kubelet no `--provider-id` of its own (pkg/daemons/agent
+/// agent_linux.go, `kubeletArgsAndConfig`: with its cloud controller on, only
+/// `cloud-provider=external`), and passes `kubelet-arg` values through (pkg/util/args.go
+/// `GetArgs`: a value replaces K3s's own for that flag, repeated ones all go through). The
+/// kubelet sets `spec.providerID` from `--provider-id` when it registers the node
+/// (kubernetes pkg/kubelet/kubelet_node_status.go, `initialNode`), and K3s's cloud controller
+/// keeps a provider ID the node already has (`InstanceMetadata`: "if node.Spec.ProviderID
+/// != "" { metadata.ProviderID = node.Spec.ProviderID }"; its `InstanceExists` is always
+/// true, so the node is never deleted for it). So no `disable-cloud-controller` and no
+/// Hetzner cloud controller is needed.
+///
+/// Pools only: they are the nodes the autoscaler manages and the only ones meshboot knows
+/// run on Hetzner Cloud (the provider creates them). A fixed node may run anywhere (a file
+/// pasted into another provider's console), where this metadata service does not exist, and
+/// the autoscaler neither creates nor deletes it: a provider ID would buy it nothing, while
+/// reading one would make its boot depend on Hetzner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderId {
+    /// Where the bootstrap reads the server's ID.
+    pub url: &'static str,
+    /// What goes before the ID.
+    pub prefix: &'static str,
+}
+
+impl ProviderId {
+    /// A Hetzner Cloud server's: `hcloud://<id>`, the ID from the metadata service.
+    pub fn hetzner() -> ProviderId {
+        ProviderId {
+            url: HETZNER_INSTANCE_ID_URL,
+            prefix: HCLOUD_PROVIDER_ID_PREFIX,
+        }
+    }
+}
 
 /// A pool: one plan (and one file) for every server the autoscaler creates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -415,7 +415,7 @@ pub fn node_files(
                 FileKind::TailscaledDropIn => render_template(TAILSCALED_DROP_IN, services(node))?,
                 FileKind::K3sDropIn => render_template(K3S_DROP_IN, services(node))?,
                 FileKind::MeshWait => render_template(MESH_WAIT, services(node))?,
-                FileKind::UfwGuardUnit => render_template(UFW_GUARD_UNIT, context! {})?,
+                FileKind::UfwGuardUnit => render_template(UFW_GUARD_UNIT, context! { paths => paths() })?,
                 FileKind::BootstrapUnit => render_template(BOOTSTRAP_UNIT, context! { paths => paths() })?,
                 FileKind::OsUpdates => os_updates(node)?,
             };

@@ -58,6 +58,32 @@ fn cluster_config(output: &str) -> Value {
     serde_json::from_slice(&b64(&env)).expect("JSON")
 }
 
+/// The environment `meshboot autoscaler`'s header tells to give the autoscaler (the YAML
+/// list after "# and this environment", its `#   ` taken off: a container's `env`), as
+/// name to value (`valueFrom` entries as their YAML), and the cluster config.
+pub(crate) fn env_and_config(output: &str) -> (BTreeMap<String, String>, Value) {
+    let list: String = output
+        .lines()
+        .skip_while(|l| !l.starts_with("# and this environment"))
+        .skip(1)
+        .map_while(|l| l.strip_prefix("#   "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let entries: Vec<serde_yaml::Value> = serde_yaml::from_str(&list).expect("a YAML list");
+    let env = entries
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().expect("name").to_string();
+            let value = match e.get("value") {
+                Some(v) => v.as_str().expect("a string value").to_string(),
+                None => serde_yaml::to_string(&e["valueFrom"]).unwrap(),
+            };
+            (name, value)
+        })
+        .collect();
+    (env, cluster_config(output))
+}
+
 fn fixture(name: &str) -> String {
     fixtures_dir().join(name).to_string()
 }
@@ -389,4 +415,58 @@ fn what_the_autoscaler_cannot_use_is_an_error_naming_the_field() {
     let n = meshboot(&["autoscaler", &fixture("cluster.yaml"), "--redact"]);
     assert_eq!(n.status.code(), Some(1));
     assert!(stderr(&n).contains("has no pools"), "{}", stderr(&n));
+}
+
+/// The provider puts one SSH key (`HCLOUD_SSH_KEY`) on every pool's servers and has no
+/// per-pool key (kubernetes/autoscaler @55c37cd: hetzner_manager.go `newManager` reads one;
+/// `NodeConfig` has no SSH field; hetzner_node_group.go `createServer` sets
+/// `opts.SSHKeys = []*hcloud.SSHKey{n.manager.sshKey}`). meshboot's rule: the first key of
+/// the first pool's `hcloud.ssh_keys` that every pool lists, the others named as not given;
+/// none when a pool lists none or no key is common. Proves the rule on the printed
+/// environment (parsed as the container's `env` YAML, so a name with a quote is one value);
+/// not that Hetzner puts the key on the server.
+#[test]
+fn the_pools_ssh_key_is_the_first_one_every_pool_lists() {
+    let run = |text: &str| -> (BTreeMap<String, String>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("spec.yaml"), text).unwrap();
+        let o =
+            crate::support::meshboot_in(dir.path(), &["autoscaler", "spec.yaml", "--redact"], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        (env_and_config(&stdout(&o)).0, stdout(&o))
+    };
+    let both = crate::hcloud::pools_with_firewalls(false);
+    // burst lists [ops, "it's ops"], arm ["it's ops", arm-key]: only "it's ops" is in both.
+    let (env, out) = run(&both);
+    assert_eq!(env["HCLOUD_SSH_KEY"], "it's ops", "{out}");
+    assert!(
+        out.contains("# HCLOUD_SSH_KEY: the provider puts one key on every pool's servers; not given: arm-key, ops.\n"),
+        "{out}"
+    );
+    assert_eq!(env["HCLOUD_FIREWALL"], "burst-lab");
+    // The same list on every pool (from defaults): that key, nothing left out.
+    let same = std::fs::read_to_string(fixtures_dir().join("pools.yaml"))
+        .unwrap()
+        .replace(
+            "  hcloud: { type: cx22, location: nbg1 }\n",
+            "  hcloud: { type: cx22, location: nbg1, ssh_keys: [ops] }\n",
+        );
+    let (env, out) = run(&same);
+    assert_eq!(env["HCLOUD_SSH_KEY"], "ops", "{out}");
+    assert!(!out.contains("not given"), "{out}");
+    // No key common to all pools, or a pool without keys: none, and why.
+    for (text, why) in [
+        (
+            both.replace("[\"it's ops\", arm-key]", "[arm-key]"),
+            "# No HCLOUD_SSH_KEY: no key is in every pool's hcloud.ssh_keys",
+        ),
+        (
+            both.replace(", ssh_keys: [\"it's ops\", arm-key]", ""),
+            "# No HCLOUD_SSH_KEY: a pool has no hcloud.ssh_keys",
+        ),
+    ] {
+        let (env, out) = run(&text);
+        assert!(!env.contains_key("HCLOUD_SSH_KEY"), "{out}");
+        assert!(out.contains(why), "{out}");
+    }
 }

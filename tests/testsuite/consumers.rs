@@ -319,6 +319,24 @@ fn rulesets() -> Vec<Input> {
     delivered_where(|path, _| path == meshboot::plan::NFTABLES_PATH)
 }
 
+/// The `ufw ...` commands a bootstrap script runs, as shell lines.
+fn ufw_lines(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("quiet ufw "))
+        .map(|rest| format!("ufw {rest}"))
+        .collect()
+}
+
+/// The delivered file at `path` of artifact `a`.
+fn file_of(a: &Artifact, path: &str) -> String {
+    delivered_files(a)
+        .into_iter()
+        .find(|(p, _, _)| p == path)
+        .map(|(_, _, c)| c)
+        .unwrap_or_else(|| panic!("{}: {path} is not delivered", a.file_name))
+}
+
 /// The `ufw ...` commands of every ufw node's bootstrap script (ufw nodes as the
 /// expectation table has them), followed by listings of the chains they fill.
 fn ufw_rule_sets() -> Vec<Input> {
@@ -327,16 +345,7 @@ fn ufw_rule_sets() -> Vec<Input> {
         if !matches!(Row::of(&f, &a.node).firewall, Firewall::Ufw(_)) {
             continue;
         }
-        let script = delivered_files(&a)
-            .into_iter()
-            .find(|(p, _, _)| p == meshboot::plan::BOOTSTRAP_PATH)
-            .map(|(_, _, c)| c)
-            .expect("bootstrap");
-        let lines: Vec<String> = script
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("quiet ufw "))
-            .map(|rest| format!("ufw {rest}"))
-            .collect();
+        let lines = ufw_lines(&file_of(&a, meshboot::plan::BOOTSTRAP_PATH));
         assert!(
             lines.iter().any(|l| l == "ufw --force enable"),
             "{}: ufw is never enabled",
@@ -495,7 +504,9 @@ const NFT_APPLY: Consumer = Consumer {
 
 /// The real ufw (with iptables) runs every ufw node's commands in a sandbox; the chains it
 /// fills must open 41641/udp, the kubelet on tailscale0, 6443 on tailscale0 on servers
-/// only, route pod traffic, and drop pods' metadata requests before any forward accept.
+/// only, route pod traffic, and drop pods' metadata requests before ufw's own forward
+/// accepts. (K3s's chains accept before ufw's: what holds whatever they accept is the nft
+/// table, `ufw_nodes_hold_their_forward_side_under_kube_routers_chains`.)
 const UFW: Consumer = Consumer {
     tool: "ufw",
     needs: &[
@@ -966,14 +977,12 @@ fn ignition_files_stage_lays_down_what_cloud_init_would() {
                     0o644
                 );
 
-                // Enabled units: the bootstrap's, and on nftables nodes the firewall's (the
-                // table's firewall, not the plan's); the config enables exactly those, and
-                // Ignition records them in its preset file.
-                let row = Row::of(fixture.file_name().expect("file name"), &node.name);
-                let mut want = vec![BOOTSTRAP_UNIT.to_string()];
-                if matches!(row.firewall, Firewall::Nftables(_)) {
-                    want.push(FIREWALL_UNIT.to_string());
-                }
+                // Enabled units: the bootstrap's, and the firewall's, which loads meshboot's
+                // nftables table at every boot on every node, ufw nodes included (its forward
+                // chain; every fixture node has a host firewall: the table's `Firewall` has
+                // no `none`); the config enables exactly those, and Ignition records them in
+                // its preset file.
+                let mut want = vec![BOOTSTRAP_UNIT.to_string(), FIREWALL_UNIT.to_string()];
                 want.sort();
                 assert_eq!(
                     enabled_units(&support::unpacked(&ign)),
@@ -1263,6 +1272,272 @@ fn nft_forwards_a_public_port_dnatted_to_another_pod_port() {
 }
 
 // ---------------------------------------------------------------------------------------
+// A ufw node under K3s's own iptables chains
+
+/// K3s's network policy controller (kube-router's, embedded: k3s-io/k3s
+/// pkg/agent/netpol/netpol.go runs `netpol.NewNetworkPolicyController` with iptables
+/// handlers, on by default) for one local pod, `$POD`, that no NetworkPolicy selects: the
+/// rules cloudnativelabs/kube-router (@7c2c277) pkg/controllers/netpol writes, in the order
+/// it leaves them. npc_iptables.go `ensureTopLevelChains`: a jump to KUBE-ROUTER-INPUT,
+/// -FORWARD and -OUTPUT at position 1 of INPUT, FORWARD and OUTPUT, then RETURNs in
+/// KUBE-ROUTER-INPUT for the service range and the NodePort range;
+/// `ensureDefaultNetworkPolicyChain` (mark 0x10000) and `ensureCommonPolicyChain` (invalid
+/// dropped, established accepted); pod.go `setupPodNetpolRules` (its rules are inserted at
+/// position 1 in reverse: common rules, from the local node, default egress, default
+/// ingress), `syncPodFirewallChains` (reject unmarked, clear 0x10000, set 0x20000),
+/// `interceptPodInboundTraffic` (`-d $POD` from FORWARD and OUTPUT) and
+/// `interceptPodOutboundTraffic` (`-s $POD` from INPUT, FORWARD and OUTPUT);
+/// `ensureTailChainPosition` and `ensureExplicitAccept`: each top-level chain ends with
+/// `-m mark --mark 0x20000/0x20000 -j ACCEPT`. Left out, as they change no verdict here:
+/// the UUID suffixes of the comments, the NFLOG rule before the REJECT, the ICMP accepts of
+/// the common chain, and the `--physdev-is-bridged` jumps (the test's pod is routed, not
+/// bridged).
+const KUBE_ROUTER_CHAINS: &str = r#"iptables -N KUBE-ROUTER-INPUT
+iptables -N KUBE-ROUTER-FORWARD
+iptables -N KUBE-ROUTER-OUTPUT
+iptables -I INPUT 1 -m comment --comment "kube-router netpol" -j KUBE-ROUTER-INPUT
+iptables -I FORWARD 1 -m comment --comment "kube-router netpol" -j KUBE-ROUTER-FORWARD
+iptables -I OUTPUT 1 -m comment --comment "kube-router netpol" -j KUBE-ROUTER-OUTPUT
+iptables -A KUBE-ROUTER-INPUT -m comment --comment "allow traffic to primary/secondary cluster IP range" -d "$SERVICES" -j RETURN
+iptables -A KUBE-ROUTER-INPUT -p tcp -m comment --comment "allow LOCAL TCP traffic to node ports" -m addrtype --dst-type LOCAL -m multiport --dports 30000:32767 -j RETURN
+iptables -A KUBE-ROUTER-INPUT -p udp -m comment --comment "allow LOCAL UDP traffic to node ports" -m addrtype --dst-type LOCAL -m multiport --dports 30000:32767 -j RETURN
+iptables -N KUBE-NWPLCY-DEFAULT
+iptables -A KUBE-NWPLCY-DEFAULT -j MARK -m comment --comment "rule to mark traffic matching a network policy" --set-xmark 0x10000/0x10000
+iptables -N KUBE-NWPLCY-COMMON
+iptables -A KUBE-NWPLCY-COMMON -m comment --comment "rule to drop invalid state for pod" -m conntrack --ctstate INVALID -j DROP
+iptables -A KUBE-NWPLCY-COMMON -m comment --comment "rule for stateful firewall for pod" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+iptables -N KUBE-POD-FW-TEST
+iptables -A KUBE-POD-FW-TEST -m comment --comment "common netpol rules" -j KUBE-NWPLCY-COMMON
+iptables -A KUBE-POD-FW-TEST -m comment --comment "from local node" -m addrtype --src-type LOCAL -d "$POD" -j ACCEPT
+iptables -A KUBE-POD-FW-TEST -s "$POD" -m comment --comment "default egress" -j KUBE-NWPLCY-DEFAULT
+iptables -A KUBE-POD-FW-TEST -d "$POD" -m comment --comment "default ingress" -j KUBE-NWPLCY-DEFAULT
+iptables -A KUBE-POD-FW-TEST -m comment --comment "rule to REJECT traffic destined for POD name: test namespace: default" -m mark ! --mark 0x10000/0x10000 -j REJECT
+iptables -A KUBE-POD-FW-TEST -j MARK --set-mark 0/0x10000
+iptables -A KUBE-POD-FW-TEST -m comment --comment "set netpol-ok mark" -j MARK --set-mark 0x20000/0x20000
+iptables -A KUBE-ROUTER-FORWARD -m comment --comment "rule to jump traffic destined to POD name: test namespace: default to chain KUBE-POD-FW-TEST" -d "$POD" -j KUBE-POD-FW-TEST
+iptables -A KUBE-ROUTER-OUTPUT -m comment --comment "rule to jump traffic destined to POD name: test namespace: default to chain KUBE-POD-FW-TEST" -d "$POD" -j KUBE-POD-FW-TEST
+for chain in INPUT FORWARD OUTPUT; do
+  iptables -A "KUBE-ROUTER-$chain" -m comment --comment "rule to jump traffic from POD name: test namespace: default to chain KUBE-POD-FW-TEST" -s "$POD" -j KUBE-POD-FW-TEST
+done
+iptables -N KUBE-NWPLCY-TAIL
+iptables -A KUBE-NWPLCY-TAIL -m comment --comment "accept netpol-ok" -m mark --mark 0x20000/0x20000 -j ACCEPT
+for chain in INPUT FORWARD OUTPUT; do
+  iptables -A "KUBE-ROUTER-$chain" -m comment --comment "rule to explicitly handle traffic for network policies ACCEPT/REJECT decision" -j KUBE-NWPLCY-TAIL
+  iptables -A "KUBE-ROUTER-$chain" -m comment --comment "rule to explicitly ACCEPT traffic that comply to network policies" -m mark --mark 0x20000/0x20000 -j ACCEPT
+done
+"#;
+
+/// What got through on a ufw node with K3s's chains, per probe: the answering service's
+/// name, or `dropped`.
+#[derive(Debug, PartialEq, Eq)]
+struct UnderK3s {
+    /// A pod asks the metadata service (169.254.169.254:80) for the node's user data.
+    pod_to_metadata: String,
+    /// A pod talks to the internet.
+    pod_to_internet: String,
+    /// The internet on a public port of the node, DNATed to a pod's other port (servicelb,
+    /// or a hostPort whose containerPort differs).
+    internet_to_public_port: String,
+    /// The internet on a port the node does not open, DNATed to a pod (a hostPort).
+    internet_to_host_port: String,
+    /// The internet on the kubelet's port of the node itself (mesh only).
+    internet_to_kubelet: String,
+}
+
+/// Boots ufw node `solo-1` of single-server.yaml (public 80 and 443, pods 10.42.0.0/16,
+/// services 10.43.0.0/16) in a throwaway network, mount and PID namespace: its ufw commands
+/// run with the real ufw and iptables (nft backend, as on Ubuntu 22.04/24.04 and Debian 12),
+/// then, with `table`, its delivered nftables table is loaded, as the bootstrap's firewall
+/// step does; then K3s's stand-ins add what they add after the firewall: a DNAT of the
+/// public port 80 and of the non-public 8080 to the pod's 8080 (CNI portmap, servicelb) and
+/// [`KUBE_ROUTER_CHAINS`]. Namespaces `pod` (10.42.0.5 behind `cni0`) and `inet` (the
+/// internet, 203.0.113.2, also holding the metadata stand-in at 169.254.169.254, reached as
+/// on Hetzner through the public interface's gateway) talk through the node.
+fn boot_ufw_node_under_k3s(table: bool) -> UnderK3s {
+    require("ufw", "ufw");
+    require("iptables", "iptables");
+    require("nft", "nftables");
+    require("ip", "iproute2");
+    require("python3", "python3");
+    let (_, artifacts) = compile(
+        &support::fixtures_dir().join("single-server.yaml"),
+        &Options::default(),
+    );
+    let a = artifacts
+        .iter()
+        .find(|a| a.node == "solo-1")
+        .expect("solo-1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    copy_ufw_config(d);
+    let ufw = ufw_lines(&file_of(a, meshboot::plan::BOOTSTRAP_PATH));
+    assert!(ufw.iter().any(|l| l == "ufw --force enable"), "{ufw:?}");
+    std::fs::write(d.join("ufw.sh"), ufw.join("\n") + "\n").expect("ufw.sh");
+    let ruleset = file_of(a, meshboot::plan::NFTABLES_PATH);
+    std::fs::write(d.join("firewall.nft"), &ruleset).expect("table");
+    std::fs::write(d.join("k3s.sh"), KUBE_ROUTER_CHAINS).expect("k3s.sh");
+    let script = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /run
+mount --bind {d}/etc-ufw /etc/ufw
+mount --bind {d}/default-ufw /etc/default/ufw
+mount --bind {d}/lib-ufw /lib/ufw
+ip netns add pod
+ip netns add inet
+ip link set lo up
+ip link add cni0 type veth peer name eth0 netns pod
+ip link add eth0 type veth peer name eth0 netns inet
+ip addr add 10.42.0.1/24 dev cni0
+ip link set cni0 up
+ip addr add 203.0.113.1/24 dev eth0
+ip link set eth0 up
+ip route add 169.254.169.254/32 via 203.0.113.2
+ip netns exec pod sh -c 'ip link set lo up; ip addr add 10.42.0.5/24 dev eth0; ip link set eth0 up; ip route add default via 10.42.0.1'
+ip netns exec inet sh -c 'ip link set lo up; ip addr add 203.0.113.2/24 dev eth0; ip addr add 169.254.169.254/32 dev eth0; ip link set eth0 up; ip route add 10.42.0.0/16 via 203.0.113.1'
+echo 1 > /proc/sys/net/ipv4/ip_forward
+
+# The node's firewall, as its bootstrap's firewall step leaves it.
+sh -e {d}/ufw.sh >/dev/null
+{table}
+
+# What K3s adds once it runs: a DNAT of public port 80 and of the non-public 8080 to the
+# pod's 8080 (CNI portmap for hostPorts, servicelb's svclb pods), and kube-router's chains.
+iptables -t nat -A PREROUTING -d 203.0.113.1 -p tcp --dport 80 -j DNAT --to-destination 10.42.0.5:8080
+iptables -t nat -A PREROUTING -d 203.0.113.1 -p tcp --dport 8080 -j DNAT --to-destination 10.42.0.5:8080
+POD=10.42.0.5 SERVICES=10.43.0.0/16 sh -e {d}/k3s.sh
+
+# serve [NETNS] ADDRESS PORT NAME: a TCP service answering NAME, up before this returns.
+serve() {{
+  run=
+  if [ $# -eq 4 ]; then run="ip netns exec $1"; shift; fi
+  $run python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(8)
+while True:
+    c, _ = s.accept()
+    c.sendall(sys.argv[3].encode())
+    c.close()
+' "$1" "$2" "$3" &
+  n=0
+  until $run python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()' "$1" "$2" 2>/dev/null; do
+    n=$((n + 1)); [ "$n" -lt 100 ] || {{ echo "$3 never listened"; exit 1; }}
+    sleep 0.05
+  done
+}}
+serve inet 169.254.169.254 80 metadata
+serve inet 203.0.113.2 9000 internet
+serve pod 10.42.0.5 8080 pod
+serve 0.0.0.0 10250 kubelet
+
+# probe WHAT NETNS ADDRESS PORT: prints WHAT=<the name that answered> or WHAT=dropped.
+probe() {{
+  ip netns exec "$2" python3 -c '
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=2)
+    print(sys.argv[1] + "=" + s.recv(16).decode())
+except OSError:
+    print(sys.argv[1] + "=dropped")
+' "$1" "$3" "$4"
+}}
+probe pod_to_metadata pod 169.254.169.254 80
+probe pod_to_internet pod 203.0.113.2 9000
+probe internet_to_public_port inet 203.0.113.1 80
+probe internet_to_host_port inet 203.0.113.1 8080
+probe internet_to_kubelet inet 203.0.113.1 10250
+echo "--- FORWARD:"
+iptables -S FORWARD
+"#,
+        d = d.display(),
+        table = if table {
+            format!("nft -f {}/firewall.nft", d.display())
+        } else {
+            "# (no table: the rules meshboot delivered before its forward table)".to_string()
+        },
+    );
+    // A PID namespace: every service ends with the script.
+    let o = run(Command::new("timeout").args([
+        "120",
+        "unshare",
+        "--net",
+        "--mount",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    let out = stdout_and_stderr(&o);
+    assert!(o.status.success(), "the ufw node did not boot:\n{out}");
+    // K3s's chain is first in FORWARD, before every ufw chain: what the test is about.
+    let forward: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "--- FORWARD:")
+        .filter(|l| l.starts_with("-A FORWARD"))
+        .collect();
+    assert!(
+        forward
+            .first()
+            .is_some_and(|l| l.ends_with("-j KUBE-ROUTER-FORWARD"))
+            && forward.iter().any(|l| l.contains("-j ufw-")),
+        "{out}"
+    );
+    let got = |what: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{what}=")))
+            .unwrap_or_else(|| panic!("no verdict for {what}:\n{out}"))
+            .to_string()
+    };
+    UnderK3s {
+        pod_to_metadata: got("pod_to_metadata"),
+        pod_to_internet: got("pod_to_internet"),
+        internet_to_public_port: got("internet_to_public_port"),
+        internet_to_host_port: got("internet_to_host_port"),
+        internet_to_kubelet: got("internet_to_kubelet"),
+    }
+}
+
+/// On a ufw node, K3s's kube-router chains sit first in FORWARD and accept every packet to
+/// or from a local pod that no NetworkPolicy selects, before ufw's routed rules see it. With
+/// the node's nftables table loaded (its forward chain), real packets through the real
+/// kernel show what holds anyway: a pod cannot reach the metadata service (the node's user
+/// data, with its K3s token and Tailscale key), the internet cannot reach a hostPort on a
+/// port the node does not open, nor the kubelet (kube-router's INPUT chain accepts only a
+/// local pod's packets); a pod still reaches the internet and the internet still reaches a
+/// public port, DNATed to the pod's other port. The control is the rules meshboot delivered
+/// before (ufw alone): under the same chains the metadata service and the hostPort answer,
+/// so the test can fail. What it does not prove: a real K3s or kube-router (their rules are
+/// stood in for, as written in their source), other kube-router releases, or iptables-legacy
+/// (the nft backend is the default on every OS meshboot runs ufw on).
+#[test]
+fn ufw_nodes_hold_their_forward_side_under_kube_routers_chains() {
+    let name = |s: &str| s.to_string();
+    assert_eq!(
+        boot_ufw_node_under_k3s(true),
+        UnderK3s {
+            pod_to_metadata: name("dropped"),
+            pod_to_internet: name("internet"),
+            internet_to_public_port: name("pod"),
+            internet_to_host_port: name("dropped"),
+            internet_to_kubelet: name("dropped"),
+        }
+    );
+    let old = boot_ufw_node_under_k3s(false);
+    assert_eq!(
+        (
+            old.pod_to_metadata.as_str(),
+            old.internet_to_host_port.as_str()
+        ),
+        ("metadata", "pod"),
+        "without the table, K3s's chains must let these through, or this test proves nothing: {old:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // Netfilter modes against the real kernel: who filters tailscale0
 
 /// tailscaled's `--netfilter-mode=on`, stood in by the two rules that matter here, as
@@ -1390,11 +1665,7 @@ fn nftables_limits_tailscale0_to_the_k3s_ports_in_every_netfilter_mode() {
 fn ufw_limits_tailscale0_unless_tailscaled_hooks_in_first() {
     require("ufw", "ufw");
     let script = delivered_file("mesh.yaml", "mesh-cp", meshboot::plan::BOOTSTRAP_PATH);
-    let ufw: Vec<String> = script
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("quiet ufw "))
-        .map(|rest| format!("ufw {rest}"))
-        .collect();
+    let ufw = ufw_lines(&script);
     assert!(ufw.len() > 10, "{ufw:?}");
     let setup = format!("{}\n", ufw.join("\n"));
     // nodivert / off: ufw sees tailscale0 and lets in only the ports it lists.

@@ -29,7 +29,19 @@ impl World {
         let out = dir.path().join("out");
         let b = meshboot(&["build", spec.as_str(), "--out", out.to_str().unwrap()]);
         assert_eq!(b.status.code(), Some(0), "{}", stderr(&b));
-        let o = meshboot_in(dir.path(), &["hcloud", spec.as_str(), "--out", "out"], &[]);
+        World::script(dir, &["hcloud", spec.as_str(), "--out", "out"])
+    }
+
+    /// The script `meshboot hcloud --firewalls-only` prints for the spec `text` (no build:
+    /// that script reads no node's file).
+    fn firewalls_only(text: &str) -> World {
+        let dir = tempfile::tempdir().expect("scratch");
+        std::fs::write(dir.path().join("spec.yaml"), text).unwrap();
+        World::script(dir, &["hcloud", "spec.yaml", "--firewalls-only"])
+    }
+
+    fn script(dir: tempfile::TempDir, args: &[&str]) -> World {
+        let o = meshboot_in(dir.path(), args, &[]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
@@ -276,7 +288,15 @@ fn nothing_is_created_when_a_node_file_is_missing() {
 
 #[test]
 fn the_script_passes_shellcheck_dash_and_bash() {
-    let w = World::new("hetzner.yaml");
+    for w in [
+        World::new("hetzner.yaml"),
+        World::firewalls_only(&pools_with_firewalls(true)),
+    ] {
+        shellcheck_dash_and_bash(&w);
+    }
+}
+
+fn shellcheck_dash_and_bash(w: &World) {
     let sc = require("shellcheck", "shellcheck");
     let o = Command::new(sc)
         .args(["-S", "warning", "-s", "sh", "-"])
@@ -423,4 +443,107 @@ fn a_spread_group_holds_at_most_ten_servers() {
         .map(|g| servers.iter().filter(|s| group_of(s) == *g).count())
         .collect();
     assert_eq!(sizes, [10, 10, 1]);
+}
+
+/// pools.yaml with SSH keys on both pools (a hostile-but-valid name among them), public
+/// ports of its own on the pool `burst`, and, with `fixed_elsewhere`, fixed nodes that are
+/// not on Hetzner (no server type, location or image: only the pools are).
+pub(crate) fn pools_with_firewalls(fixed_elsewhere: bool) -> String {
+    let mut text = std::fs::read_to_string(fixtures_dir().join("pools.yaml"))
+        .unwrap()
+        .replace(
+            "    taints: [\"burst=true:NoSchedule\"]\n",
+            "    taints: [\"burst=true:NoSchedule\"]\n    firewall: { public_tcp: [8443] }\n",
+        )
+        .replace(
+            "    hcloud: { type: cpx41 }\n",
+            "    hcloud: { type: cpx41, ssh_keys: [ops, \"it's ops\"] }\n",
+        )
+        .replace(
+            "    hcloud: { type: cax21, location: fsn1 }\n",
+            "    hcloud: { type: cax21, location: fsn1, ssh_keys: [\"it's ops\", arm-key] }\n",
+        );
+    if fixed_elsewhere {
+        text = text
+            .replace("  hcloud: { type: cx22, location: nbg1 }\n", "")
+            .replace(
+                "    hcloud: { type: cpx41,",
+                "    hcloud: { location: nbg1, type: cpx41,",
+            );
+    }
+    assert!(text.contains("8443") && text.contains("arm-key"), "{text}");
+    text
+}
+
+/// The firewalls the autoscaler's servers need exist before it starts, whoever creates the
+/// fixed nodes: with `--firewalls-only` the script creates the cluster's firewall and the
+/// pool's own (and nothing else) for a spec whose fixed nodes are not on Hetzner, which
+/// `meshboot hcloud` without it refuses (they have no type or location). The firewalls'
+/// names are the ones `meshboot autoscaler` hands the autoscaler: `HCLOUD_FIREWALL` in its
+/// environment block and `nodeConfigs.burst.firewalls`; both names come from one function,
+/// and this proves the two commands agree. It does not prove the autoscaler attaches them
+/// (kubernetes/autoscaler hetzner_cloud_provider.go `BuildHetzner` resolves
+/// `nodeConfigs.<pool>.firewalls` by name; hetzner_node_group.go
+/// `buildServerCreateFirewalls` adds `HCLOUD_FIREWALL`): nothing here runs it.
+#[test]
+fn firewalls_only_creates_what_the_autoscaler_names_when_only_pools_are_on_hetzner() {
+    let text = pools_with_firewalls(true);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.yaml"), &text).unwrap();
+    let refused = meshboot_in(dir.path(), &["hcloud", "spec.yaml", "--out", "out"], &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains("meshboot hcloud needs this node's `hcloud.type`"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let w = World::firewalls_only(&text);
+    insta::assert_snapshot!("hcloud-firewalls-only", &w.script);
+    let (code, err) = w.run();
+    assert_eq!(code, Some(0), "{err}");
+    let calls = w.calls();
+    let verbs: Vec<String> = calls.iter().map(|(c, _)| c[..2].join(" ")).collect();
+    assert_eq!(
+        verbs,
+        [
+            "firewall describe",
+            "firewall create",
+            "firewall describe",
+            "firewall create"
+        ]
+    );
+    let created: Vec<&str> = calls
+        .iter()
+        .filter(|(c, _)| c[..2] == ["firewall", "create"])
+        .map(|(c, _)| c[3].as_str())
+        .collect();
+    assert_eq!(created, ["burst-lab", "burst-lab-burst"]);
+    assert_eq!(
+        calls[3].1,
+        Some(json!([rule(
+            "node public port 8443/tcp",
+            "tcp",
+            Some("8443")
+        )]))
+    );
+    // Run again: the rules are brought up to date, nothing is created twice.
+    w.forget_calls();
+    assert_eq!(w.run().0, Some(0));
+    assert!(w.calls().iter().all(|(c, _)| c[1] != "create"));
+
+    // What meshboot autoscaler names.
+    let a = meshboot_in(dir.path(), &["autoscaler", "spec.yaml", "--redact"], &[]);
+    assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
+    let (env, config) = crate::autoscaler::env_and_config(&stdout(&a));
+    assert_eq!(env["HCLOUD_FIREWALL"], created[0]);
+    assert_eq!(
+        config["nodeConfigs"]["burst"]["firewalls"],
+        json!([created[1]])
+    );
+    assert!(
+        config["nodeConfigs"]["arm"].get("firewalls").is_none(),
+        "arm has no public ports of its own: {}",
+        config["nodeConfigs"]["arm"]
+    );
 }

@@ -18,6 +18,7 @@ mod mesh;
 mod mint;
 mod packer;
 mod props;
+mod readme;
 mod render;
 mod support;
 mod systemd;

@@ -12,7 +12,7 @@
 //! host firewall is real: the real `nft` loads the node's ruleset in the namespace, and on
 //! ufw nodes the real ufw applies the node's commands and Debian's own ufw.service (the
 //! host's, which the ufw package installs) loads them at boot, with iptables in the
-//! namespace. The stand-ins (`systemd/*.py`): tailscaled makes tailscale0 a real tun device,
+//! namespace, next to meshboot's forward table, which meshboot's unit loads. The stand-ins (`systemd/*.py`): tailscaled makes tailscale0 a real tun device,
 //! which the kernel removes when the process ends, reports ready at once and gets its
 //! address a moment later, as the real one does; K3s records whether tailscale0 had its
 //! address when it started and creates a real VXLAN device flannel.1 on tailscale0, which
@@ -21,7 +21,8 @@
 //! What this proves: at boot K3s starts after tailscaled and only once the mesh address is
 //! there; a restart of tailscaled, and a crash that `Restart=on-failure` recovers, restart
 //! K3s, which makes flannel.1 again; a firewall that fails to load (a broken nft table,
-//! broken ufw rules, ufw disabled) keeps both tailscaled and K3s from starting. Each check
+//! broken ufw rules, ufw disabled, a ufw node's broken forward table) keeps both tailscaled
+//! and K3s from starting. Each check
 //! is run without meshboot's drop-ins too, and fails there, so it can fail. What it does not
 //! prove: the real tailscaled or K3s (a real K3s release with the flannel fix may recover
 //! flannel.1 by itself), other systemd releases than this host's, or a real machine's boot
@@ -66,6 +67,8 @@ enum Wall {
     Broken,
     /// ufw only: `ENABLED=no` in /etc/ufw/ufw.conf (what `ufw disable` leaves).
     Disabled,
+    /// ufw only: a line nft cannot parse appended to the forward table the unit loads.
+    BrokenTable,
 }
 
 /// The unit k3s-io/k3s install.sh writes for `exec` (`server` or `agent`), with the binary
@@ -159,7 +162,10 @@ fn lay_out((fixture, name): (&str, &str), units: Units, wall: Wall) -> Node {
             if wall == Wall::Broken {
                 layout.append(NFTABLES_PATH, "chain input { this is not nft }\n");
             }
-            assert!(wall != Wall::Disabled, "nftables has no off switch to test");
+            assert!(
+                wall == Wall::Intact || wall == Wall::Broken,
+                "nftables has no off switch and one table to break"
+            );
         }
         Firewall::Ufw(_) => {
             // Debian's own ufw.service (the ufw package's, as on Ubuntu), enabled.
@@ -167,6 +173,10 @@ fn lay_out((fixture, name): (&str, &str), units: Units, wall: Wall) -> Node {
                 .expect("ufw.service: install the Debian package `ufw`");
             layout.unit("ufw.service", &unit);
             layout.enable("ufw.service");
+            // meshboot's unit (loads the forward table, checks ufw), enabled by the bootstrap.
+            if units == Units::Meshboot {
+                layout.enable(FIREWALL_UNIT);
+            }
             // The first boot ran the node's ufw commands; this boot loads what they saved.
             let script = files
                 .iter()
@@ -187,6 +197,9 @@ fn lay_out((fixture, name): (&str, &str), units: Units, wall: Wall) -> Node {
                 }
                 Wall::Disabled => {
                     prelude.push_str("sed -i 's/^ENABLED=yes/ENABLED=no/' /etc/ufw/ufw.conf\n")
+                }
+                Wall::BrokenTable => {
+                    layout.append(NFTABLES_PATH, "chain forward { this is not nft }\n")
                 }
             }
         }
@@ -304,6 +317,14 @@ fn ufw_node_starts_k3s_after_the_firewall_guard_and_restarts_it_with_tailscaled(
         "ufw did not load the node's rules\n{}",
         m.report()
     );
+    // The unit loaded meshboot's forward table next to ufw's rules.
+    let table = m.nsenter(&["nft", "list", "table", "inet", "meshboot"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("chain forward") && !table.contains("chain input"),
+        "{table}\n{}",
+        m.report()
+    );
     assert_k3s_started_after_the_mesh_address(&m);
     restart_and_crash_tailscaled(&m);
 }
@@ -376,6 +397,12 @@ fn broken_or_disabled_ufw_keeps_tailscaled_and_k3s_down() {
     drop(m);
     // ufw disabled: ufw.service succeeds without loading anything; the guard does not.
     let (m, k3s) = boot(lay_out(UFW_NODE, Units::Meshboot, Wall::Disabled));
+    assert_eq!(m.state("ufw.service"), "active/exited", "{}", m.report());
+    assert_eq!(m.state(FIREWALL_UNIT), "failed/failed", "{}", m.report());
+    assert_fails_closed(&m, &k3s);
+    drop(m);
+    // ufw fine, but the forward table does not load: the unit fails, and so do both.
+    let (m, k3s) = boot(lay_out(UFW_NODE, Units::Meshboot, Wall::BrokenTable));
     assert_eq!(m.state("ufw.service"), "active/exited", "{}", m.report());
     assert_eq!(m.state(FIREWALL_UNIT), "failed/failed", "{}", m.report());
     assert_fails_closed(&m, &k3s);

@@ -151,7 +151,7 @@ fn boots_without_downloads(fixture: &str, name: &str, how: Baked, k3s_bin: &str)
     assert_firewall_first(&sb, &calls, expect.row.firewall);
     assert_up_args(&sb, &calls, &expect);
     assert_k3s_config(&sb, &expect);
-    assert_files_and_modes(&sb, &expect);
+    assert_files_and_modes(&sb);
     assert_no_secrets(&sb);
     assert_rerun_is_a_noop(&mut sb);
 }
@@ -274,7 +274,7 @@ fn a_baked_fcos_agent_keeps_its_pinned_tailscale_in_usr_local_bin() {
         sb.report()
     );
     assert_up_args(&sb, &sb.calls_of_last_run(), &expect);
-    assert_files_and_modes(&sb, &expect);
+    assert_files_and_modes(&sb);
     assert_rerun_is_a_noop(&mut sb);
 }
 

@@ -17,9 +17,15 @@ impl Call {
     pub fn is(&self, tool: &str, args: &[&str]) -> bool {
         self.tool == tool && self.args == args
     }
+    /// The URL a `curl` call fetched: an https one, or the metadata service's (plain http,
+    /// the only other URL the curl stand-in serves).
     pub fn url(&self) -> Option<&str> {
         (self.tool == "curl")
-            .then(|| self.args.iter().find(|a| a.starts_with("https://")))
+            .then(|| {
+                self.args
+                    .iter()
+                    .find(|a| a.starts_with("https://") || a.starts_with("http://169.254.169.254/"))
+            })
             .flatten()
             .map(String::as_str)
     }

@@ -434,7 +434,7 @@ fn crash_after_joining_the_mesh_resumes_without_the_auth_key() {
     let expect = Expect::of("cluster.yaml", "cp-1");
     assert_k3s_config(&sb, &expect);
     assert_install_env(&sb, &expect);
-    assert_files_and_modes(&sb, &expect);
+    assert_files_and_modes(&sb);
     assert_no_secrets(&sb);
 }
 
@@ -518,17 +518,103 @@ fn no_server_ever_answering_fails_at_join_target_after_the_planned_rounds() {
     assert!(!sb.exists(plan::K3S_BOOT_CONFIG_PATH));
 }
 
+/// The K3s install script downloads K3s's hash and binary from GitHub itself (install.sh
+/// `download_hash`, `download_binary`: `fatal 'Download failed'`): the bootstrap runs it under
+/// retry, so a binary download failing once costs one backoff, not the node.
+#[test]
+fn k3s_binary_download_failing_once_is_retried() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-binary-fail", 1);
+    let run = sb.run();
+    let expect = Expect::of("cluster.yaml", "cp-2");
+    assert_bootstrapped(&sb, &run, &expect);
+    let calls = sb.calls();
+    let binary = "https://github.com/k3s-io/k3s/releases/download/v1.33.13+k3s1/k3s";
+    let host_binary = match host_arch() {
+        "amd64" => binary.to_string(),
+        arch => format!("{binary}-{arch}"),
+    };
+    assert_eq!(
+        exit_codes(&calls, |c| c.url() == Some(host_binary.as_str())),
+        ["56", "0"],
+        "{}",
+        sb.report()
+    );
+    assert_eq!(
+        exit_codes(&calls, |c| c.tool == "k3s-install"),
+        ["1", "0"],
+        "{}",
+        sb.report()
+    );
+    assert!(
+        sb.log()
+            .contains("running the K3s install script: attempt 1 of 5 failed; next try in 1s"),
+        "{}",
+        sb.report()
+    );
+    // The install script itself was downloaded once: only the installer was run again.
+    assert_eq!(
+        exit_codes(&calls, |c| c.url() == Some(plan::K3S_INSTALL_URL)),
+        ["0"]
+    );
+}
+
+/// Running the install script again is safe: a binary it already installed with the
+/// release's hash is not downloaded again (install.sh `installed_hash_matches`), here after
+/// the script failed later on, once the binary was in place.
+#[test]
+fn a_k3s_install_failing_after_the_binary_is_in_place_is_retried_without_downloading_it_again() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "worker-1"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("k3s-install-late-fail", 1);
+    let run = sb.run();
+    assert_bootstrapped(&sb, &run, &Expect::of("cluster.yaml", "worker-1"));
+    let calls = sb.calls();
+    let github = |what: &str| {
+        exit_codes(&calls, |c| {
+            c.url().is_some_and(|u| {
+                u.starts_with("https://github.com/k3s-io/k3s/releases/download/")
+                    && u.rsplit('/').next().is_some_and(|f| f.starts_with(what))
+            })
+        })
+    };
+    assert_eq!(github("sha256sum-"), ["0", "0"], "{}", sb.report());
+    assert_eq!(github("k3s"), ["0"], "{}", sb.report());
+    assert_eq!(
+        exit_codes(&calls, |c| c.tool == "k3s-install"),
+        ["1", "0"],
+        "{}",
+        sb.report()
+    );
+    assert!(
+        sb.log()
+            .contains("Skipping binary downloaded, installed k3s matches hash"),
+        "{}",
+        sb.report()
+    );
+}
+
+/// An install script that keeps failing stops the bootstrap at k3s-install after its
+/// attempts, named; the next boot (or a re-run) finishes once the cause is gone.
 #[test]
 fn k3s_install_failure_fails_at_k3s_install_and_a_rerun_finishes() {
     let mut sb = Sandbox::new(node("cluster.yaml", "cp-1"));
-    sb.fault("k3s-install-fail", 1);
+    sb.fault("k3s-install-fail", "always");
     let run = sb.run();
     assert_failed_at(&sb, &run, "k3s-install");
+    assert!(
+        sb.log()
+            .contains("running the K3s install script: giving up after 5 attempts"),
+        "{}",
+        sb.report()
+    );
+    assert_eq!(sleeps(&sb.calls()), backoff(5, MAX_BACKOFF_S));
     sb.clear_fault("k3s-install-fail");
     let run = sb.run();
     assert_converged(&sb, &run);
     let installs = exit_codes(&sb.calls(), |c| c.tool == "k3s-install");
-    assert_eq!(installs, ["1", "0"], "{}", sb.report());
+    assert_eq!(installs, ["1", "1", "1", "1", "1", "0"], "{}", sb.report());
 }
 
 #[test]

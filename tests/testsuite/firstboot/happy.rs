@@ -473,6 +473,127 @@ fn a_bad_server_name_stops_the_pool_node_before_anything_is_installed() {
     }
 }
 
+/// A pool node registers with the provider ID the cluster-autoscaler's Hetzner provider
+/// finds its server by, `hcloud://<server id>` (hetzner_node_group.go `toProviderID`), the ID
+/// read from the metadata service (`/hetzner/v1/metadata/instance-id`, a number as plain
+/// text: docs.hetzner.cloud "Server Metadata"), as a kubelet arg appended in the drop-in
+/// (K3s's own cloud controller keeps a provider ID the kubelet set: k3s-io/k3s
+/// pkg/cloudprovider/instances.go `InstanceMetadata`). Fixed nodes ask for no ID. What this
+/// does not prove: a real kubelet, K3s or autoscaler reading it (none runs here).
+#[test]
+fn pool_nodes_register_with_their_servers_hetzner_provider_id() {
+    for (fixture, pool, id) in [
+        ("pools.yaml", "burst", "12345678"),
+        ("pools-flatcar.yaml", "flock", "9223372036854775807"),
+    ] {
+        let mut sb = Sandbox::new(node(fixture, pool).with_server_id(id));
+        sb.peer("cp-1", INIT_IP);
+        sb.peer("core-1", INIT_IP);
+        sb.fault("metadata-id-fail", 2);
+        let run = sb.run();
+        assert_bootstrapped(&sb, &run, &Expect::of(fixture, pool));
+        let want = format!("provider-id=hcloud://{id}");
+        let merged = merged_k3s_config(&sb);
+        assert_eq!(
+            merged["kubelet-arg"],
+            serde_yaml::Value::Sequence(vec![want.clone().into()]),
+            "{}",
+            sb.report()
+        );
+        // Asked before anything was installed, retried when the service did not answer.
+        let calls = sb.calls();
+        let asks: Vec<(usize, &str)> = calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.url() == Some(plan::HETZNER_INSTANCE_ID_URL))
+            .map(|(i, c)| (i, c.rc.as_str()))
+            .collect();
+        assert_eq!(
+            asks.iter().map(|(_, rc)| *rc).collect::<Vec<_>>(),
+            ["28", "28", "0"],
+            "{}",
+            sb.report()
+        );
+        let installs = calls
+            .iter()
+            .position(|c| c.tool == "apt-get" || c.url().is_some_and(|u| u.ends_with(".tgz")))
+            .expect("an install");
+        assert!(asks.iter().all(|(i, _)| *i < installs), "{}", sb.report());
+        assert!(
+            sb.log().contains(&format!(
+                "this server's ID is {id}: its node registers as hcloud://{id}"
+            )),
+            "{}",
+            sb.report()
+        );
+    }
+    // Fixed nodes never ask.
+    let mut sb = Sandbox::new(node("pools.yaml", "steady"));
+    sb.peer("cp-1", INIT_IP);
+    let run = sb.run();
+    assert_converged(&sb, &run);
+    assert!(
+        !sb.calls()
+            .iter()
+            .any(|c| c.url() == Some(plan::HETZNER_INSTANCE_ID_URL)),
+        "{}",
+        sb.report()
+    );
+    assert!(!merged_k3s_config(&sb).contains_key("kubelet-arg"));
+}
+
+/// A server ID that is not a number (empty, letters, shell syntax, a negative, longer than an
+/// int64), or none at all, stops the pool node at the `server-id` step, right after its
+/// name, with nothing installed.
+#[test]
+fn a_bad_server_id_stops_the_pool_node_before_anything_is_installed() {
+    let too_long = "1".repeat(20);
+    for (fixture, pool, bad) in [
+        ("pools.yaml", "burst", ""),
+        ("pools.yaml", "arm", "12a4"),
+        ("pools-flatcar.yaml", "flock", "1;touch${IFS}x"),
+        ("pools-flatcar.yaml", "flock", "-5"),
+        ("pools.yaml", "burst", too_long.as_str()),
+        ("pools.yaml", "burst", "unanswered"),
+    ] {
+        let mut sb = Sandbox::new(node(fixture, pool).with_server_id(bad));
+        if bad == "unanswered" {
+            sb.fault("metadata-id-fail", "always");
+        }
+        let run = sb.run();
+        assert_failed_at(&sb, &run, "server-id");
+        let calls = sb.calls();
+        assert_firewall_first(&sb, &calls, Row::of(fixture, pool).firewall);
+        for c in &calls {
+            assert!(
+                matches!(
+                    c.tool.as_str(),
+                    // dpkg-query: the package step's status queries, before the firewall.
+                    "dpkg-query" | "ufw" | "nft" | "systemctl" | "curl" | "sleep"
+                ) && c
+                    .url()
+                    .is_none_or(|u| u.starts_with("http://169.254.169.254/"))
+                    && !c.args.iter().any(|a| a == "tailscaled"),
+                "{bad}: {c} ran after a bad server ID\n{}",
+                sb.report()
+            );
+        }
+        for path in [
+            "/opt/tailscale",
+            "/opt/bin/tailscale",
+            plan::K3S_BOOT_CONFIG_PATH,
+        ] {
+            assert!(!sb.exists(path), "{bad}: {path}\n{}", sb.report());
+        }
+        let said = if bad == "unanswered" {
+            "the metadata service did not say the server's ID".to_string()
+        } else {
+            "is not a number: is this a Hetzner Cloud server?".to_string()
+        };
+        assert!(sb.log().contains(&said), "{bad}\n{}", sb.report());
+    }
+}
+
 /// A node built with `--compress` boots exactly like the same node built without: the same
 /// calls with the same arguments and exit codes, the same log (without its time stamps),
 /// the same K3s config, for one node of each envelope and role.

@@ -111,3 +111,10 @@ needs_package() {
   echo "sh: 1: $TOOL: not found" >&2
   finish 127 "$@"
 }
+
+# fake_k3s_binary VERSION: the fake k3s of release VERSION that the curl stand-in serves
+# from GitHub's releases: it answers --version as k3s does, `k3s version <release>
+# (<commit>)` (k3s-io/k3s pkg/cli/cmds/root.go).
+fake_k3s_binary() {
+  printf '#!/bin/sh\ncase "$*" in --version) echo "k3s version %s (fakecommit)"; echo "go version go1.0" ;; *) echo "fake k3s $*" ;; esac\n' "$1"
+}

@@ -58,6 +58,8 @@ pub struct Node {
     /// servers (`fmt.Sprintf("%s-%x", n.id, rand.Int63())`, kubernetes/autoscaler
     /// cluster-autoscaler/cloudprovider/hetzner/hetzner_node_group.go).
     pub server: String,
+    /// The server's ID, which the metadata stand-in hands out.
+    pub server_id: String,
 }
 
 impl Node {
@@ -65,6 +67,14 @@ impl Node {
     pub fn on_server(self, server: &str) -> Node {
         Node {
             server: server.to_string(),
+            ..self
+        }
+    }
+
+    /// The same node booted on a server whose metadata service says its ID is `id`.
+    pub fn with_server_id(self, id: &str) -> Node {
+        Node {
+            server_id: id.to_string(),
             ..self
         }
     }
@@ -101,6 +111,7 @@ pub fn node(fixture: &str, name: &str) -> Node {
         } else {
             name.to_string()
         },
+        server_id: SERVER_ID.to_string(),
     }
 }
 
@@ -260,6 +271,7 @@ impl Sandbox {
             &format!("{}\n", sb.node.server),
             0o644,
         );
+        write_file(&sb.world("metadata-instance-id"), &sb.node.server_id, 0o644);
         write_file(&sb.world("calls.log"), "", 0o644);
         let packages: String = IMAGE_PACKAGES.iter().map(|p| format!("{p}\n")).collect();
         write_file(&sb.world("dpkg-status"), &packages, 0o644);

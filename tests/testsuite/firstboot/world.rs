@@ -11,6 +11,9 @@ pub const OWN_IP: &str = "100.64.0.50";
 pub const OWN_IP6: &str = "fd7a:115c:a1e0::50";
 pub const INIT_IP: &str = "100.64.0.1";
 pub const SECOND_SERVER_IP: &str = "100.64.0.2";
+/// The server's ID the metadata stand-in hands out (`/hetzner/v1/metadata/instance-id`),
+/// unless a test gives the node another.
+pub const SERVER_ID: &str = "58238301";
 /// The version the curl stand-in's pkgs.tailscale.com index calls the latest.
 pub const LATEST_TAILSCALE: &str = "1.90.8";
 /// The Debian packages a stock Ubuntu or Debian image holds of those the bootstrap checks

@@ -15,9 +15,17 @@
 # key replacing an earlier one (k3s-io/k3s pkg/configfilearg/parser.go, readConfigFile):
 # the token file exists, and an agent knows its server. The test merges the recorded files
 # the same way, `key+:` appends included, and checks the result.
+# It downloads the release's hash and binary with curl from GitHub, as the real script's
+# download_and_verify does (install.sh: download_hash, then installed_hash_matches, which
+# skips the binary when the one installed already has the release's hash, then
+# download_binary, verify_binary, setup_binary; `fatal 'Download failed'` when a download
+# fails): the curl stand-in serves them, so their calls are recorded and can fail. Finding
+# the release of a channel (get_release_version) is not modelled: a channel install takes
+# the release `v0.0.0+<channel>`.
 # With INSTALL_K3S_SKIP_DOWNLOAD=true it downloads nothing and needs the binary in place, as
 # the real script does; INSTALL_K3S_SKIP_ENABLE is accepted (it enables nothing anyway).
-# Fault ctl/k3s-install-fail: N or always.
+# Faults: ctl/k3s-install-fail: N or always (before any download); ctl/k3s-install-late-fail:
+# N or always (after the binary is installed, as a failing `systemctl enable` would).
 TOOL=k3s-install
 # shellcheck source=tests/testsuite/firstboot/lib.sh
 . /run/meshboot-fake/lib.sh
@@ -87,14 +95,36 @@ if [ "${INSTALL_K3S_SKIP_DOWNLOAD-}" = true ]; then
   echo "[INFO]  Skipping k3s download and verify"
   [ -x "$bin_dir/k3s" ] || fatal "Executable k3s binary not found at $bin_dir/k3s"
 else
-  echo "[INFO]  Using ${INSTALL_K3S_VERSION:-the ${INSTALL_K3S_CHANNEL:-stable} channel} as release"
-  echo "[INFO]  Installing k3s to $bin_dir/k3s"
-  # As the real script: it moves the binary into the bin dir without creating it.
-  [ -d "$bin_dir" ] || fatal "mv: cannot move '/tmp/k3s-install.XXXXXXXXXX/k3s.bin' to '$bin_dir/k3s': No such file or directory"
-  # The fake binary answers --version as k3s does: `k3s version <release> (<commit>)`.
-  printf '#!/bin/sh\ncase "$*" in --version) echo "k3s version %s (fakecommit)"; echo "go version go1.0" ;; *) echo "fake k3s $*" ;; esac\n' \
-    "${INSTALL_K3S_VERSION:-v0.0.0+${INSTALL_K3S_CHANNEL:-stable}}" >"$bin_dir/k3s"
-  chmod 0755 "$bin_dir/k3s"
+  version=${INSTALL_K3S_VERSION:-v0.0.0+${INSTALL_K3S_CHANNEL:-stable}}
+  echo "[INFO]  Using $version as release"
+  case $(uname -m) in
+    x86_64 | amd64) arch=amd64 suffix= ;;
+    aarch64 | arm64) arch=arm64 suffix=-arm64 ;;
+    *) fatal "Unsupported architecture $(uname -m)" ;;
+  esac
+  release=https://github.com/k3s-io/k3s/releases/download/$version
+  tmp=$(mktemp -d)
+  echo "[INFO]  Downloading hash $release/sha256sum-$arch.txt"
+  curl -o "$tmp/k3s.hash" -sfL "$release/sha256sum-$arch.txt" || fatal "Download failed"
+  expected=$(grep " k3s$suffix\$" "$tmp/k3s.hash")
+  expected=${expected%% *}
+  if [ -x "$bin_dir/k3s" ] && [ "$(sha256sum "$bin_dir/k3s" | cut -d ' ' -f 1)" = "$expected" ]; then
+    echo "[INFO]  Skipping binary downloaded, installed k3s matches hash"
+  else
+    echo "[INFO]  Downloading binary $release/k3s$suffix"
+    curl -o "$tmp/k3s.bin" -sfL "$release/k3s$suffix" || fatal "Download failed"
+    got=$(sha256sum "$tmp/k3s.bin" | cut -d ' ' -f 1)
+    [ "$got" = "$expected" ] || fatal "Download sha256 does not match $expected, got $got"
+    chmod 755 "$tmp/k3s.bin"
+    echo "[INFO]  Installing k3s to $bin_dir/k3s"
+    # As the real script: it moves the binary into the bin dir without creating it.
+    [ -d "$bin_dir" ] || fatal "mv: cannot move '$tmp/k3s.bin' to '$bin_dir/k3s': No such file or directory"
+    mv -f "$tmp/k3s.bin" "$bin_dir/k3s"
+  fi
+  rm -rf "$tmp"
+fi
+if fault k3s-install-late-fail; then
+  fatal "systemd: could not enable $service"
 fi
 echo "[INFO]  env: Creating environment file /etc/systemd/system/$service.service.env"
 env | grep '^K3S_' >"/etc/systemd/system/$service.service.env" || true
