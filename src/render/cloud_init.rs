@@ -2,8 +2,9 @@
 //!
 //! `write_files` delivers every file, owned by root, with its mode, and `runcmd` enables and
 //! starts the bootstrap unit. With `--compress` the whole cloud-config travels as one gzip
-//! stream in a MIME multi-part message ([`compressed`]). No `packages`: cloud-init refreshes the whole package index
-//! whenever that list is not empty (22.4 `cc_package_update_upgrade_install.handle`: a
+//! stream in a MIME multi-part message ([`compressed`]). No `packages`: cloud-init refreshes
+//! the whole package index whenever that list is not empty (22.4
+//! `cc_package_update_upgrade_install.handle`: a
 //! non-empty `packages` calls `update_package_sources()` whatever `package_update` says;
 //! today's `Apt.install_packages`, cloudinit/distros/package_management/apt.py, still calls it
 //! first), so the bootstrap installs what the image lacks itself, and refreshes only then.

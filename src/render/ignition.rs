@@ -58,9 +58,9 @@ pub struct Resource {
 
 /// A file's contents as a `data:` URL: the shortest of the encodings butane chooses from
 /// (coreos/butane `base/util/url.go`, `MakeDataURL`), or, inside a gzipped config,
-/// always URL-escaped: escaped text compresses to far less than base64 of it (the
-/// bootstrap of a Flatcar agent: a 6.6 KB gzip of the whole config escaped, 9.4 KB with
-/// butane's choice).
+/// always URL-escaped: escaped text compresses to far less than base64 of it (a Flatcar
+/// agent's whole config gzips to 6.6 KB with every file escaped, to 9.4 KB with butane's
+/// choice, which makes the bootstrap base64).
 fn resource(bytes: &[u8], gzipped: bool) -> Resource {
     Resource {
         source: if gzipped {
