@@ -231,8 +231,8 @@ pub struct Common {
     pub ignition_version: IgnitionArg,
     #[command(flatten)]
     pub mint: Mint,
-    /// Gzip each output whole, as its consumer unpacks it (cloud-init: a MIME gzip part;
-    /// Ignition: a config replaced by its gzip), to fit Hetzner's 32 KiB user-data limit
+    /// Gzip the large files inside each output (cloud-init encoding: gz+b64, Ignition
+    /// compression: gzip), to fit Hetzner's 32 KiB user-data limit
     #[arg(long)]
     pub compress: bool,
 }

@@ -21,7 +21,7 @@ pub struct Summary {
     pub node: String,
     pub file_name: String,
     pub len: usize,
-    /// It is gzipped (`--compress`).
+    /// Its large files are gzipped (`--compress`).
     pub compressed: bool,
     /// The sha256 of its contents, hex (when asked for: `build` writes it to SHA256SUMS).
     pub sha256: Option<String>,

@@ -79,8 +79,8 @@ impl IgnitionVersion {
 pub struct ClusterPlan {
     pub cluster: String,
     pub ignition_version: IgnitionVersion,
-    /// Deliver each output gzipped whole (`--compress`): cloud-init a MIME message with one
-    /// gzip part, Ignition a config that replaces itself with its gzip.
+    /// Deliver large files gzipped (`--compress`): cloud-init `encoding: gz+b64`, Ignition
+    /// `compression: gzip`.
     pub compress: bool,
     pub nodes: Vec<NodePlan>,
 }

@@ -1,11 +1,11 @@
 //! The Ignition envelope: Ignition 3.x built from typed structs and serialized with serde_json.
 //!
 //! Files travel as `data:` URLs with their modes (root owns them), URL-escaped or base64
-//! as butane would pick; units, which Ignition takes as plain text only, stay as they are;
-//! systemd units go under `systemd.units`, and the bootstrap unit is enabled so it runs
-//! once on first boot. With `--compress` that config travels gzipped inside a config that
-//! only replaces itself with it ([`compressed`]). Like butane and afterburn, the builder
-//! refuses duplicate paths and units.
+//! as butane would pick (with `--compress`, gzipped where that is smaller,
+//! `compression: gzip`); units, which Ignition takes as
+//! plain text only, stay as they are; systemd units go under
+//! `systemd.units`, and the bootstrap unit is enabled so it runs once on first boot. Like
+//! butane and afterburn, the builder refuses duplicate paths and units.
 
 use super::{RenderError, RenderedFile};
 use crate::plan::IgnitionVersion;
@@ -49,78 +49,31 @@ pub struct File {
 #[derive(Serialize)]
 pub struct Resource {
     pub source: String,
-    /// `gzip` when `source` holds gzipped data (Ignition spec 3.3.0,
-    /// `ignition.config.replace.compression`: "the type of compression used on the config
-    /// (null or gzip)").
+    /// `gzip` when `source` holds the gzipped contents (Ignition spec 3.3.0,
+    /// `storage.files[].contents.compression`: "the type of compression used on the
+    /// contents (null or gzip)").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<&'static str>,
 }
 
-/// A file's contents as a `data:` URL: the shortest of the encodings butane chooses from
-/// (coreos/butane `base/util/url.go`, `MakeDataURL`), or, inside a gzipped config,
-/// always URL-escaped: escaped text compresses to far less than base64 of it (a Flatcar
-/// agent's whole config gzips to 6.6 KB with every file escaped, to 9.4 KB with butane's
-/// choice, which makes the bootstrap base64).
-fn resource(bytes: &[u8], gzipped: bool) -> Resource {
+/// A file's contents as a `data:` URL, the shortest of the encodings butane chooses from
+/// (coreos/butane `base/util/url.go`, `MakeDataURL`): URL-escaped, base64, and with
+/// `compress`, base64 of its gzip (counting the `gzip` the `compression` field spends).
+fn resource(bytes: &[u8], compress: bool) -> Resource {
+    let source = data_url(bytes);
+    if compress {
+        let packed = base64_data_url(&super::gzip(bytes));
+        if packed.len() + "gzip".len() < source.len() {
+            return Resource {
+                source: packed,
+                compression: Some("gzip"),
+            };
+        }
+    }
     Resource {
-        source: if gzipped {
-            format!("data:,{}", escape(bytes))
-        } else {
-            data_url(bytes)
-        },
+        source,
         compression: None,
     }
-}
-
-/// A config that replaces itself with `config` gzipped in a `data:` URL: Ignition fetches
-/// `ignition.config.replace` (a data URL needs no network), gunzips it as `compression`
-/// says and applies that config instead (internal/exec/config_fetcher.go `RenderConfig`,
-/// `fetchReferencedConfig`; spec 3.3.0 `ignition.config.replace`). Butane has no such
-/// option, but it is the only place Ignition takes one gzip stream for a whole config:
-/// per file, each paid a gzip header and dictionary of its own, and units none.
-#[derive(Serialize)]
-struct Replacing {
-    ignition: ReplacingIgnition,
-}
-
-#[derive(Serialize)]
-struct ReplacingIgnition {
-    version: &'static str,
-    config: ConfigReference,
-}
-
-#[derive(Serialize)]
-struct ConfigReference {
-    replace: Resource,
-}
-
-fn compressed(config: &str, version: IgnitionVersion) -> Result<String, RenderError> {
-    let doc = Replacing {
-        ignition: ReplacingIgnition {
-            version: version.as_str(),
-            config: ConfigReference {
-                replace: Resource {
-                    source: base64_data_url(&super::gzip(config.as_bytes())),
-                    compression: Some("gzip"),
-                },
-            },
-        },
-    };
-    let mut out = serde_json::to_string(&doc).map_err(|e| RenderError(e.to_string()))?;
-    out.push('\n');
-    Ok(out)
-}
-
-/// The config a compressed document replaces itself with, or `None` when `document` is not
-/// one [`compressed`] makes.
-pub fn unpack(document: &str) -> Option<String> {
-    let doc: serde_json::Value = serde_json::from_str(document).ok()?;
-    let replace = &doc["ignition"]["config"]["replace"];
-    if replace["compression"] != "gzip" {
-        return None;
-    }
-    let b64 = replace["source"].as_str()?.strip_prefix("data:;base64,")?;
-    super::gunzip_base64(b64)
 }
 
 #[derive(Serialize)]
@@ -221,9 +174,6 @@ pub fn document(
     // internal/main.go): indentation would only spend the 32 KiB of user data.
     let mut out = serde_json::to_string(&config).map_err(|e| RenderError(e.to_string()))?;
     out.push('\n');
-    if compress {
-        return compressed(&out, version);
-    }
     Ok(out)
 }
 

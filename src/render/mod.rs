@@ -123,18 +123,6 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_default()
 }
 
-/// The UTF-8 text that base64 `b64` of a gzip holds, or `None` when it holds none.
-pub fn gunzip_base64(b64: &str) -> Option<String> {
-    use base64::Engine as _;
-    use std::io::Read as _;
-    let gz = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(gz.as_slice())
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
-}
-
 /// Quotes `s` as one word for a POSIX shell. Words made only of safe characters stay bare
 /// so the script stays readable; anything else is single-quoted, with `'` written as `'\''`.
 pub fn shell_quote(s: &str) -> String {
@@ -437,7 +425,7 @@ pub struct Artifact {
     pub file_name: String,
     pub envelope: Envelope,
     pub contents: String,
-    /// It is gzipped (`--compress`).
+    /// Its large files are gzipped (`--compress`).
     pub compressed: bool,
 }
 
@@ -541,7 +529,7 @@ struct Shape {
     files: Vec<RenderedFile>,
     /// Its whole artifact under `PLACEHOLDERS[0]`, when the envelope carries the files as
     /// they are (uncompressed cloud-init: literal YAML blocks); else each node's files are
-    /// wrapped anew (Ignition's data URLs, `--compress`'s gzip).
+    /// wrapped anew (Ignition's data URLs, gzip).
     document: Option<String>,
 }
 
@@ -688,22 +676,13 @@ impl<'a> Renderer<'a> {
 fn check_rendered(a: &Artifact, files: &[RenderedFile]) -> Result<(), RenderError> {
     match a.envelope {
         Envelope::CloudInit => {
-            let unpacked;
-            let cloud_config = if a.compressed {
-                unpacked = cloud_init::unpack(&a.contents).ok_or_else(|| {
-                    RenderError(format!("{}: the MIME message does not unpack", a.file_name))
-                })?;
-                &unpacked
-            } else {
-                &a.contents
-            };
-            if !cloud_config.starts_with("#cloud-config\n") {
+            if !a.contents.starts_with("#cloud-config\n") {
                 return Err(RenderError(format!(
                     "{}: #cloud-config is not on line 1",
                     a.file_name
                 )));
             }
-            serde_yaml::from_str::<serde_yaml::Value>(cloud_config).map_err(|e| {
+            serde_yaml::from_str::<serde_yaml::Value>(&a.contents).map_err(|e| {
                 RenderError(format!(
                     "{}: the cloud-config does not parse back: {e}",
                     a.file_name
@@ -711,19 +690,7 @@ fn check_rendered(a: &Artifact, files: &[RenderedFile]) -> Result<(), RenderErro
             })?;
         }
         Envelope::Ignition => {
-            let unpacked;
-            let config = if a.compressed {
-                unpacked = ignition::unpack(&a.contents).ok_or_else(|| {
-                    RenderError(format!(
-                        "{}: the replacing config does not unpack",
-                        a.file_name
-                    ))
-                })?;
-                &unpacked
-            } else {
-                &a.contents
-            };
-            serde_json::from_str::<serde_json::Value>(config).map_err(|e| {
+            serde_json::from_str::<serde_json::Value>(&a.contents).map_err(|e| {
                 RenderError(format!(
                     "{}: the Ignition JSON does not parse back: {e}",
                     a.file_name

@@ -72,7 +72,7 @@ pub fn assert_envelope(sb: &Sandbox, expect: &Expect) {
         "{}: the envelope of a {os} node",
         a.file_name
     );
-    let looks_like = if crate::support::unpacked(a).starts_with("#cloud-config\n") {
+    let looks_like = if a.contents.starts_with("#cloud-config\n") {
         Envelope::CloudInit
     } else {
         Envelope::Ignition
@@ -431,8 +431,7 @@ pub fn is_status_query(c: &Call, package: &str) -> bool {
 pub fn assert_packages_checked(sb: &Sandbox, calls: &[Call], expect: &Expect) {
     if sb.node.artifact.envelope == Envelope::CloudInit {
         let doc: serde_yaml::Value =
-            serde_yaml::from_str(&crate::support::unpacked(&sb.node.artifact))
-                .expect("cloud-config");
+            serde_yaml::from_str(&sb.node.artifact.contents).expect("cloud-config");
         for key in ["packages", "package_update", "package_upgrade"] {
             assert!(
                 doc.get(key).is_none(),

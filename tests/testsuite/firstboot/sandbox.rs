@@ -143,8 +143,7 @@ pub fn compressed_node(fixture: &str, name: &str) -> Node {
 pub fn boot_command(a: &Artifact) -> Vec<String> {
     match a.envelope {
         Envelope::CloudInit => {
-            let doc: serde_yaml::Value =
-                serde_yaml::from_str(&crate::support::unpacked(a)).expect("cloud-config");
+            let doc: serde_yaml::Value = serde_yaml::from_str(&a.contents).expect("cloud-config");
             let runcmd: Vec<Vec<String>> = doc["runcmd"]
                 .as_sequence()
                 .expect("runcmd")
@@ -165,8 +164,7 @@ pub fn boot_command(a: &Artifact) -> Vec<String> {
             );
         }
         Envelope::Ignition => {
-            let doc: serde_json::Value =
-                serde_json::from_str(&crate::support::unpacked(a)).expect("ignition");
+            let doc: serde_json::Value = serde_json::from_str(&a.contents).expect("ignition");
             let unit = doc["systemd"]["units"]
                 .as_array()
                 .expect("units")
