@@ -257,14 +257,44 @@ fn render_template(name: &str, ctx: Value) -> Result<String, RenderError> {
     Ok(environment().get_template(name)?.render(ctx)?)
 }
 
-/// K3s's config.yaml for `node`, serialized: everything known at build time. The bootstrap
-/// adds what is known only at boot in a config.yaml.d drop-in.
+/// K3s's config.yaml for `node`: everything known at build time. The bootstrap adds what is
+/// known only at boot in a config.yaml.d drop-in.
+///
+/// Every string is double-quoted (as a JSON string, which is a YAML double-quoted scalar):
+/// K3s reads its config files with gopkg.in/yaml.v2, a YAML 1.1 parser, and turns each
+/// value into a flag with `convert.ToString` (k3s-io/k3s pkg/configfilearg/parser.go
+/// `readConfigFile`), so a plain `on`, `yes`, `y`, `off`, `null` or `1e3` (all valid node
+/// names) would reach K3s as `true`, `false`, an empty value or `1000`. A YAML 1.2 emitter
+/// such as serde_yaml leaves those plain.
 pub fn k3s_config(node: &NodePlan) -> Result<String, RenderError> {
+    use plan::ConfigValue;
+    use std::fmt::Write as _;
+    let quoted = |s: &str| serde_json::to_string(s).map_err(|e| RenderError(e.to_string()));
     let mut out = format!(
         "# Written by meshboot for {}; the boot adds {}.\n",
         node.name, node.k3s.boot_config.path
     );
-    out.push_str(&serde_yaml::to_string(&node.k3s.config).map_err(|e| RenderError(e.to_string()))?);
+    for (key, value) in &node.k3s.config {
+        match value {
+            ConfigValue::Bool(b) => {
+                let _ = writeln!(out, "{key}: {b}");
+            }
+            ConfigValue::Str(s) => {
+                let _ = writeln!(out, "{key}: {}", quoted(s)?);
+            }
+            // An empty list stays a list: a bare `key:` is null, which K3s would pass as a
+            // flag without a value.
+            ConfigValue::List(l) if l.is_empty() => {
+                let _ = writeln!(out, "{key}: []");
+            }
+            ConfigValue::List(l) => {
+                let _ = writeln!(out, "{key}:");
+                for s in l {
+                    let _ = writeln!(out, "- {}", quoted(s)?);
+                }
+            }
+        }
+    }
     Ok(out)
 }
 

@@ -160,8 +160,11 @@ fn secrets_live_only_in_their_0600_root_files() {
                 .find(|f| f.path == K3S_CONFIG_PATH)
                 .expect("config.yaml")
                 .contents;
-            assert!(
-                k3s_config.contains(&format!("\ntoken-file: {TOKEN_PATH}\n")),
+            let parsed: serde_yaml::Mapping =
+                serde_yaml::from_str(k3s_config).expect("config.yaml parses");
+            assert_eq!(
+                parsed.get("token-file").and_then(|v| v.as_str()),
+                Some(TOKEN_PATH),
                 "{what}: the token does not reach K3s as token-file"
             );
             for bad in [

@@ -415,3 +415,104 @@ fn the_lexer_sees_through_broken_quoting() {
     assert!(shell::lex("cat <<EOF\nx\nEOF\n").is_err());
     assert!(shell::lex("echo 'open\n").is_err());
 }
+
+/// K3s reads config.yaml with gopkg.in/yaml.v2, a YAML 1.1 parser, and passes each value on
+/// as a flag through `convert.ToString` (k3s-io/k3s pkg/configfilearg/parser.go
+/// `readConfigFile`). So a plain `on`, `yes`, `off` or `null` (valid node names, and values
+/// extra args may carry) would reach K3s as `true`, `false` or no value at all. This loads
+/// every config.yaml meshboot writes, for every fixture and for a cluster whose names and
+/// args are YAML 1.1 words, with PyYAML's `safe_load`, a YAML 1.1 parser that resolves the
+/// same booleans and nulls as yaml.v2 (it differs on `y`, `n` and `1e3`, which yaml.v2 also
+/// reads as a bool or a float: so every string value must also be a double-quoted scalar,
+/// which neither parser resolves). Each value must come back as exactly the plan's: strings
+/// as strings, booleans as booleans. What it does not prove: K3s's own parse (no K3s here).
+#[test]
+fn k3s_reads_every_config_value_as_a_yaml_1_1_parser_does() {
+    const PYTHON: &str = "/usr/bin/python3";
+    crate::support::require(PYTHON, "python3");
+    const LOAD: &str =
+        "import json, sys, yaml\nprint(json.dumps(yaml.safe_load(sys.stdin.read())))\n";
+    let words = r#"version: 1
+cluster:
+  name: yes
+tailscale:
+  auth_key: { env: TS_AUTHKEY }
+  tags: [tag:k3s]
+k3s:
+  version: v1.33.13+k3s1
+  token: { env: K3S_TOKEN }
+  server_args: ["--kube-apiserver-arg=on", "--cluster-domain=null"]
+  agent_args: ["--kubelet-arg=yes"]
+firewall: { backend: ufw, ssh: public }
+nodes:
+  - { name: "on", role: server, os: ubuntu-24.04, labels: { "off": "yes" } }
+  - { name: "null", role: agent, os: debian-12 }
+  - { name: "off", role: agent, os: ubuntu-24.04 }
+  - { name: "y", role: agent, os: ubuntu-24.04 }
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let words_path = Utf8PathBuf::from_path_buf(dir.path().join("words.yaml")).unwrap();
+    std::fs::write(&words_path, words).unwrap();
+    let mut specs: Vec<(Utf8PathBuf, String)> = crate::support::good_fixtures()
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect();
+    specs.push((words_path, words.to_string()));
+    let mut checked_values = 0;
+    for (path, text) in &specs {
+        let (checked, artifacts) = compile(path, text, &fake_env)
+            .unwrap_or_else(|(code, msg)| panic!("{path}: exit {code}: {msg}"));
+        for (node, a) in checked.plan.nodes.iter().zip(&artifacts) {
+            let config = k3s_config_of(a);
+            let mut child = std::process::Command::new(PYTHON)
+                .args(["-c", LOAD])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("python3 runs");
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(config.as_bytes())
+                .unwrap();
+            let o = child.wait_with_output().unwrap();
+            assert!(
+                o.status.success(),
+                "{path} {}: {}",
+                node.name,
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let loaded: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let want = serde_json::to_value(&node.k3s.config).unwrap();
+            assert_eq!(
+                loaded, want,
+                "{path} {}: config.yaml as YAML 1.1 reads it\n{config}",
+                node.name
+            );
+            // Every string is a double-quoted scalar, which no YAML 1.1 resolver turns
+            // into anything else.
+            for line in config.lines().filter(|l| !l.starts_with('#')) {
+                let value = match line.strip_prefix("- ") {
+                    Some(item) => item,
+                    None => line.split_once(": ").map_or("", |(_, v)| v),
+                };
+                if value.is_empty() || value == "true" || value == "false" || value == "[]" {
+                    continue;
+                }
+                assert!(
+                    serde_json::from_str::<String>(value).is_ok(),
+                    "{path} {}: `{line}` is not a double-quoted string",
+                    node.name
+                );
+                checked_values += 1;
+            }
+        }
+    }
+    assert!(checked_values >= 200, "{checked_values}");
+}

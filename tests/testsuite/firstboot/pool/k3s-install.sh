@@ -136,6 +136,9 @@ printf '[Service]\nExecStart=%s/k3s %s\n' "$bin_dir" "$cmd" >"/etc/systemd/syste
 [ -n "$read_by_k3s" ] || fatal "k3s: $config not found"
 # shellcheck disable=SC2086 # a list of paths without spaces
 token_file=$(sed -n 's/^token-file: *//p' $read_by_k3s | tail -n 1)
+# A double-quoted scalar (meshboot quotes every string; paths need no escapes).
+token_file=${token_file#\"}
+token_file=${token_file%\"}
 [ -n "$token_file" ] || fatal "k3s: no token-file in $read_by_k3s"
 [ -s "$token_file" ] || fatal "k3s: token file $token_file is missing or empty"
 # shellcheck disable=SC2086
