@@ -268,6 +268,18 @@ pub fn ufw_commands(plan: &FirewallPlan) -> Vec<Vec<String>> {
     out
 }
 
+/// What the bootstrap hands ufw's frontend in one process (`ufw_batch` in
+/// `templates/bootstrap.sh.j2`): each of [`ufw_commands`] as one string, its words joined by
+/// a space (no word holds one, so the frontend's `split()` gives them back), then
+/// `--force enable`, the command that loads the rules.
+pub fn ufw_batch(plan: &FirewallPlan) -> Vec<String> {
+    ufw_commands(plan)
+        .iter()
+        .map(|words| words.join(" "))
+        .chain(["--force enable".to_string()])
+        .collect()
+}
+
 /// ufw writes ranges as `a:b`.
 fn ufw_port(p: PortRange) -> String {
     if p.start == p.end {

@@ -11,7 +11,7 @@
 pub mod cloud_init;
 pub mod ignition;
 
-use crate::firewall::{MESH_INTERFACE, ufw_commands};
+use crate::firewall::{MESH_INTERFACE, ufw_batch};
 use crate::plan::{self, ClusterPlan, Envelope, FileKind, IgnitionVersion, NodePlan};
 use crate::secrets::Secrets;
 use crate::spec::PortRange;
@@ -314,7 +314,7 @@ pub fn bootstrap_script(cluster: &str, node: &NodePlan) -> Result<String, Render
             node => Value::from(minijinja::value::Serde(node)),
             paths => paths(),
             units => context! { firewall => plan::FIREWALL_UNIT },
-            ufw_commands => ufw_commands(&node.firewall),
+            ufw_batch => ufw_batch(&node.firewall),
             reboot_windows => reboot_windows,
             reboot_choice => Value::from(minijinja::value::Serde(&node.reboot_window_choice)),
         },

@@ -17,10 +17,12 @@
 //! root without a user namespace so that ownership can be checked.
 
 use crate::firstboot::expect::{Firewall, Row};
-use crate::support::{self, compile, delivered_files, good_fixtures, require, stdout_and_stderr};
+use crate::support::{
+    self, compile, delivered_files, good_fixtures, require, stdout_and_stderr, ufw_batch,
+};
 use meshboot::Options;
 use meshboot::plan::{BOOTSTRAP_UNIT, Envelope, FIREWALL_UNIT, IgnitionVersion};
-use meshboot::render::{Artifact, render_node_as};
+use meshboot::render::{Artifact, render_node_as, shell_quote};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
@@ -240,15 +242,6 @@ fn rulesets() -> Vec<Input> {
     delivered_where(|path, _| path == meshboot::plan::NFTABLES_PATH)
 }
 
-/// The `ufw ...` commands a bootstrap script runs, as shell lines.
-fn ufw_lines(script: &str) -> Vec<String> {
-    script
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("quiet ufw "))
-        .map(|rest| format!("ufw {rest}"))
-        .collect()
-}
-
 /// The delivered file at `path` of artifact `a`.
 fn file_of(a: &Artifact, path: &str) -> String {
     delivered_files(a)
@@ -258,23 +251,17 @@ fn file_of(a: &Artifact, path: &str) -> String {
         .unwrap_or_else(|| panic!("{}: {path} is not delivered", a.file_name))
 }
 
-/// The `ufw ...` commands of every ufw node's bootstrap script (ufw nodes as the
-/// expectation table has them), followed by listings of the chains they fill.
+/// The firewall step of every ufw node's bootstrap script (ufw nodes as the expectation
+/// table has them), followed by listings of the chains it fills.
 fn ufw_rule_sets() -> Vec<Input> {
     let mut v = Vec::new();
     for (f, a) in artifacts() {
         if !matches!(Row::of(&f, &a.node).firewall, Firewall::Ufw(_)) {
             continue;
         }
-        let lines = ufw_lines(&file_of(&a, meshboot::plan::BOOTSTRAP_PATH));
-        assert!(
-            lines.iter().any(|l| l == "ufw --force enable"),
-            "{}: ufw is never enabled",
-            a.file_name
-        );
         let test = format!(
-            "{}\niptables -S ufw-user-input\niptables -S ufw-user-forward\n",
-            lines.join("\n")
+            "{}iptables -S ufw-user-input\niptables -S ufw-user-forward\n",
+            ufw_batch(&file_of(&a, meshboot::plan::BOOTSTRAP_PATH))
         );
         v.push(input(&f, &a, a.file_name.clone(), test));
     }
@@ -415,7 +402,7 @@ const NFT_APPLY: Consumer = Consumer {
     ..NFT_CHECK
 };
 
-/// The real ufw (with iptables) runs every ufw node's commands in a sandbox; the chains it
+/// The real ufw (with iptables) runs every ufw node's firewall step in a sandbox; the chains it
 /// fills must open 41641/udp, the kubelet on tailscale0, 6443 on tailscale0 on servers
 /// only, route pod traffic, and drop pods' metadata requests before ufw's own forward
 /// accepts. (K3s's chains accept before ufw's: what holds whatever they accept is the nft
@@ -665,6 +652,149 @@ fn ufw_accepts_every_rule_set() {
 #[test]
 fn ufw_rejects_a_bad_port() {
     assert_rejects_broken(&UFW);
+}
+
+/// What ufw leaves behind, printed: its status and the rules it says were added, the
+/// netfilter rules it loaded (iptables-save and ip6tables-save, without their dated
+/// comments, packet counters zeroed), and its own files: the user rules, ufw.conf
+/// (ENABLED) and the default policies.
+const UFW_STATE: &str = r#"echo '--- ufw status verbose'; ufw status verbose
+echo '--- ufw status numbered'; ufw status numbered
+echo '--- ufw show added'; ufw show added
+echo '--- iptables-save'; iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/'
+echo '--- ip6tables-save'; ip6tables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/'
+for f in /etc/ufw/user.rules /etc/ufw/user6.rules /etc/ufw/ufw.conf /etc/default/ufw; do echo "--- $f"; cat "$f"; done
+"#;
+
+/// Runs `script` with the real ufw in a fresh sandbox ([`ufw_sandbox`]) and returns its
+/// standard output.
+fn ufw_run(script: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = ufw_sandbox(&write_input(&dir, script));
+    assert!(o.status.success(), "{script}\n{}", stdout_and_stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Every ufw node (as the expectation table has them): its artifact, its firewall step
+/// ([`ufw_batch`]), and the commands the bootstrap ran before the batch, one `ufw` each
+/// (the plan's `ufw_commands`, then `ufw --force enable`): the oracle.
+fn ufw_nodes() -> Vec<(String, String, String)> {
+    let mut v = Vec::new();
+    for f in good_fixtures() {
+        let fixture = f.file_name().expect("file name").to_string();
+        let (checked, artifacts) = compile(&f, &Options::default());
+        for a in artifacts {
+            if !matches!(Row::of(&fixture, &a.node).firewall, Firewall::Ufw(_)) {
+                continue;
+            }
+            let plan = checked
+                .plan
+                .nodes
+                .iter()
+                .find(|n| n.name == a.node)
+                .expect("the node's plan");
+            let mut oracle = String::new();
+            for words in meshboot::firewall::ufw_commands(&plan.firewall)
+                .iter()
+                .chain(&[vec!["--force".to_string(), "enable".to_string()]])
+            {
+                let quoted: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
+                oracle.push_str(&format!("ufw {} >&2\n", quoted.join(" ")));
+            }
+            let batch = ufw_batch(&file_of(&a, meshboot::plan::BOOTSTRAP_PATH));
+            v.push((a.file_name, batch, oracle));
+        }
+    }
+    v
+}
+
+/// The firewall step runs ufw's own frontend over the whole command list in one process
+/// (`ufw_batch` in the bootstrap) where it ran `ufw` once per command. For every ufw node of
+/// every fixture, the real ufw (with iptables, in a network namespace of its own, on
+/// scratch copies of its files) leaves exactly what the per-command `ufw` runs leave:
+/// `ufw status verbose` and `numbered`, `ufw show added`, the iptables-save and
+/// ip6tables-save dumps, and ufw's own files ([`UFW_STATE`]). Running the batch again on
+/// the now enabled ufw (a bootstrap re-run after a crash) changes none of it. The control:
+/// the batch without one of its commands leaves something else, so the comparison can fail.
+/// What it does not prove: ufw releases other than this machine's (0.36.2, Debian 12; the
+/// frontend calls are the same in 0.36.1 of Ubuntu 22.04, read from its source), a host
+/// whose ufw was enabled before the bootstrap ran (then ufw applies each rule as it comes,
+/// the same as `ufw` per command does), or iptables-legacy.
+#[test]
+fn ufw_batch_leaves_what_one_ufw_per_command_leaves() {
+    for (program, package) in UFW.needs {
+        require(program, package);
+    }
+    let nodes = ufw_nodes();
+    assert!(nodes.len() >= UFW.at_least, "{} ufw nodes", nodes.len());
+    // Nodes with the same command list (the servers of one cluster) are run once.
+    let mut lists: BTreeMap<String, (Vec<String>, String)> = BTreeMap::new();
+    for (what, batch, oracle) in nodes {
+        lists
+            .entry(batch)
+            .or_insert((Vec::new(), oracle))
+            .0
+            .push(what);
+    }
+    assert!(lists.len() >= 4, "{} distinct rule sets", lists.len());
+    let mut control_done = false;
+    for (batch, (nodes, oracle)) in &lists {
+        let again = format!("{batch}{UFW_STATE}echo '=== again'\n{batch}{UFW_STATE}");
+        let (want, got) = std::thread::scope(|s| {
+            let want = s.spawn(|| ufw_run(&format!("{oracle}{UFW_STATE}")));
+            let got = ufw_run(&again);
+            (want.join().expect("oracle"), got)
+        });
+        let (first, second) = got.split_once("=== again\n").expect("two states");
+        assert!(want.contains("Status: active"), "{nodes:?}:\n{want}");
+        assert_eq!(
+            first, want,
+            "{nodes:?}: the batch leaves other rules than ufw per command"
+        );
+        assert_eq!(
+            first, second,
+            "{nodes:?}: running the batch again changed the rules"
+        );
+        if !control_done {
+            let dropped = batch.replacen(" 'allow 41641/udp'", "", 1);
+            assert_ne!(&dropped, batch, "{nodes:?}: no 41641/udp rule to drop");
+            let state = ufw_run(&format!("{dropped}{UFW_STATE}"));
+            assert_ne!(
+                state, want,
+                "without a rule the batch left the same state: the comparison proves nothing"
+            );
+            control_done = true;
+        }
+    }
+}
+
+/// A bad command in the middle of the batch stops it with ufw's error and a non-zero exit
+/// status, before ufw is enabled (the firewall step fails closed; `set -e` stops the
+/// bootstrap there), and the commands after it are not applied.
+#[test]
+fn ufw_batch_stops_at_a_bad_command() {
+    for (program, package) in UFW.needs {
+        require(program, package);
+    }
+    let script = delivered_file("cluster.yaml", "cp-1", meshboot::plan::BOOTSTRAP_PATH);
+    let batch = ufw_batch(&script).replacen(
+        " 'allow 41641/udp'",
+        " 'allow 41641/udp' 'allow 99999/tcp'",
+        1,
+    );
+    assert!(batch.contains("99999"), "{batch}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = ufw_sandbox(&write_input(&dir, &format!("{batch}echo reached\n")));
+    let out = stdout_and_stderr(&o);
+    assert!(!o.status.success() && !out.contains("reached"), "{out}");
+    assert!(out.contains("ERROR: Bad port"), "{out}");
+    assert!(!out.contains("Firewall is active"), "{out}");
+    let state = ufw_run(&format!("{batch}\n{UFW_STATE}").replacen(" >&2\n", " >&2 || true\n", 1));
+    assert!(state.contains("Status: inactive"), "{state}");
+    assert!(
+        state.contains("41641") && !state.contains("10250"),
+        "{state}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1249,9 +1379,8 @@ fn boot_ufw_node_under_k3s(table: bool) -> UnderK3s {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     copy_ufw_config(d);
-    let ufw = ufw_lines(&file_of(a, meshboot::plan::BOOTSTRAP_PATH));
-    assert!(ufw.iter().any(|l| l == "ufw --force enable"), "{ufw:?}");
-    std::fs::write(d.join("ufw.sh"), ufw.join("\n") + "\n").expect("ufw.sh");
+    let ufw = ufw_batch(&file_of(a, meshboot::plan::BOOTSTRAP_PATH));
+    std::fs::write(d.join("ufw.sh"), ufw).expect("ufw.sh");
     let ruleset = file_of(a, meshboot::plan::NFTABLES_PATH);
     std::fs::write(d.join("firewall.nft"), &ruleset).expect("table");
     std::fs::write(d.join("k3s.sh"), KUBE_ROUTER_CHAINS).expect("k3s.sh");
@@ -1276,7 +1405,7 @@ ip netns exec inet sh -c 'ip link set lo up; ip addr add 203.0.113.2/24 dev eth0
 echo 1 > /proc/sys/net/ipv4/ip_forward
 
 # The node's firewall, as its bootstrap's firewall step leaves it.
-sh -e {d}/ufw.sh >/dev/null
+sh -e {d}/ufw.sh 2>/dev/null
 {table}
 
 # What K3s adds once it runs: a DNAT of public port 80 and of the non-public 8080 to the
@@ -1544,9 +1673,7 @@ fn nftables_limits_tailscale0_to_the_k3s_ports_in_every_netfilter_mode() {
 fn ufw_limits_tailscale0_unless_tailscaled_hooks_in_first() {
     require("ufw", "ufw");
     let script = delivered_file("mesh.yaml", "mesh-cp", meshboot::plan::BOOTSTRAP_PATH);
-    let ufw = ufw_lines(&script);
-    assert!(ufw.len() > 10, "{ufw:?}");
-    let setup = format!("{}\n", ufw.join("\n"));
+    let setup = ufw_batch(&script);
     // nodivert / off: ufw sees tailscale0 and lets in only the ports it lists.
     let got = mesh_probe(&setup, "", false, &[6443, 9100, 8080]);
     assert_eq!(got, [(6443, true), (9100, true), (8080, false)]);

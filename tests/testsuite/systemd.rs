@@ -177,17 +177,14 @@ fn lay_out((fixture, name): (&str, &str), units: Units, wall: Wall) -> Node {
             if units == Units::Meshboot {
                 layout.enable(FIREWALL_UNIT);
             }
-            // The first boot ran the node's ufw commands; this boot loads what they saved.
+            // The first boot ran the node's firewall step (ufw's frontend over its commands,
+            // the last `--force enable`); this boot loads what it saved.
             let script = files
                 .iter()
                 .find(|(p, _, _)| p == meshboot::plan::BOOTSTRAP_PATH)
                 .map(|(_, _, c)| c.clone())
                 .expect("bootstrap");
-            for line in script.lines() {
-                if let Some(args) = line.trim().strip_prefix("quiet ufw ") {
-                    prelude.push_str(&format!("ufw {args} >/dev/null\n"));
-                }
-            }
+            prelude.push_str(&crate::support::ufw_batch(&script));
             // A reboot: the kernel's rules are gone, ufw's files stay.
             prelude.push_str("/lib/ufw/ufw-init stop >/dev/null\n");
             match wall {

@@ -101,9 +101,15 @@ pub fn firewall_calls(firewall: Firewall) -> Vec<(String, Vec<String>)> {
         call("systemctl", &["enable", plan::FIREWALL_UNIT]),
     ];
     match firewall {
-        Firewall::Ufw(commands) => commands
-            .iter()
-            .map(|c| call("ufw", &c.split_whitespace().collect::<Vec<_>>()))
+        // One python3 process runs ufw's frontend over every command, the last one
+        // `--force enable` (the stand-in records the process, then each command).
+        Firewall::Ufw(commands) => [call("python3", &["import", "ufw"])]
+            .into_iter()
+            .chain(
+                commands
+                    .iter()
+                    .map(|c| call("ufw", &c.split_whitespace().collect::<Vec<_>>())),
+            )
             .chain([call("ufw", &["--force", "enable"])])
             .chain(table)
             .collect(),

@@ -451,7 +451,7 @@ fn a_bad_server_name_stops_the_pool_node_before_anything_is_installed() {
             assert!(
                 matches!(
                     c.tool.as_str(),
-                    "dpkg-query" | "ufw" | "nft" | "systemctl" | "curl" | "sleep"
+                    "dpkg-query" | "python3" | "ufw" | "nft" | "systemctl" | "curl" | "sleep"
                 ) && c.url().is_none_or(|u| u == plan::HETZNER_HOSTNAME_URL)
                     && !c.args.iter().any(|a| a == "tailscaled"),
                 "{bad}: {c} ran after a bad name\n{}",
@@ -569,7 +569,7 @@ fn a_bad_server_id_stops_the_pool_node_before_anything_is_installed() {
                 matches!(
                     c.tool.as_str(),
                     // dpkg-query: the package step's status queries, before the firewall.
-                    "dpkg-query" | "ufw" | "nft" | "systemctl" | "curl" | "sleep"
+                    "dpkg-query" | "python3" | "ufw" | "nft" | "systemctl" | "curl" | "sleep"
                 ) && c
                     .url()
                     .is_none_or(|u| u.starts_with("http://169.254.169.254/"))

@@ -257,6 +257,9 @@ impl Sandbox {
         for (name, text) in TOOL_STAND_INS {
             write_file(&sb.stubs().join(name), text, 0o755);
         }
+        for (name, text) in PYTHON_UFW_STAND_IN {
+            write_file(&sb.dir.path().join("python-ufw").join(name), text, 0o644);
+        }
         for (name, text) in POOL {
             write_file(&sb.world("pool").join(name), text, 0o755);
         }
@@ -420,7 +423,7 @@ impl Sandbox {
     /// because the host lacks a mount point the sandbox needs under them (e.g. /etc/meshboot).
     pub fn shadowed_dirs() -> Vec<PathBuf> {
         let mut shadowed = BTreeSet::new();
-        for target in NODE_DIRS.iter().chain([&STUB_DIR]) {
+        for target in NODE_DIRS.iter().chain([&STUB_DIR, &python_ufw_dir()]) {
             let mut p = Path::new(target);
             while !p.is_dir() {
                 let parent = p.parent().expect("below /");
@@ -445,7 +448,7 @@ impl Sandbox {
         let shadowed = Self::shadowed_dirs();
         let targets: BTreeSet<PathBuf> = NODE_DIRS
             .iter()
-            .chain([&STUB_DIR])
+            .chain([&STUB_DIR, &python_ufw_dir()])
             .map(PathBuf::from)
             .chain(shadowed.iter().cloned())
             .collect();
@@ -466,6 +469,9 @@ impl Sandbox {
             cmd.arg("--bind").arg(self.host(d)).arg(d);
         }
         cmd.arg("--ro-bind").arg(self.stubs()).arg(STUB_DIR);
+        cmd.arg("--ro-bind")
+            .arg(self.dir.path().join("python-ufw"))
+            .arg(python_ufw_dir());
         cmd.arg("--bind")
             .arg(self.dir.path().join("world"))
             .arg(WORLD);

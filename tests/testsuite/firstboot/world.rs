@@ -33,6 +33,32 @@ pub const TOOL_STAND_INS: &[(&str, &str)] = &[
     ("systemctl", include_str!("bin/systemctl")),
     ("ufw", include_str!("bin/ufw")),
 ];
+/// The stand-in for ufw's Python package, which the bootstrap's firewall step imports (see
+/// its `__init__.py`), mounted at [`python_ufw_dir`].
+pub const PYTHON_UFW_STAND_IN: &[(&str, &str)] = &[
+    ("__init__.py", include_str!("py/ufw/__init__.py")),
+    ("common.py", include_str!("py/ufw/common.py")),
+    ("frontend.py", include_str!("py/ufw/frontend.py")),
+    ("util.py", include_str!("py/ufw/util.py")),
+];
+
+/// Where the stand-in ufw package is mounted: `ufw` in the first directory of Debian's
+/// /usr/bin/python3 search path (with `-I`, as the bootstrap runs it) under
+/// /usr/local/lib/python3.X/, which comes before /usr/lib/python3/dist-packages, the real
+/// ufw's: so the bootstrap imports the stand-in.
+pub fn python_ufw_dir() -> &'static str {
+    static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let python = crate::support::require("/usr/bin/python3", "python3");
+        let o = std::process::Command::new(python)
+            .args(["-I", "-c", "import sys; print([p for p in sys.path if p.startswith('/usr/local/lib/python3')][0])"])
+            .output()
+            .expect("running /usr/bin/python3");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        format!("{}/ufw", String::from_utf8_lossy(&o.stdout).trim())
+    })
+}
+
 pub const POOL: &[(&str, &str)] = &[
     ("tailscale", include_str!("pool/tailscale")),
     ("tailscaled", include_str!("pool/tailscaled")),

@@ -307,3 +307,28 @@ pub fn require(tool: &str, package: &str) -> String {
     };
     found.unwrap_or_else(|| panic!("`{tool}` is missing: install the Debian package `{package}` (apt-get install {package})"))
 }
+
+/// The firewall step of a ufw node's bootstrap script as a script of its own: the
+/// `ufw_batch` function as delivered and its one call (without `quiet`, its output to
+/// stderr), which runs ufw's frontend over the node's whole command list in one process.
+pub fn ufw_batch(script: &str) -> String {
+    let start = script
+        .find("ufw_batch() {\n")
+        .expect("no ufw_batch function");
+    let len = script[start..].find("\n}\n").expect("ufw_batch never ends") + 3;
+    let calls: Vec<&str> = script
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("quiet ufw_batch "))
+        .collect();
+    assert_eq!(calls.len(), 1, "not one call of ufw_batch: {calls:?}");
+    assert!(
+        calls[0].ends_with(" '--force enable'") && !script.contains("quiet ufw "),
+        "ufw is not enabled by the batch alone: {}",
+        calls[0]
+    );
+    format!(
+        "{}ufw_batch {} >&2\n",
+        &script[start..start + len],
+        calls[0]
+    )
+}
