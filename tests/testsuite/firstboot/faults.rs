@@ -375,6 +375,28 @@ fn crash_after_the_ufw_firewall_converges_on_the_next_boot() {
     assert_rerun_is_a_noop(&mut sb);
 }
 
+/// A ufw whose Python frontend lacks a call the batch makes (a future ufw: py/ufw's fault
+/// removes `parse_command`) makes the batch exit 3, and the bootstrap then runs the ufw
+/// command once per command: the same commands, in the table's order, all successful, and
+/// the node bootstraps. What it proves: the fallback's wiring (exit code, order, words);
+/// that the ufw command and the frontend leave the same rules is proved with the real ufw
+/// in tests/testsuite/consumers.rs.
+#[test]
+fn a_ufw_frontend_the_batch_does_not_know_falls_back_to_one_ufw_per_command() {
+    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault("ufw-frontend-unknown", "always");
+    let run = sb.run();
+    assert_bootstrapped(&sb, &run, &Expect::of("cluster.yaml", "cp-2"));
+    assert!(
+        sb.log().contains(
+            "ufw's Python frontend is not the one meshboot knows: one ufw run per command"
+        ),
+        "{}",
+        sb.report()
+    );
+}
+
 #[test]
 fn crash_after_the_nftables_firewall_converges_on_the_next_boot() {
     let mut sb = Sandbox::new(node("cluster.yaml", "worker-1"));
