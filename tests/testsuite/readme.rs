@@ -47,28 +47,28 @@ esac
 /// The init server's mesh address, as the `tailscale` stand-in answers `tailscale ip -4`.
 const INIT_MESH_IP: &str = "100.64.0.1";
 
-/// `tailscale ip -4 NAME` answers the init server's mesh address (`tailscale ip` prints a
-/// peer's addresses, one per line: tailscale/tailscale cmd/tailscale/cli/ip.go); anything
-/// else fails. Records its calls as RECORDER does.
-const TAILSCALE: &str = r#"#!/bin/sh
-set -eu
-line=tailscale
-for a in "$@"; do line="$line	$a"; done
-printf '%s\n' "$line" >>"$RECORD/tailscale"
-[ "$*" = "ip -4 cp-1" ] || exit 1
-echo 100.64.0.1
-"#;
+/// A stand-in that records its calls as [`RECORDER`] does, answers `answer` (on stdout) to
+/// exactly the arguments `args`, and fails on anything else.
+fn answering(args: &str, answer: &str) -> String {
+    format!(
+        "#!/bin/sh\nset -eu\nline=$(basename \"$0\")\nfor a in \"$@\"; do line=\"$line\t$a\"; done\nprintf '%s\\n' \"$line\" >>\"$RECORD/$(basename \"$0\")\"\n[ \"$*\" = '{args}' ] || exit 1\ncat <<'EOF'\n{answer}EOF\n"
+    )
+}
+
+/// `tailscale ip -4 cp-1` answers the init server's mesh address (`tailscale ip` prints a
+/// peer's addresses, one per line: tailscale/tailscale cmd/tailscale/cli/ip.go).
+fn tailscale() -> String {
+    answering("ip -4 cp-1", &format!("{INIT_MESH_IP}\n"))
+}
 
 /// `ssh root@<mesh ip> cat /etc/rancher/k3s/k3s.yaml` prints a kubeconfig (K3s writes the
-/// admin kubeconfig there, pointing at 127.0.0.1); anything else fails.
-const SSH: &str = r#"#!/bin/sh
-set -eu
-line=ssh
-for a in "$@"; do line="$line	$a"; done
-printf '%s\n' "$line" >>"$RECORD/ssh"
-[ "$*" = "root@100.64.0.1 cat /etc/rancher/k3s/k3s.yaml" ] || exit 1
-printf 'apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: default\n'
-"#;
+/// admin kubeconfig there, pointing at 127.0.0.1).
+fn ssh() -> String {
+    answering(
+        &format!("root@{INIT_MESH_IP} cat /etc/rancher/k3s/k3s.yaml"),
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: default\n",
+    )
+}
 
 /// The fenced `sh` blocks of the README section that starts with `heading`.
 fn sh_blocks(readme: &str, heading: &str) -> Vec<String> {
@@ -120,8 +120,8 @@ fn the_readmes_delivery_walk_through_runs_as_written() {
     install(&bin, "hcloud", HCLOUD);
     install(&bin, "packer", RECORDER);
     install(&bin, "kubectl", RECORDER);
-    install(&bin, "tailscale", TAILSCALE);
-    install(&bin, "ssh", SSH);
+    install(&bin, "tailscale", &tailscale());
+    install(&bin, "ssh", &ssh());
     const HCLOUD_TOKEN: &str = "FAKEhcloudTOKENdoNOTuse";
 
     let first = readme
