@@ -447,24 +447,9 @@ fn a_bad_server_name_stops_the_pool_node_before_anything_is_installed() {
         assert_failed_at(&sb, &run, "node-name");
         let calls = sb.calls();
         assert_firewall_first(&sb, &calls, Row::of(fixture, pool).firewall);
-        for c in &calls {
-            assert!(
-                matches!(
-                    c.tool.as_str(),
-                    "dpkg-query" | "python3" | "ufw" | "nft" | "systemctl" | "curl" | "sleep"
-                ) && c.url().is_none_or(|u| u == plan::HETZNER_HOSTNAME_URL)
-                    && !c.args.iter().any(|a| a == "tailscaled"),
-                "{bad}: {c} ran after a bad name\n{}",
-                sb.report()
-            );
-        }
-        for path in [
-            "/opt/tailscale",
-            "/opt/bin/tailscale",
-            plan::K3S_BOOT_CONFIG_PATH,
-        ] {
-            assert!(!sb.exists(path), "{bad}: {path}\n{}", sb.report());
-        }
+        assert_nothing_installed(&sb, &calls, &format!("{bad}: a bad name"), |u| {
+            u == plan::HETZNER_HOSTNAME_URL
+        });
         assert!(
             sb.log().contains("is not ") && sb.log().contains(&format!("one of pool {pool}")),
             "{}",
@@ -564,27 +549,9 @@ fn a_bad_server_id_stops_the_pool_node_before_anything_is_installed() {
         assert_failed_at(&sb, &run, "server-id");
         let calls = sb.calls();
         assert_firewall_first(&sb, &calls, Row::of(fixture, pool).firewall);
-        for c in &calls {
-            assert!(
-                matches!(
-                    c.tool.as_str(),
-                    // dpkg-query: the package step's status queries, before the firewall.
-                    "dpkg-query" | "python3" | "ufw" | "nft" | "systemctl" | "curl" | "sleep"
-                ) && c
-                    .url()
-                    .is_none_or(|u| u.starts_with("http://169.254.169.254/"))
-                    && !c.args.iter().any(|a| a == "tailscaled"),
-                "{bad}: {c} ran after a bad server ID\n{}",
-                sb.report()
-            );
-        }
-        for path in [
-            "/opt/tailscale",
-            "/opt/bin/tailscale",
-            plan::K3S_BOOT_CONFIG_PATH,
-        ] {
-            assert!(!sb.exists(path), "{bad}: {path}\n{}", sb.report());
-        }
+        assert_nothing_installed(&sb, &calls, &format!("{bad}: a bad server ID"), |u| {
+            u.starts_with("http://169.254.169.254/")
+        });
         let said = if bad == "unanswered" {
             "the metadata service did not say the server's ID".to_string()
         } else {
@@ -645,5 +612,35 @@ fn a_compressed_node_boots_exactly_like_an_uncompressed_one() {
         assert_eq!(a.0, b.0, "{fixture} {name}: the calls differ");
         assert_eq!(a.1, b.1, "{fixture} {name}: the logs differ");
         assert_eq!(a.2, b.2, "{fixture} {name}: the K3s configs differ");
+    }
+}
+
+/// After a pool node's identity check failed (`what`), the run made only the package
+/// step's status queries (dpkg-query), the firewall's calls and the metadata reads
+/// `metadata_url` allows; it touched no other URL and no tailscaled, and installed neither
+/// Tailscale nor K3s's boot config.
+fn assert_nothing_installed(
+    sb: &Sandbox,
+    calls: &[Call],
+    what: &str,
+    metadata_url: impl Fn(&str) -> bool,
+) {
+    for c in calls {
+        assert!(
+            matches!(
+                c.tool.as_str(),
+                "dpkg-query" | "python3" | "ufw" | "nft" | "systemctl" | "curl" | "sleep"
+            ) && c.url().is_none_or(&metadata_url)
+                && !c.args.iter().any(|a| a == "tailscaled"),
+            "{c} ran after {what}\n{}",
+            sb.report()
+        );
+    }
+    for path in [
+        "/opt/tailscale",
+        "/opt/bin/tailscale",
+        plan::K3S_BOOT_CONFIG_PATH,
+    ] {
+        assert!(!sb.exists(path), "{what}: {path}\n{}", sb.report());
     }
 }
