@@ -34,6 +34,12 @@ pub const MAX_SERVERS: usize = 7;
 /// #14117 (1.33, validated on v1.33.13-rc2), #14116 (1.34, v1.34.9-rc2), #14115 (1.35,
 /// v1.35.6-rc2) and #14114 (1.36, v1.36.2-rc2). Lines before 1.33 got no backport; later ones
 /// branched after the fix.
+/// The first K3s minor line that reads `config.yaml.d` (v1.21.0: k3s-io/k3s#3205, docs.k3s.io
+/// "Multiple Config Files"), where the bootstrap writes the node's mesh address and join
+/// target ([`crate::plan::boot::BootConfig`]). An older K3s ignores the drop-in and would
+/// start bound to the public interface, initialising a cluster of its own.
+const FIRST_DROP_IN_MINOR: u32 = 21;
+
 const FLANNEL_FIX: &[(u32, u32, &str)] = &[
     (33, 13, "v1.33.13+k3s1"),
     (34, 9, "v1.34.9+k3s1"),
@@ -862,6 +868,9 @@ fn check_flannel_fix(spec: &Spec, d: &mut Vec<Diagnostic>) {
         return;
     }
     let Some(v) = &k.version else { return };
+    if predates_drop_in(v) {
+        return; // refused outright by check_k3s
+    }
     if let Some(fixed_in) = predates_flannel_fix(v) {
         d.push(Diagnostic::new(
             "k3s.version",
@@ -946,15 +955,25 @@ fn check_k3s(spec: &Spec, d: &mut Vec<Diagnostic>) {
                     hint,
                 },
             ));
+        } else if predates_drop_in(v) {
+            d.push(Diagnostic::new(
+                "k3s.version",
+                Problem::K3sBeforeDropIn(v.clone()),
+            ));
         }
     }
-    if let Some(c) = &k.channel
-        && !is_channel(c)
-    {
-        d.push(Diagnostic::new(
-            "k3s.channel",
-            Problem::K3sChannel(c.clone()),
-        ));
+    if let Some(c) = &k.channel {
+        if !is_channel(c) {
+            d.push(Diagnostic::new(
+                "k3s.channel",
+                Problem::K3sChannel(c.clone()),
+            ));
+        } else if predates_drop_in(c) {
+            d.push(Diagnostic::new(
+                "k3s.channel",
+                Problem::K3sBeforeDropIn(c.clone()),
+            ));
+        }
     }
     for (i, item) in k.disable.iter().enumerate() {
         if !K3S_COMPONENTS.contains(&item.as_str()) {
@@ -986,6 +1005,15 @@ fn check_k3s(spec: &Spec, d: &mut Vec<Diagnostic>) {
     ] {
         check_args(field, args, k.allow_owned_args, d);
     }
+}
+
+/// A release `v1.MINOR...` or a minor channel `v1.MINOR` older than
+/// [`FIRST_DROP_IN_MINOR`] (a well-formed one: the format is checked on its own).
+fn predates_drop_in(v: &str) -> bool {
+    v.strip_prefix("v1.")
+        .and_then(|r| r.split(['.', '+']).next())
+        .and_then(|minor| minor.parse::<u32>().ok())
+        .is_some_and(|minor| minor < FIRST_DROP_IN_MINOR)
 }
 
 fn is_channel(c: &str) -> bool {
@@ -1209,6 +1237,19 @@ mod tests {
             "v1.37.0+k3s1",
         ] {
             assert_eq!(predates_flannel_fix(fixed), None, "{fixed}");
+        }
+    }
+
+    #[test]
+    fn releases_and_channels_before_config_yaml_d_are_found() {
+        for old in ["v1.20.15+k3s1", "v1.19.16+k3s1", "v1.20", "v1.9.0+k3s1"] {
+            assert!(predates_drop_in(old), "{old}");
+        }
+        for new in ["v1.21.0+k3s1", "v1.21", "v1.33.13+k3s1", "v1.100.0+k3s1"] {
+            assert!(!predates_drop_in(new), "{new}");
+        }
+        for other in ["stable", "latest", "testing", "1.20.1", "v2.1"] {
+            assert!(!predates_drop_in(other), "{other}");
         }
     }
 
