@@ -124,7 +124,7 @@ pub enum Command {
         /// The cluster spec (YAML)
         spec: Utf8PathBuf,
     },
-    /// Print the commands that fetch the kubeconfig from the init server over the mesh
+    /// Print the commands that fetch the kubeconfig over the mesh from the first server that answers
     Kubeconfig {
         /// The cluster spec (YAML)
         spec: Utf8PathBuf,

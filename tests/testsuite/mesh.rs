@@ -14,7 +14,8 @@
 //! - The upgrade Plans are checked against the system-upgrade-controller CRD's fields
 //!   (`pkg/crds/yaml/generated/upgrade.cattle.io_plans.yaml`, encoded below: the CRD is
 //!   72 KB and not vendored). Not proven: a real controller applying them.
-//! - The kubeconfig commands pass shellcheck and name the right host and URL.
+//! - The kubeconfig commands pass shellcheck, try every server in order and name the right
+//!   host and URL; run against stand-ins, they take the first server that answers.
 //! - The reboot windows parse (the Zincati snippet with a TOML parser) and no two servers
 //!   of a fixture share one.
 
@@ -754,53 +755,177 @@ fn kubeconfig_commands_pass_shellcheck_and_reach_the_init_server_over_the_mesh()
             "{name}: shellcheck:\n{}",
             String::from_utf8_lossy(&check.stdout)
         );
-        // The init server is the first server of the spec, by name.
-        let nodes = doc["nodes"].as_sequence().expect("nodes");
-        let first = nodes
-            .iter()
-            .find(|n| n["role"] == "server")
-            .expect("a server");
-        let base = first["name"].as_str().expect("name");
-        let init = match first["count"].as_u64() {
-            Some(_) => format!("{base}-1"),
-            None => base.to_string(),
-        };
+        // Every server of the spec is tried, in the spec's order: the init server (the
+        // first) first.
+        let mut servers = Vec::new();
+        for n in doc["nodes"].as_sequence().expect("nodes") {
+            if n["role"] != "server" {
+                continue;
+            }
+            let base = n["name"].as_str().expect("name");
+            match n["count"].as_u64() {
+                Some(c) => servers.extend((1..=c).map(|i| format!("{base}-{i}"))),
+                None => servers.push(base.to_string()),
+            }
+        }
+        let tries = text
+            .lines()
+            .find(|l| l.starts_with("from "))
+            .unwrap_or_else(|| panic!("{name}: no tries:\n{text}"));
+        let tried: Vec<&str> = tries
+            .split(" || ")
+            .filter_map(|t| t.strip_prefix("from "))
+            .map(|t| t.split(' ').next().expect("a name"))
+            .collect();
+        assert_eq!(tried, servers, "{name}:\n{text}");
         let cluster = doc["cluster"]["name"].as_str().expect("cluster");
         assert!(
-            text.contains(&format!("> {cluster}.kubeconfig\n")),
+            text.contains(&format!(
+                "mv -f {cluster}.kubeconfig.tmp {cluster}.kubeconfig\n"
+            )),
             "{name}:\n{text}"
         );
         match ts["tailnet"].as_str() {
-            Some(t) => assert!(
-                text.contains(&format!("--server https://{init}.{t}:6443\n")),
-                "{name}:\n{text}"
-            ),
+            Some(t) => {
+                assert!(text.contains(&format!("  host=$1.{t}\n")), "{text}");
+                assert!(text.contains("  url=\"https://$host:6443\"\n"), "{text}");
+            }
             None => {
                 assert!(
-                    text.contains(&format!("server_ip=$(tailscale ip -4 {init})")),
+                    text.contains("  ip=$(tailscale ip -4 \"$1\") || return 1\n"),
                     "{text}"
                 );
-                assert!(
-                    text.contains("--server \"https://$server_ip:6443\""),
-                    "{text}"
-                );
+                assert!(text.contains("  url=\"https://$ip:6443\"\n"), "{text}");
             }
         }
         if ssh {
             assert!(
-                text.contains(&format!("tailscale ssh root@{init} cat ")),
+                text.contains("  tailscale ssh \"$2@$1\" cat /etc/rancher/k3s/k3s.yaml "),
                 "{text}"
             );
+            assert!(!tries.contains(" core sudo"), "{text}");
             seen.insert("tailscale ssh");
         } else {
             assert!(
-                text.contains("ssh ") && !text.contains("tailscale ssh"),
+                text.contains("  ssh -o ConnectTimeout=10 ") && !text.contains("tailscale ssh"),
                 "{text}"
             );
             seen.insert("ssh");
         }
     }
     assert_eq!(seen.len(), 2, "both ways are covered: {seen:?}");
+}
+
+/// The kubeconfig commands run, against stand-ins on PATH:
+/// - `tailscale ip -4 NAME` prints the peer's IPv4 address, or fails for a name it does not
+///   know (tailscale/tailscale cmd/tailscale/cli/ip.go: one address per line; an unknown
+///   peer is an error);
+/// - `ssh` exits 255 when it cannot connect (ssh(1), EXIT STATUS), after this stand-in has
+///   printed half a kubeconfig to prove a failed attempt leaves nothing behind, and prints
+///   the kubeconfig (K3s writes it at /etc/rancher/k3s/k3s.yaml) for the one login@address
+///   in `$ANSWER`;
+/// - `kubectl` records its arguments.
+///
+/// This proves the control flow: the first server that answers is used, in the spec's
+/// order, and the URL is its address; a server that is down, or an address a stale
+/// machine holds, only costs that attempt; the file is 0600, complete or absent. It does
+/// not prove that a real ssh times out within ConnectTimeout or that real K3s serves
+/// that address in its certificate (the `tls-san` row of the K3s flags says it does).
+#[test]
+fn kubeconfig_commands_take_the_first_server_that_answers() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let text = print("kubeconfig", "cluster.yaml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let stand_ins = [
+        (
+            "tailscale",
+            "#!/bin/sh\necho \"tailscale $*\" >>\"$CALLS\"\ncase $* in\n  'ip -4 cp-1') echo 100.64.0.1 ;;\n  'ip -4 cp-2') echo 100.64.0.2 ;;\n  'ip -4 cp-3') echo 100.64.0.3 ;;\n  *) echo \"no such peer\" >&2; exit 1 ;;\nesac\n",
+        ),
+        (
+            "ssh",
+            "#!/bin/sh\necho \"ssh $*\" >>\"$CALLS\"\n[ \"$1 $2\" = '-o ConnectTimeout=10' ] || exit 2\necho 'apiVersion: v1'\n[ \"$3\" = \"$ANSWER\" ] || { echo 'ssh: connect to host: Connection timed out' >&2; exit 255; }\n[ \"$4 $5\" = 'cat /etc/rancher/k3s/k3s.yaml' ] || exit 2\necho 'kind: Config'\n",
+        ),
+        ("kubectl", "#!/bin/sh\necho \"kubectl $*\" >>\"$CALLS\"\n"),
+    ];
+    for (name, body) in stand_ins {
+        let p = bin.join(name);
+        std::fs::write(&p, body).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let run = |answer: &str| {
+        let work = tempfile::tempdir_in(d).expect("work");
+        let calls = work.path().join("calls");
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(&text)
+            .current_dir(work.path())
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env("CALLS", &calls)
+            .env("ANSWER", answer)
+            .output()
+            .expect("sh runs");
+        let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+        let mut files: Vec<String> = std::fs::read_dir(work.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .filter(|f| f != "calls")
+            .collect();
+        files.sort();
+        (o, calls, files, work)
+    };
+
+    // cp-1 is down (or a stale machine holds its name): cp-2 answers, cp-3 is not asked.
+    let (o, calls, files, work) = run("root@100.64.0.2");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(files, ["edge-eu.kubeconfig"]);
+    let path = work.path().join("edge-eu.kubeconfig");
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("kubeconfig"),
+        "apiVersion: v1\nkind: Config\n"
+    );
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "tailscale ip -4 cp-1",
+            "ssh -o ConnectTimeout=10 root@100.64.0.1 cat /etc/rancher/k3s/k3s.yaml",
+            "tailscale ip -4 cp-2",
+            "ssh -o ConnectTimeout=10 root@100.64.0.2 cat /etc/rancher/k3s/k3s.yaml",
+            "kubectl --kubeconfig edge-eu.kubeconfig config set-cluster default --server https://100.64.0.2:6443",
+            "kubectl --kubeconfig edge-eu.kubeconfig get nodes -o wide",
+        ]
+    );
+    assert!(
+        stderr(&o).contains("could not fetch the kubeconfig from cp-1 over the mesh"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The init server answers: nothing else is asked.
+    let (o, calls, _, _) = run("root@100.64.0.1");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(calls.matches("ssh ").count(), 1, "{calls}");
+    assert!(
+        calls.contains("--server https://100.64.0.1:6443\n"),
+        "{calls}"
+    );
+
+    // No server answers: a failure that names them, no kubeconfig (not even a partial
+    // one), and kubectl is never run.
+    let (o, calls, files, _) = run("nobody");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(files.is_empty(), "{files:?}");
+    assert_eq!(calls.matches("ssh ").count(), 3, "{calls}");
+    assert!(!calls.contains("kubectl"), "{calls}");
+    assert!(
+        stderr(&o).contains("no server of edge-eu answered over the mesh (cp-1, cp-2, cp-3)"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -61,11 +61,11 @@ fn tailscale() -> String {
     answering("ip -4 cp-1", &format!("{INIT_MESH_IP}\n"))
 }
 
-/// `ssh root@<mesh ip> cat /etc/rancher/k3s/k3s.yaml` prints a kubeconfig (K3s writes the
-/// admin kubeconfig there, pointing at 127.0.0.1).
+/// `ssh -o ConnectTimeout=10 root@<mesh ip> cat /etc/rancher/k3s/k3s.yaml` prints a
+/// kubeconfig (K3s writes the admin kubeconfig there, pointing at 127.0.0.1).
 fn ssh() -> String {
     answering(
-        &format!("root@{INIT_MESH_IP} cat /etc/rancher/k3s/k3s.yaml"),
+        &format!("-o ConnectTimeout=10 root@{INIT_MESH_IP} cat /etc/rancher/k3s/k3s.yaml"),
         "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n  name: default\n",
     )
 }
@@ -198,6 +198,8 @@ fn the_readmes_delivery_walk_through_runs_as_written() {
         lines(&record.join("ssh")),
         [[
             "ssh",
+            "-o",
+            "ConnectTimeout=10",
             &format!("root@{INIT_MESH_IP}"),
             "cat",
             "/etc/rancher/k3s/k3s.yaml"
