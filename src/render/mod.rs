@@ -557,9 +557,10 @@ struct Shape {
     plan: NodePlan,
     /// Its files under `PLACEHOLDERS[0]`.
     files: Vec<RenderedFile>,
-    /// Its whole artifact under `PLACEHOLDERS[0]`, when the envelope carries the files as
-    /// they are (uncompressed cloud-init: literal YAML blocks); else each node's files are
-    /// wrapped anew (Ignition's data URLs, gzip).
+    /// Its whole artifact under `PLACEHOLDERS[0]`, when the envelope carries the name as
+    /// it is (uncompressed cloud-init: literal YAML blocks; uncompressed Ignition: data
+    /// URLs that stay URL-escaped for any name, see `ignition::escapes_for_any_name`);
+    /// else each node's files are wrapped anew (a data URL that may turn base64, gzip).
     document: Option<String>,
 }
 
@@ -684,15 +685,20 @@ impl<'a> Renderer<'a> {
         if !files_agree {
             return Ok(None);
         }
-        let verbatim_envelope = form.envelope == Envelope::CloudInit && !form.compress;
-        let document = if verbatim_envelope {
-            if !same(&artifact.contents, &other_artifact.contents) {
-                return Ok(None);
-            }
-            Some(artifact.contents)
-        } else {
-            None
-        };
+        // The envelope holds each file as it is (cloud-init's literal blocks), or escaped
+        // to itself in the name's part whatever the name (an Ignition data URL that stays
+        // URL-escaped for every name length). Gzip is never: each node is wrapped anew.
+        let verbatim_envelope = !form.compress
+            && match form.envelope {
+                Envelope::CloudInit => true,
+                Envelope::Ignition => files.iter().all(|f| {
+                    ignition::escapes_for_any_name(f.contents.as_bytes(), PLACEHOLDERS[0])
+                }),
+            };
+        // Else (or should the two documents differ in more than the name) each node's files
+        // are wrapped anew.
+        let document = (verbatim_envelope && same(&artifact.contents, &other_artifact.contents))
+            .then_some(artifact.contents);
         Ok(Some(Shape {
             plan: named,
             files,
