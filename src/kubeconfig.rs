@@ -65,6 +65,9 @@ pub fn commands(spec: &Spec, plan: &ClusterPlan) -> Result<String, Box<(&'static
             "address"
         },
     );
+    // ssh reads its stdin to send it to the remote command, and under `meshboot kubeconfig
+    // | sh` that stdin is the rest of this script: bash (macOS's sh) reads a script from a
+    // pipe a byte at a time, so ssh would swallow the lines after it. Hence </dev/null.
     // from SERVER LOGIN [sudo]: the host ssh reaches and the API URL are the MagicDNS name,
     // or the mesh address looked up from this machine's netmap (as the nodes do at boot).
     out.push_str("from() {\n");
@@ -90,7 +93,7 @@ pub fn commands(spec: &Spec, plan: &ClusterPlan) -> Result<String, Box<(&'static
         )
     };
     out.push_str(&format!(
-        "  {fetch} >{tmp} || {{\n\
+        "  {fetch} </dev/null >{tmp} || {{\n\
          \x20   echo \"meshboot: could not fetch the kubeconfig from $1 over the mesh\" >&2\n\
          \x20   return 1\n\
          \x20 }}\n\

@@ -820,7 +820,8 @@ fn kubeconfig_commands_pass_shellcheck_and_reach_the_init_server_over_the_mesh()
 /// - `tailscale ip -4 NAME` prints the peer's IPv4 address, or fails for a name it does not
 ///   know (tailscale/tailscale cmd/tailscale/cli/ip.go: one address per line; an unknown
 ///   peer is an error);
-/// - `ssh` exits 255 when it cannot connect (ssh(1), EXIT STATUS), after this stand-in has
+/// - `ssh` reads its stdin, to send it to the remote command (ssh(1), `-n`: without it
+///   ssh reads stdin), and exits 255 when it cannot connect (EXIT STATUS), after this stand-in has
 ///   printed half a kubeconfig to prove a failed attempt leaves nothing behind, and prints
 ///   the kubeconfig (K3s writes it at /etc/rancher/k3s/k3s.yaml) for the one login@address
 ///   in `$ANSWER`;
@@ -846,7 +847,7 @@ fn kubeconfig_commands_take_the_first_server_that_answers() {
         ),
         (
             "ssh",
-            "#!/bin/sh\necho \"ssh $*\" >>\"$CALLS\"\n[ \"$1 $2\" = '-o ConnectTimeout=10' ] || exit 2\necho 'apiVersion: v1'\n[ \"$3\" = \"$ANSWER\" ] || { echo 'ssh: connect to host: Connection timed out' >&2; exit 255; }\n[ \"$4 $5\" = 'cat /etc/rancher/k3s/k3s.yaml' ] || exit 2\necho 'kind: Config'\n",
+            "#!/bin/sh\necho \"ssh $*\" >>\"$CALLS\"\ncat >/dev/null\n[ \"$1 $2\" = '-o ConnectTimeout=10' ] || exit 2\necho 'apiVersion: v1'\n[ \"$3\" = \"$ANSWER\" ] || { echo 'ssh: connect to host: Connection timed out' >&2; exit 255; }\n[ \"$4 $5\" = 'cat /etc/rancher/k3s/k3s.yaml' ] || exit 2\necho 'kind: Config'\n",
         ),
         ("kubectl", "#!/bin/sh\necho \"kubectl $*\" >>\"$CALLS\"\n"),
     ];
@@ -858,15 +859,25 @@ fn kubeconfig_commands_take_the_first_server_that_answers() {
     let run = |answer: &str| {
         let work = tempfile::tempdir_in(d).expect("work");
         let calls = work.path().join("calls");
-        let o = Command::new("sh")
-            .arg("-c")
-            .arg(&text)
+        // As `meshboot kubeconfig | sh` runs it where sh is bash (macOS): the script on
+        // stdin, which bash reads from a pipe a byte at a time, so a command that reads
+        // stdin would take the rest of the script.
+        let mut child = Command::new("bash")
             .current_dir(work.path())
             .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
             .env("CALLS", &calls)
             .env("ANSWER", answer)
-            .output()
-            .expect("sh runs");
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("bash runs");
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(text.as_bytes()).expect("script");
+        }
+        let o = child.wait_with_output().expect("bash ends");
         let calls = std::fs::read_to_string(&calls).unwrap_or_default();
         let mut files: Vec<String> = std::fs::read_dir(work.path())
             .expect("ls")
