@@ -27,7 +27,8 @@ pub enum Command {
     Build {
         /// The cluster spec (YAML)
         spec: Utf8PathBuf,
-        /// Output directory (created 0700; files are written 0600)
+        /// Output directory (created 0700; files are written 0600). Files of nodes no longer
+        /// in the spec that an earlier build there listed in SHA256SUMS are removed
         #[arg(long, short)]
         out: Utf8PathBuf,
         #[command(flatten)]
@@ -394,7 +395,7 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
             out.stdout = a.contents;
         }
         Command::Build { out: dir, .. } => {
-            let written = build(&checked, dir).map_err(|f| fail(f, &out))?;
+            let (written, leftovers) = build(&checked, dir).map_err(|f| fail(f, &out))?;
             for a in &written {
                 let _ = writeln!(
                     out.stdout,
@@ -404,7 +405,9 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
                     share_of_limit(a.len)
                 );
             }
-            let _ = writeln!(out.stdout, "wrote {}", dir.join("SHA256SUMS"));
+            let _ = writeln!(out.stdout, "wrote {}", dir.join(emit::SHA256SUMS));
+            out.stdout.push_str(&leftovers.removed_lines(dir));
+            out.stderr.push_str(&leftovers.warnings(dir));
         }
         Command::Policy { .. } => {
             let Some(policy) = crate::policy::policy(&checked.spec) else {
@@ -494,8 +497,12 @@ pub fn run(cmd: &Command, env: &dyn Environment) -> Result<Output, (Error, Strin
 
 /// `meshboot build`: every node rendered and written as it is made ([`crate::render_each`],
 /// [`emit::Staging`]), then, when every file is within the size limit, put in place with
-/// `SHA256SUMS`; otherwise nothing is left of the build.
-fn build(checked: &crate::Checked, dir: &Utf8Path) -> Result<Vec<emit::Summary>, Error> {
+/// `SHA256SUMS`, and the previous build's files of nodes that left the spec removed
+/// ([`emit::Leftovers`]); otherwise nothing is left of the build, and nothing is removed.
+fn build(
+    checked: &crate::Checked,
+    dir: &Utf8Path,
+) -> Result<(Vec<emit::Summary>, emit::Leftovers), Error> {
     let staging = emit::Staging::open(dir).map_err(|e| Error::writing_to(dir, &e))?;
     let written = crate::render_each(checked, |a| {
         let summary = emit::Summary::of(&a, true);
@@ -513,10 +520,10 @@ fn build(checked: &crate::Checked, dir: &Utf8Path) -> Result<Vec<emit::Summary>,
             return Err(e);
         }
     };
-    staging
+    let leftovers = staging
         .commit(&emit::sha256sums(&written))
         .map_err(|e| Error::writing_to(dir, &e))?;
-    Ok(written)
+    Ok((written, leftovers))
 }
 
 fn ports(list: &[crate::spec::PortRange], proto: &str) -> Vec<String> {

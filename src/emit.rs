@@ -5,14 +5,26 @@
 //! 0700. [`Staging`] writes them as they are rendered, each to a temporary file beside its
 //! final name, and replaces the final files only once every one of them is written and on
 //! disk (one `syncfs`, not one `fsync` per file): the directory never holds a half-written
-//! file or a mix of two builds' files under their final names.
+//! file or a mix of two builds' files under their final names. Once the new files are in
+//! place it removes the files of the previous build that this one does not write (nodes
+//! that left the spec, see [`Leftovers`]), so no node's secrets outlive its place in the
+//! spec.
 
 use crate::error::Error;
+use crate::plan::Envelope;
+use crate::problem::IoReason;
 use crate::render::Artifact;
 use camino::{Utf8Path, Utf8PathBuf};
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::ErrorKind;
 use std::io::Write as _;
 use std::sync::Mutex;
+
+/// The checksum file `build` writes beside the nodes' files. It lists the files of the
+/// build that wrote it, which is how the next build knows which files are meshboot's.
+pub const SHA256SUMS: &str = "SHA256SUMS";
 
 /// What emitting keeps of an artifact once it is written: enough for the size budget,
 /// `SHA256SUMS` and the report, not its contents.
@@ -133,14 +145,18 @@ fn temporary(name: &str) -> String {
 /// puts them all in place, or [`Staging::abort`] removes them.
 ///
 /// Crash safety, in order: every file's bytes go to `.<name>.tmp` (0600, no sync each);
-/// `commit` then syncs the file system once (`syncfs` on the directory: the temporary
-/// files' data and metadata are on disk), renames each temporary file over its final name
-/// (`SHA256SUMS` last), and syncs the directory (the renames are on disk). The data is on
-/// disk before any rename, so a crash at any point leaves each final name holding either
-/// its old file or its new one, complete; a crash before the renames leaves only
-/// `.*.tmp` files, which the next build overwrites. A crash half-way through the renames
-/// can leave some files of the old build: `sha256sum -c SHA256SUMS` then fails on them
-/// (SHA256SUMS is renamed last); build again.
+/// `commit` then reads the previous build's `SHA256SUMS`, syncs the file system once
+/// (`syncfs` on the directory: the temporary files' data and metadata are on disk), renames
+/// each node's temporary file over its final name, removes the previous build's
+/// [`Leftovers`] (and syncs the directory when it removed one), renames `SHA256SUMS` last,
+/// and syncs the directory (the renames are on disk). The data is on disk before any
+/// rename, so a crash at any point leaves each final name holding either its old file or
+/// its new one, complete; a crash before the renames leaves only `.*.tmp` files, which the
+/// next build overwrites. A crash half-way through the renames can leave some files of the
+/// old build: `sha256sum -c SHA256SUMS` then fails on them (SHA256SUMS is renamed last);
+/// build again. The removals are on disk before the new `SHA256SUMS` replaces the old one,
+/// so a crash never leaves a leftover that no `SHA256SUMS` lists: until the new one is in
+/// place, the old one names it, and the next build removes it.
 pub struct Staging {
     dir: Utf8PathBuf,
     /// The directory did not exist before: `abort` removes it again.
@@ -172,17 +188,41 @@ impl Staging {
         write_private(&self.dir.join(temporary(name)), bytes)
     }
 
-    /// Stages `SHA256SUMS` (`sums`), then puts every staged file in place, crash-safely
-    /// (see [`Staging`]).
-    pub fn commit(self, sums: &str) -> std::io::Result<()> {
-        self.stage("SHA256SUMS", sums.as_bytes())?;
+    /// Stages `SHA256SUMS` (`sums`), puts every staged file in place and removes the
+    /// previous build's [`Leftovers`], crash-safely (see [`Staging`]); says what became of
+    /// the leftovers. An `Err` is an I/O error that stopped the commit.
+    pub fn commit(self, sums: &str) -> std::io::Result<Leftovers> {
+        // Read before anything is renamed: until `SHA256SUMS` is replaced below, the one
+        // in the directory is the previous build's.
+        let previous = previous_listing(&self.dir);
+        self.stage(SHA256SUMS, sums.as_bytes())?;
         let staged = self.staged.lock().map(|s| s.clone()).unwrap_or_default();
         let dir = std::fs::File::open(&self.dir)?;
         sync_file_system(&dir, &self.dir, &staged)?;
-        for name in &staged {
+        let files: Vec<String> = staged.into_iter().filter(|n| n != SHA256SUMS).collect();
+        for name in &files {
             std::fs::rename(self.dir.join(temporary(name)), self.dir.join(name))?;
         }
-        dir.sync_all()
+        let leftovers = match previous {
+            Ok(listed) => Leftovers {
+                files: remove_leftovers(&self.dir, &listed, &files),
+                unusable: None,
+            },
+            Err(why) => Leftovers {
+                files: Vec::new(),
+                unusable: Some(why),
+            },
+        };
+        if leftovers.files.iter().any(|f| f.fate == Fate::Removed) {
+            // The removals on disk before the `SHA256SUMS` that no longer lists them.
+            dir.sync_all()?;
+        }
+        std::fs::rename(
+            self.dir.join(temporary(SHA256SUMS)),
+            self.dir.join(SHA256SUMS),
+        )?;
+        dir.sync_all()?;
+        Ok(leftovers)
     }
 
     /// Removes every staged file, and the directory when [`Staging::open`] created it:
@@ -196,6 +236,206 @@ impl Staging {
             let _ = std::fs::remove_dir(&self.dir);
         }
     }
+}
+
+/// Whether `name` is a name `build` writes a node's file under: `<node>.yaml` or
+/// `<node>.ign`, where `<node>` is a name validation accepts (a DNS label:
+/// [`crate::validate::is_dns_label`]). So never a path (`/`, `..`), a dot file,
+/// `SHA256SUMS`, or a file such as `notes.txt`: only such names are ever removed.
+pub fn is_node_file_name(name: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(node, extension)| {
+        Envelope::ALL.iter().any(|e| e.extension() == extension)
+            && crate::validate::is_dns_label(node)
+    })
+}
+
+/// What [`Staging::commit`] did with the files of the previous build that this one does
+/// not write: the names the previous `SHA256SUMS` lists that are node file names
+/// ([`is_node_file_name`]) and that this build does not write. Each is removed when it is
+/// a regular file; a file the previous `SHA256SUMS` does not list is never touched. When
+/// that `SHA256SUMS` cannot be used, nothing is removed and `unusable` says why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// In name order.
+    pub files: Vec<Leftover>,
+    pub unusable: Option<Unusable>,
+}
+
+/// A file of the previous build that this one does not write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub name: String,
+    /// The file this build writes for the same node instead, when the node is still in
+    /// the spec under another envelope (`cp-3.ign` for `cp-3.yaml`: it moved to Flatcar).
+    pub successor: Option<String>,
+    pub fate: Fate,
+}
+
+/// What became of a [`Leftover`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    Removed,
+    /// Kept: a symlink, which `build` never writes (and removing it would not remove what
+    /// it points at).
+    Symlink,
+    /// Kept: a directory, FIFO, socket or device, which `build` never writes.
+    NotAFile,
+    /// Kept: removing it (or looking at it) failed.
+    Failed(IoReason),
+}
+
+/// Why the previous `SHA256SUMS` was not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// A symlink, a directory, ...: not the file `build` writes.
+    NotAFile,
+    Unreadable(IoReason),
+    /// This line (from 1) is not `<sha256>  <name>` as `build` writes it.
+    Malformed {
+        line: usize,
+    },
+}
+
+impl Leftover {
+    /// Why this build does not write the file.
+    fn why(&self) -> String {
+        match &self.successor {
+            None => "node no longer in the spec".into(),
+            Some(now) => format!("the node's file is now {now}"),
+        }
+    }
+}
+
+impl Leftovers {
+    /// `removed DIR/NAME (why)`, a line per removed file: what `build` prints after its
+    /// `wrote` lines.
+    pub fn removed_lines(&self, dir: &Utf8Path) -> String {
+        self.files
+            .iter()
+            .filter(|f| f.fate == Fate::Removed)
+            .map(|f| format!("removed {} ({})\n", dir.join(&f.name), f.why()))
+            .collect()
+    }
+
+    /// A warning for each leftover that was kept, and for a previous `SHA256SUMS` that was
+    /// not used: what happened, and what to do about it.
+    pub fn warnings(&self, dir: &Utf8Path) -> String {
+        let mut out = String::new();
+        if let Some(unusable) = &self.unusable {
+            let sums = dir.join(SHA256SUMS);
+            let why = match unusable {
+                Unusable::NotAFile => "it is not a regular file".to_string(),
+                Unusable::Unreadable(reason) => format!("cannot read it: {reason}"),
+                Unusable::Malformed { line } => {
+                    format!("line {line} is not `<sha256 in hex>  <file name>`")
+                }
+            };
+            let _ = write!(
+                out,
+                "warning: the previous {sums} was not used: {why}; no file of the previous build was removed\n  = help: files of nodes no longer in the spec may still be in {dir}, with their secrets: remove the .yaml and .ign files the new SHA256SUMS does not list, if they are not yours\n"
+            );
+        }
+        for f in &self.files {
+            let path = dir.join(&f.name);
+            let why = f.why();
+            let (what, help) = match &f.fate {
+                Fate::Removed => continue,
+                Fate::Symlink => (
+                    "it is a symlink, not the file meshboot wrote".to_string(),
+                    "meshboot removes only regular files; remove it yourself if nothing needs it",
+                ),
+                Fate::NotAFile => (
+                    "it is not a regular file, not the file meshboot wrote".to_string(),
+                    "meshboot removes only regular files; remove it yourself if nothing needs it",
+                ),
+                Fate::Failed(reason) => (
+                    format!("cannot remove it: {reason}"),
+                    "it may hold the node's secrets: remove it yourself (the new SHA256SUMS does not list it, so the next build will not try again)",
+                ),
+            };
+            let _ = write!(
+                out,
+                "warning: kept {path} ({why}): {what}\n  = help: {help}\n"
+            );
+        }
+        out
+    }
+}
+
+/// The names the `SHA256SUMS` in `dir` lists, read as `build` writes it: one
+/// `<sha256 in hex>  <name>` per line. No `SHA256SUMS` there: no names (a first build).
+fn previous_listing(dir: &Utf8Path) -> Result<Vec<String>, Unusable> {
+    let path = dir.join(SHA256SUMS);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Unusable::Unreadable(IoReason::from_io(&e))),
+        Ok(m) if !m.file_type().is_file() => return Err(Unusable::NotAFile),
+        Ok(_) => {}
+    }
+    let bytes = std::fs::read(&path).map_err(|e| Unusable::Unreadable(IoReason::from_io(&e)))?;
+    let text = String::from_utf8(bytes).map_err(|_| Unusable::Unreadable(IoReason::NotUtf8))?;
+    listed_names(&text)
+}
+
+/// The names `text`, a `SHA256SUMS` as [`sha256sums`] writes it, lists; the first line that
+/// is not `<64 lowercase hex digits><two spaces><name>` makes it [`Unusable::Malformed`].
+fn listed_names(text: &str) -> Result<Vec<String>, Unusable> {
+    text.split_terminator('\n')
+        .enumerate()
+        .map(|(i, line)| {
+            let sum = line.get(..64);
+            let name = line.get(64..).and_then(|rest| rest.strip_prefix("  "));
+            match (sum, name) {
+                (Some(sum), Some(name))
+                    if !name.is_empty()
+                        && sum.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+                {
+                    Ok(name.to_string())
+                }
+                _ => Err(Unusable::Malformed { line: i + 1 }),
+            }
+        })
+        .collect()
+}
+
+/// Removes from `dir` the node files `listed` (by the previous `SHA256SUMS`) that this
+/// build does not write (`written`): each regular file is unlinked; a symlink or anything
+/// else is kept (`unlink` would never follow a link, but a link is not meshboot's). A name
+/// that is already gone is no leftover.
+fn remove_leftovers(dir: &Utf8Path, listed: &[String], written: &[String]) -> Vec<Leftover> {
+    let node_of = |name: &str| name.rsplit_once('.').map(|(node, _)| node.to_string());
+    let written_by_node: BTreeMap<String, &String> = written
+        .iter()
+        .filter_map(|w| Some((node_of(w)?, w)))
+        .collect();
+    let written: BTreeSet<&String> = written.iter().collect();
+    let gone: BTreeSet<&String> = listed
+        .iter()
+        .filter(|n| is_node_file_name(n) && !written.contains(n))
+        .collect();
+    gone.into_iter()
+        .filter_map(|name| {
+            let path = dir.join(name);
+            let fate = match std::fs::symlink_metadata(&path) {
+                Err(e) if e.kind() == ErrorKind::NotFound => return None,
+                Err(e) => Fate::Failed(IoReason::from_io(&e)),
+                Ok(m) if m.file_type().is_symlink() => Fate::Symlink,
+                Ok(m) if !m.file_type().is_file() => Fate::NotAFile,
+                Ok(_) => match std::fs::remove_file(&path) {
+                    Ok(()) => Fate::Removed,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return None,
+                    Err(e) => Fate::Failed(IoReason::from_io(&e)),
+                },
+            };
+            Some(Leftover {
+                name: name.clone(),
+                successor: node_of(name)
+                    .and_then(|node| written_by_node.get(&node))
+                    .map(|w| (*w).clone()),
+                fate,
+            })
+        })
+        .collect()
 }
 
 /// Puts the data and metadata of the files `staged` (temporary names, in `path`) on disk:
@@ -339,6 +579,278 @@ mod tests {
         s.stage("a.yaml", b"x").unwrap();
         s.abort();
         assert!(!fresh.exists());
+    }
+
+    /// A `SHA256SUMS` as [`sha256sums`] writes it for `files` (name, contents).
+    fn sums_of(files: &[(&str, &str)]) -> String {
+        let summaries: Vec<Summary> = files
+            .iter()
+            .map(|(name, contents)| Summary {
+                file_name: (*name).into(),
+                sha256: Some(sha256_hex(contents.as_bytes())),
+                ..artifact(name, contents.len())
+            })
+            .collect();
+        sha256sums(&summaries)
+    }
+
+    /// Stages `files` into `dir` and commits them with their `SHA256SUMS`.
+    fn build(dir: &Utf8Path, files: &[(&str, &str)]) -> Leftovers {
+        let s = Staging::open(dir).unwrap();
+        for (name, contents) in files {
+            s.stage(name, contents.as_bytes()).unwrap();
+        }
+        s.commit(&sums_of(files)).unwrap()
+    }
+
+    fn names(dir: &Utf8Path) -> Vec<String> {
+        listing(dir).into_iter().map(|(name, _)| name).collect()
+    }
+
+    #[test]
+    fn commit_removes_the_files_of_the_previous_build_that_it_does_not_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(tmp.path()).unwrap().join("out");
+        let first = build(&dir, &[("a.yaml", "1"), ("b.yaml", "2"), ("c.yaml", "3")]);
+        assert_eq!(
+            first,
+            Leftovers::default(),
+            "a first build has no leftovers"
+        );
+        // The user's own files beside them: never listed, never touched.
+        std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+        std::fs::write(dir.join("extra.yaml"), "mine too").unwrap();
+        // b left the spec; c moved to an Ignition OS.
+        let second = build(&dir, &[("a.yaml", "4"), ("c.ign", "5")]);
+        let removed = |name: &str, successor: Option<&str>| Leftover {
+            name: name.into(),
+            successor: successor.map(String::from),
+            fate: Fate::Removed,
+        };
+        assert_eq!(
+            second,
+            Leftovers {
+                files: vec![removed("b.yaml", None), removed("c.yaml", Some("c.ign"))],
+                unusable: None,
+            }
+        );
+        assert_eq!(
+            names(&dir),
+            ["SHA256SUMS", "a.yaml", "c.ign", "extra.yaml", "notes.txt"]
+        );
+        assert_eq!(
+            second.removed_lines(&dir),
+            format!(
+                "removed {dir}/b.yaml (node no longer in the spec)\nremoved {dir}/c.yaml (the node's file is now c.ign)\n"
+            )
+        );
+        assert_eq!(second.warnings(&dir), "");
+        // The same build again: nothing is left over.
+        assert_eq!(
+            build(&dir, &[("a.yaml", "4"), ("c.ign", "5")]),
+            Leftovers::default()
+        );
+        // A build that is aborted (refused) removes nothing, though it does not write c.ign.
+        let s = Staging::open(&dir).unwrap();
+        s.stage("a.yaml", b"6").unwrap();
+        s.abort();
+        assert_eq!(
+            names(&dir),
+            ["SHA256SUMS", "a.yaml", "c.ign", "extra.yaml", "notes.txt"]
+        );
+    }
+
+    #[test]
+    fn commit_removes_only_regular_files_under_node_file_names_in_the_directory() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap();
+        let dir = root.join("out");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(root.join("outside.yaml"), "not in the directory").unwrap();
+        std::fs::write(root.join("target.yaml"), "a link's target").unwrap();
+        for name in [
+            "sub/x.yaml",
+            ".hidden.yaml",
+            "notes.txt",
+            "UPPER.yaml",
+            "kept.yaml",
+            "old.ign",
+        ] {
+            std::fs::write(dir.join(name), name).unwrap();
+        }
+        symlink(root.join("target.yaml"), dir.join("link.yaml")).unwrap();
+        std::fs::create_dir(dir.join("dir.yaml")).unwrap();
+        // A previous SHA256SUMS that lists all of them, and paths out of the directory.
+        let listed = [
+            "../outside.yaml",
+            "sub/x.yaml",
+            ".hidden.yaml",
+            "notes.txt",
+            "UPPER.yaml",
+            "SHA256SUMS",
+            "link.yaml",
+            "dir.yaml",
+            "gone.yaml",
+            "kept.yaml",
+            "old.ign",
+        ];
+        let previous: Vec<(&str, &str)> = listed.iter().map(|n| (*n, "x")).collect();
+        std::fs::write(dir.join(SHA256SUMS), sums_of(&previous)).unwrap();
+
+        let leftovers = build(&dir, &[("kept.yaml", "new")]);
+        let kept = |name: &str, fate: Fate| Leftover {
+            name: name.into(),
+            successor: None,
+            fate,
+        };
+        assert_eq!(
+            leftovers.files,
+            [
+                kept("dir.yaml", Fate::NotAFile),
+                kept("link.yaml", Fate::Symlink),
+                kept("old.ign", Fate::Removed),
+            ]
+        );
+        assert_eq!(
+            names(&dir),
+            [
+                ".hidden.yaml",
+                "SHA256SUMS",
+                "UPPER.yaml",
+                "dir.yaml",
+                "kept.yaml",
+                "link.yaml",
+                "notes.txt",
+                "sub"
+            ]
+        );
+        assert!(dir.join("sub/x.yaml").is_file());
+        assert!(root.join("outside.yaml").is_file());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("link.yaml")).unwrap(),
+            "a link's target"
+        );
+        assert_eq!(
+            leftovers.warnings(&dir),
+            format!(
+                "warning: kept {dir}/dir.yaml (node no longer in the spec): it is not a regular file, not the file meshboot wrote\n  = help: meshboot removes only regular files; remove it yourself if nothing needs it\n\
+                 warning: kept {dir}/link.yaml (node no longer in the spec): it is a symlink, not the file meshboot wrote\n  = help: meshboot removes only regular files; remove it yourself if nothing needs it\n"
+            )
+        );
+        assert_eq!(
+            leftovers.removed_lines(&dir),
+            format!("removed {dir}/old.ign (node no longer in the spec)\n")
+        );
+    }
+
+    #[test]
+    fn an_unusable_previous_sha256sums_removes_nothing_and_says_why() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap();
+        let dir = root.join("out");
+        let good = sums_of(&[("a.yaml", "1"), ("b.yaml", "2")]);
+        /// What a case does to the previous build's SHA256SUMS (its path).
+        type Spoil<'a> = &'a dyn Fn(&Utf8Path);
+        let cases: [(&str, Spoil, Unusable); 5] = [
+            (
+                "a line that is no checksum line",
+                &|sums| std::fs::write(sums, format!("{good}garbage\n")).unwrap(),
+                Unusable::Malformed { line: 3 },
+            ),
+            (
+                "one space between sum and name",
+                &|sums| std::fs::write(sums, good.replacen("  ", " ", 1)).unwrap(),
+                Unusable::Malformed { line: 1 },
+            ),
+            (
+                "an upper-case sum",
+                &|sums| std::fs::write(sums, good.to_uppercase()).unwrap(),
+                Unusable::Malformed { line: 1 },
+            ),
+            (
+                "not UTF-8",
+                &|sums| std::fs::write(sums, b"\xff\xfe").unwrap(),
+                Unusable::Unreadable(IoReason::NotUtf8),
+            ),
+            (
+                "a symlink to a good one elsewhere",
+                &|sums| {
+                    std::fs::write(root.join("elsewhere"), &good).unwrap();
+                    std::fs::remove_file(sums).unwrap();
+                    symlink(root.join("elsewhere"), sums).unwrap();
+                },
+                Unusable::NotAFile,
+            ),
+        ];
+        for (what, spoil, why) in cases {
+            build(&dir, &[("a.yaml", "1"), ("b.yaml", "2")]);
+            spoil(&dir.join(SHA256SUMS));
+            let leftovers = build(&dir, &[("a.yaml", "1")]);
+            assert_eq!(
+                leftovers,
+                Leftovers {
+                    files: Vec::new(),
+                    unusable: Some(why)
+                },
+                "{what}"
+            );
+            assert_eq!(names(&dir), ["SHA256SUMS", "a.yaml", "b.yaml"], "{what}");
+            // The new SHA256SUMS is in place, a regular file: the next build can use it.
+            assert_eq!(
+                std::fs::read_to_string(dir.join(SHA256SUMS)).unwrap(),
+                sums_of(&[("a.yaml", "1")]),
+                "{what}"
+            );
+            assert!(!dir.join(SHA256SUMS).is_symlink(), "{what}");
+            assert_eq!(leftovers.removed_lines(&dir), "", "{what}");
+        }
+        let malformed = Leftovers {
+            files: Vec::new(),
+            unusable: Some(Unusable::Malformed { line: 3 }),
+        };
+        assert_eq!(
+            malformed.warnings(&dir),
+            format!(
+                "warning: the previous {dir}/SHA256SUMS was not used: line 3 is not `<sha256 in hex>  <file name>`; no file of the previous build was removed\n  = help: files of nodes no longer in the spec may still be in {dir}, with their secrets: remove the .yaml and .ign files the new SHA256SUMS does not list, if they are not yours\n"
+            )
+        );
+    }
+
+    #[test]
+    fn sha256sums_reads_back_as_the_names_it_lists() {
+        let sums = sums_of(&[("b.ign", "2"), ("a.yaml", "1")]);
+        assert_eq!(
+            listed_names(&sums),
+            Ok(vec!["a.yaml".to_string(), "b.ign".to_string()])
+        );
+        assert_eq!(listed_names(""), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn node_file_names_are_plain_names_meshboot_writes() {
+        for name in ["cp-1.yaml", "worker-12.ign", "a.yaml", "burst.ign"] {
+            assert!(is_node_file_name(name), "{name}");
+        }
+        for name in [
+            "SHA256SUMS",
+            "notes.txt",
+            "cp-1.yml",
+            "cp-1.json",
+            "cp-1.yaml.tmp",
+            ".cp-1.yaml.tmp",
+            ".yaml",
+            "../cp-1.yaml",
+            "sub/cp-1.yaml",
+            "/etc/cp-1.yaml",
+            "CP-1.yaml",
+            "-cp.yaml",
+            "cp-1.yaml\r",
+            "cp 1.yaml",
+        ] {
+            assert!(!is_node_file_name(name), "{name}");
+        }
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //!    [`k3s_flags`], the one table of the K3s flags meshboot sets itself, which validate,
 //!    plan, `meshboot plan` and the README read).
 //! 4. [`render`] turns each plan into file contents and wraps them in cloud-init or Ignition.
-//! 5. [`emit`] checks the size budget and writes the files with `SHA256SUMS`;
-//!    [`autoscaler`] hands the pools' files to the Hetzner cluster-autoscaler.
+//! 5. [`emit`] checks the size budget and writes the files with `SHA256SUMS` (removing
+//!    the previous build's files of nodes that left the spec); [`autoscaler`] hands the
+//!    pools' files to the Hetzner cluster-autoscaler.
 //!
 //! Around it: [`problem`] words every problem and [`diagnostics`] places it (spec path,
 //! file:line:col, caret); [`redact`] keeps secrets out of both; [`error`] is the one typed

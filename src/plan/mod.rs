@@ -109,6 +109,9 @@ pub enum Envelope {
 }
 
 impl Envelope {
+    /// Every envelope: the extensions of the files `build` writes are theirs.
+    pub const ALL: [Envelope; 2] = [Envelope::CloudInit, Envelope::Ignition];
+
     pub fn for_os(os: Os) -> Envelope {
         match os {
             Os::Ubuntu2204 | Os::Ubuntu2404 | Os::Debian12 => Envelope::CloudInit,

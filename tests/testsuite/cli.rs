@@ -496,6 +496,18 @@ fn help_texts_are_snapshots() {
     }
 }
 
+/// K3s server args that take a node well over the 32 KiB limit, and compress well.
+fn repetitive_server_args() -> Vec<String> {
+    (0..10)
+        .map(|i| {
+            format!(
+                "--kube-apiserver-arg=feature-gates={}",
+                format!("gate{i}=true,").repeat(300)
+            )
+        })
+        .collect()
+}
+
 /// A node over Hetzner's 32 KiB limit is refused with what `--compress` would make of it,
 /// computed by rendering it compressed: it fits, or it stays over by a stated amount.
 #[test]
@@ -511,14 +523,7 @@ fn an_oversized_node_is_told_what_compress_would_do() {
         base.replace("k3s:\n", &format!("k3s:\n  server_args: [{list}]\n"))
     };
     // Repetitive args compress well; pseudo-random lowercase words do not.
-    let repetitive: Vec<String> = (0..10)
-        .map(|i| {
-            format!(
-                "--kube-apiserver-arg=feature-gates={}",
-                format!("gate{i}=true,").repeat(300)
-            )
-        })
-        .collect();
+    let repetitive = repetitive_server_args();
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut word = || {
         (0..4000)
@@ -574,4 +579,245 @@ fn an_oversized_node_is_told_what_compress_would_do() {
             assert!(told.contains("it is compressed already, and"), "{told}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// build into a directory an earlier build wrote
+
+/// `fixtures/init.yaml` (cp-1 and `count: 2` agents worker-1, worker-2) with `workers`
+/// agents and `server_args`, written to `dir/name`; its path.
+fn starter_spec(dir: &std::path::Path, name: &str, workers: u32, server_args: &str) -> String {
+    let starter = std::fs::read_to_string(fixtures_dir().join("init.yaml")).unwrap();
+    assert!(
+        starter.contains("count: 2 ") && starter.contains("server_args: []"),
+        "init.yaml no longer has `count: 2` or `server_args: []`"
+    );
+    let spec = starter
+        .replacen("count: 2 ", &format!("count: {workers} "), 1)
+        .replacen("server_args: []", &format!("server_args: {server_args}"), 1);
+    let path = dir.join(name);
+    std::fs::write(&path, spec).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// What the three-node build writes.
+const THREE: [&str; 4] = ["SHA256SUMS", "cp-1.yaml", "worker-1.yaml", "worker-2.yaml"];
+
+/// `meshboot build spec --out out`, which succeeds.
+fn build_into(spec: &str, out: &std::path::Path) -> std::process::Output {
+    let o = meshboot(&["build", spec, "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o
+}
+
+/// A scratch directory with a three-node build in `out` (cp-1, worker-1, worker-2) and the
+/// same spec with two nodes (without worker-2) beside it: (scratch, out, the two-node spec).
+fn three_then_two() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let three = starter_spec(tmp.path(), "three.yaml", 2, "[]");
+    let two = starter_spec(tmp.path(), "two.yaml", 1, "[]");
+    let out = tmp.path().join("out");
+    build_into(&three, &out);
+    assert_eq!(names_in(&out), THREE);
+    (tmp, out, two)
+}
+
+/// `sha256sum -c SHA256SUMS` in `dir` passes, with one `OK` per file: `files`.
+fn assert_sums_verify(dir: &std::path::Path, files: usize) {
+    let check = Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(check.status.success(), "{said}{}", stderr(&check));
+    assert_eq!(said.matches(": OK").count(), files, "{said}");
+}
+
+/// The two-node build `o` into `out` removed nothing, said only `warning` on stderr, and
+/// wrote a SHA256SUMS of its own two files.
+fn assert_removed_nothing(o: &std::process::Output, out: &std::path::Path, warning: &str) {
+    assert_eq!(stderr(o), warning);
+    assert!(!stdout(o).contains("removed "), "{}", stdout(o));
+    assert!(std::fs::symlink_metadata(out.join("worker-2.yaml")).is_ok());
+    assert_sums_verify(out, 2);
+}
+
+/// A node removed from the spec loses its file (and the secrets in it) at the next build
+/// into the same directory; what the previous SHA256SUMS does not list stays.
+#[test]
+fn build_removes_the_files_of_nodes_that_left_the_spec() {
+    let (_tmp, out, two) = three_then_two();
+    let worker_2 = std::fs::read_to_string(out.join("worker-2.yaml")).unwrap();
+    assert!(
+        worker_2.contains(FAKE_AUTH_KEY),
+        "the file holds the secrets"
+    );
+    // The user's own files: one that is no output name, one that is but was never listed.
+    std::fs::write(out.join("notes.txt"), "my notes\n").unwrap();
+    std::fs::write(out.join("extra.yaml"), "my own config\n").unwrap();
+
+    let o = build_into(&two, &out);
+    assert_eq!(
+        names_in(&out),
+        [
+            "SHA256SUMS",
+            "cp-1.yaml",
+            "extra.yaml",
+            "notes.txt",
+            "worker-1.yaml"
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "my notes\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("extra.yaml")).unwrap(),
+        "my own config\n"
+    );
+    assert_sums_verify(&out, 2);
+    // One line for the removed file, after the `wrote` lines.
+    let report = stdout(&o);
+    let out_dir = out.to_str().unwrap();
+    assert!(
+        report.ends_with(&format!(
+            "wrote {out_dir}/SHA256SUMS\nremoved {out_dir}/worker-2.yaml (node no longer in the spec)\n"
+        )),
+        "{report}"
+    );
+    assert_eq!(report.matches("removed ").count(), 1, "{report}");
+    assert_eq!(stderr(&o), "", "no warning");
+
+    // The same build again has nothing left to remove.
+    let o = build_into(&two, &out);
+    assert!(!stdout(&o).contains("removed "), "{}", stdout(&o));
+    assert_eq!(names_in(&out).len(), 5);
+}
+
+/// A listed name that is now a symlink is not meshboot's file: it is kept, and the build
+/// says so. Its target, outside the directory, is untouched.
+#[test]
+fn build_keeps_a_listed_name_that_is_a_symlink_and_says_so() {
+    let (tmp, out, two) = three_then_two();
+    let target = tmp.path().join("elsewhere.yaml");
+    std::fs::write(&target, "not meshboot's\n").unwrap();
+    std::fs::remove_file(out.join("worker-2.yaml")).unwrap();
+    std::os::unix::fs::symlink(&target, out.join("worker-2.yaml")).unwrap();
+
+    let o = build_into(&two, &out);
+    let link = std::fs::symlink_metadata(out.join("worker-2.yaml")).unwrap();
+    assert!(link.file_type().is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "not meshboot's\n"
+    );
+    let out_dir = out.to_str().unwrap();
+    assert_removed_nothing(
+        &o,
+        &out,
+        &format!(
+            "warning: kept {out_dir}/worker-2.yaml (node no longer in the spec): it is a symlink, not the file meshboot wrote\n  = help: meshboot removes only regular files; remove it yourself if nothing needs it\n"
+        ),
+    );
+}
+
+/// A previous SHA256SUMS that is not as meshboot writes it is not trusted with deciding
+/// what to delete: the build succeeds, removes nothing, and says why and what to do.
+#[test]
+fn build_with_a_malformed_sha256sums_warns_and_removes_nothing() {
+    let (_tmp, out, two) = three_then_two();
+    let sums = out.join("SHA256SUMS");
+    let mut text = std::fs::read_to_string(&sums).unwrap();
+    text.push_str("not a checksum line\n");
+    std::fs::write(&sums, text).unwrap();
+
+    let o = build_into(&two, &out);
+    assert_eq!(names_in(&out), THREE);
+    let out_dir = out.to_str().unwrap();
+    // The new SHA256SUMS lists this build's files, and not worker-2.yaml.
+    assert_removed_nothing(
+        &o,
+        &out,
+        &format!(
+            "warning: the previous {out_dir}/SHA256SUMS was not used: line 4 is not `<sha256 in hex>  <file name>`; no file of the previous build was removed\n  = help: files of nodes no longer in the spec may still be in {out_dir}, with their secrets: remove the .yaml and .ign files the new SHA256SUMS does not list, if they are not yours\n"
+        ),
+    );
+}
+
+/// A refused build (a node over the size limit) removes nothing; the next accepted build
+/// of the same nodes does.
+#[test]
+fn a_refused_build_removes_nothing() {
+    let (tmp, out, two) = three_then_two();
+    let sums_before = std::fs::read(out.join("SHA256SUMS")).unwrap();
+    // A YAML flow list: the args hold nothing that Debug escapes.
+    let big_args = format!("{:?}", repetitive_server_args());
+    let too_big = starter_spec(tmp.path(), "too-big.yaml", 1, &big_args);
+
+    let o = meshboot(&["build", &too_big, "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("error: cp-1.yaml: ") && stderr(&o).contains("nothing was written"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("removed "), "{}", stdout(&o));
+    assert_eq!(names_in(&out), THREE);
+    assert_eq!(std::fs::read(out.join("SHA256SUMS")).unwrap(), sums_before);
+    assert_sums_verify(&out, 3);
+
+    build_into(&two, &out);
+    assert_eq!(names_in(&out), ["SHA256SUMS", "cp-1.yaml", "worker-1.yaml"]);
+}
+
+/// A leftover the build may not remove stays, with a warning that it may hold secrets:
+/// a shared directory with the sticky bit (as /tmp), owned by someone else (`nobody`), as is
+/// worker-2.yaml; the build runs as root without CAP_FOWNER (setpriv drops it), so it may
+/// replace its own files there but not unlink worker-2.yaml (unlink(2), EPERM: "the
+/// directory containing pathname has the sticky bit set and the process's effective UID is
+/// neither the UID of the file to be deleted nor that of the directory containing it, and
+/// the process is not privileged (Linux: does not have the CAP_FOWNER capability)").
+#[test]
+fn a_leftover_that_cannot_be_removed_is_kept_with_a_warning() {
+    use std::os::unix::fs::chown;
+    const NOBODY: u32 = 65534;
+    let setpriv = crate::support::require("setpriv", "util-linux");
+    let (_tmp, out, two) = three_then_two();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    for path in [out.clone(), out.join("worker-2.yaml")] {
+        chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+
+    let mut cmd = Command::new(setpriv);
+    cmd.args(["--inh-caps=-fowner", "--bounding-set=-fowner"])
+        .arg(env!("CARGO_BIN_EXE_meshboot"))
+        .args(["build", &two, "--out", out.to_str().unwrap()])
+        .current_dir("/")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin");
+    for (k, v) in fake_env_vars() {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(out.join("worker-2.yaml").is_file());
+    let out_dir = out.to_str().unwrap();
+    assert_removed_nothing(
+        &o,
+        &out,
+        &format!(
+            "warning: kept {out_dir}/worker-2.yaml (node no longer in the spec): cannot remove it: permission denied\n  = help: it may hold the node's secrets: remove it yourself (the new SHA256SUMS does not list it, so the next build will not try again)\n"
+        ),
+    );
 }
