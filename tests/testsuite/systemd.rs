@@ -22,7 +22,8 @@
 //! there; a restart of tailscaled, and a crash that `Restart=on-failure` recovers, restart
 //! K3s, which makes flannel.1 again; a firewall that fails to load (a broken nft table,
 //! broken ufw rules, ufw disabled, a ufw node's broken forward table) keeps both tailscaled
-//! and K3s from starting. Each check
+//! and K3s from starting; a restart, reload or stop of nftables.service (which flushes the
+//! whole ruleset) brings the node's rules back, or stops tailscaled and K3s. Each check
 //! is run without meshboot's drop-ins too, and fails there, so it can fail. What it does not
 //! prove: the real tailscaled or K3s (a real K3s release with the flannel fix may recover
 //! flannel.1 by itself), other systemd releases than this host's, or a real machine's boot
@@ -57,6 +58,9 @@ enum Units {
     /// Without meshboot's drop-ins for K3s and tailscaled and the ufw guard: what the units
     /// do on their own (the control that shows a check can fail).
     Without,
+    /// Everything, but the firewall unit without its `PartOf=` and `ReloadPropagatedFrom=`
+    /// (the control for following nftables.service).
+    Unpropagated,
 }
 
 /// The state the host firewall is in at this boot.
@@ -152,8 +156,24 @@ fn lay_out((fixture, name): (&str, &str), units: Units, wall: Wall) -> Node {
         {
             continue;
         }
+        if units == Units::Unpropagated && path.ends_with(FIREWALL_UNIT) {
+            let kept: String = contents
+                .lines()
+                .filter(|l| !l.starts_with("PartOf=") && !l.starts_with("ReloadPropagatedFrom="))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert_ne!(&kept, contents, "the firewall unit names nftables.service");
+            layout.file(path, &kept, *mode);
+            continue;
+        }
         layout.file(path, contents, *mode);
     }
+    // The nftables package's unit (meshboot's package step installs nftables on Debian and
+    // Ubuntu; Fedora's is alike), not enabled, as Debian ships it, with the host's
+    // /etc/nftables.conf (Debian's default, which starts with `flush ruleset`).
+    let nftables = std::fs::read_to_string("/lib/systemd/system/nftables.service")
+        .expect("nftables.service: install the Debian package `nftables`");
+    layout.unit("nftables.service", &nftables);
 
     let mut prelude = String::new();
     match row.firewall {
@@ -408,4 +428,79 @@ fn broken_or_disabled_ufw_keeps_tailscaled_and_k3s_down() {
     let (m, k3s) = boot(lay_out(UFW_NODE, Units::Without, Wall::Disabled));
     m.wait_for("K3s active anyway", |m| m.state(&k3s) == "active/running");
     assert_eq!(m.count("tailscaled start"), 1, "{}", m.report());
+}
+
+/// Whether the node's firewall is in the kernel: meshboot's table, and on ufw nodes ufw's
+/// own chain (`ufw-user-input`, which /lib/ufw/ufw-init status checks).
+fn firewall_loaded(m: &Machine, ufw: bool) -> bool {
+    let tables = m.nsenter(&["nft", "list", "tables"]);
+    let table = String::from_utf8_lossy(&tables.stdout).contains("table inet meshboot");
+    table
+        && (!ufw
+            || m.nsenter(&["iptables", "-w", "-n", "-L", "ufw-user-input"])
+                .status
+                .success())
+}
+
+/// Debian's nftables.service flushes the whole ruleset when it restarts (`ExecStop=nft flush
+/// ruleset`, then /etc/nftables.conf, which flushes it again), reloads (/etc/nftables.conf)
+/// or stops: meshboot's table, and on ufw nodes ufw's iptables-nft chains, while ufw.service
+/// stays active. The firewall unit follows it (systemd.unit(5): `PartOf=` propagates
+/// restarts and stops, `ReloadPropagatedFrom=` reloads; a reload job waits for the jobs of
+/// the units it is ordered after): after a restart or a reload of nftables.service the
+/// node's rules are back, and a restart restarts tailscaled and K3s with the firewall unit;
+/// a stop stops them (fail closed). Without the two lines (the control) the node stays
+/// open. What this does not prove: other distributions' nftables.service (Fedora's reload
+/// also flushes, the same case), or a flush by hand (`nft flush ruleset`), which no unit
+/// sees.
+#[test]
+fn the_firewall_follows_restarts_reloads_and_stops_of_nftables_service() {
+    for (node, ufw) in [(NFT_NODE, false), (UFW_NODE, true)] {
+        let (m, k3s) = boot(lay_out(node, Units::Meshboot, Wall::Intact));
+        m.wait_for("K3s active", |m| m.state(&k3s) == "active/running");
+        assert!(firewall_loaded(&m, ufw), "{}", m.report());
+
+        systemctl_ok(&m, &["restart", "nftables"]);
+        m.wait_for("the firewall back after a restart of nftables", |m| {
+            firewall_loaded(m, ufw) && m.state(FIREWALL_UNIT) == "active/exited"
+        });
+        // tailscaled and K3s restarted with the firewall unit, after it.
+        m.wait_for("tailscaled and K3s restarted", |m| {
+            m.count("tailscaled start") == 2
+                && m.count("k3s start") >= 2
+                && m.state(&k3s) == "active/running"
+        });
+
+        systemctl_ok(&m, &["reload", "nftables"]);
+        m.wait_for("the firewall back after a reload of nftables", |m| {
+            firewall_loaded(m, ufw) && m.state(FIREWALL_UNIT) == "active/exited"
+        });
+        assert_eq!(
+            m.count("tailscaled start"),
+            2,
+            "a reload restarts nothing\n{}",
+            m.report()
+        );
+
+        systemctl_ok(&m, &["stop", "nftables"]);
+        m.wait_for("tailscaled and K3s stopped with the firewall", |m| {
+            m.state("tailscaled.service") == "inactive/dead" && m.state(&k3s) == "inactive/dead"
+        });
+        drop(m);
+
+        // The control: without PartOf= and ReloadPropagatedFrom=, both leave the node open.
+        let (m, k3s) = boot(lay_out(node, Units::Unpropagated, Wall::Intact));
+        m.wait_for("K3s active", |m| m.state(&k3s) == "active/running");
+        assert!(firewall_loaded(&m, ufw), "{}", m.report());
+        for how in ["restart", "reload"] {
+            systemctl_ok(&m, &[how, "nftables"]);
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            assert!(!firewall_loaded(&m, ufw), "after {how}\n{}", m.report());
+            // Back as it was, for the next one.
+            systemctl_ok(&m, &["reload", FIREWALL_UNIT]);
+            assert!(firewall_loaded(&m, ufw), "{}", m.report());
+        }
+        assert_eq!(m.state(FIREWALL_UNIT), "active/exited", "{}", m.report());
+        assert_eq!(m.count("tailscaled start"), 1, "{}", m.report());
+    }
 }
