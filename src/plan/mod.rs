@@ -53,6 +53,9 @@ pub const UNIT_DIR: &str = "/etc/systemd/system";
 pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service";
 pub const FIREWALL_UNIT: &str = "meshboot-firewall.service";
 pub const TAILSCALED_UNIT: &str = "tailscaled.service";
+/// The distribution's nftables unit (Debian's, Ubuntu's, Fedora's nftables package), which
+/// flushes the whole ruleset when it starts, reloads or stops.
+pub const NFTABLES_UNIT: &str = "nftables.service";
 /// Flatcar only: tells systemd-networkd to leave tailscale0 alone.
 pub const TAILSCALE_NETWORK_PATH: &str = "/etc/systemd/network/50-tailscale.network";
 
@@ -147,6 +150,8 @@ pub enum FileKind {
     MeshWait,
     /// ufw nodes' firewall unit: loads the forward table and checks that ufw is active.
     UfwGuardUnit,
+    /// nftables.service's drop-in: reloads the firewall unit after each of its flushes.
+    NftablesDropIn,
     /// The OS's update-reboot settings ([`updates`]): Flatcar's update.conf or a Zincati
     /// config snippet.
     OsUpdates,
@@ -399,6 +404,15 @@ pub fn plan(
                     enable: true,
                     ..file(&format!("{UNIT_DIR}/{FIREWALL_UNIT}"), 0o644, kind)
                 });
+                // The distribution's nftables.service flushes the whole ruleset, this table
+                // (and ufw's chains) with it, when it starts, reloads or stops: its drop-in
+                // reloads the firewall unit after each (services.rs). Where the OS has no
+                // nftables.service (Flatcar), the drop-in is never read.
+                files.push(file(
+                    &format!("{UNIT_DIR}/{NFTABLES_UNIT}.d/{DROP_IN}"),
+                    0o644,
+                    FileKind::NftablesDropIn,
+                ));
             }
             // Both envelopes start the bootstrap through this unit, which re-runs it at
             // every boot until the done-stamp exists (an interrupted first boot resumes).

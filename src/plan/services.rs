@@ -26,6 +26,16 @@
 //!   nftables that unit loads the table; with ufw it checks that ufw is active, since
 //!   ufw.service succeeds even when ufw is disabled (`ufw-init start quiet` exits 0 with
 //!   `ENABLED=no`).
+//! - **Flushes by nftables.service.** The distribution's nftables.service flushes the whole
+//!   ruleset when it starts, reloads or stops (Debian's runs /etc/nftables.conf, which begins
+//!   with `flush ruleset`, and `ExecStop=nft flush ruleset`), taking meshboot's table and on
+//!   ufw nodes ufw's chains with it. A drop-in for it reloads the firewall unit after each
+//!   (`ExecStartPost=`, `ExecReload=`, `ExecStopPost=`: `systemctl
+//!   --job-mode=ignore-dependencies try-reload-or-restart`, which reloads it at once and
+//!   waits for it, inside nftables.service's own job). Dependencies would not do: `PartOf=` follows only stops and
+//!   restarts, not a start (an admin's first `systemctl start nftables`), and restarting the
+//!   firewall unit would restart tailscaled and K3s, etcd included, at every nftables
+//!   upgrade; its reload re-applies the rules and leaves them running.
 
 use super::{FIREWALL_UNIT, TAILSCALED_UNIT};
 use crate::firewall::MESH_INTERFACE;

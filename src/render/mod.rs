@@ -28,6 +28,7 @@ pub const TAILSCALED_DROP_IN: &str = "tailscaled-meshboot.conf.j2";
 pub const K3S_DROP_IN: &str = "k3s-meshboot.conf.j2";
 pub const MESH_WAIT: &str = "wait-for-mesh.sh.j2";
 pub const UFW_GUARD_UNIT: &str = "meshboot-firewall-ufw.service.j2";
+pub const NFTABLES_DROP_IN: &str = "nftables-meshboot.conf.j2";
 pub const BOOTSTRAP_UNIT: &str = "meshboot-bootstrap.service.j2";
 pub const HCLOUD_SCRIPT: &str = "hcloud.sh.j2";
 pub const PACKER_TEMPLATE: &str = "meshboot.pkr.hcl.j2";
@@ -63,6 +64,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         UFW_GUARD_UNIT,
         include_str!("../../templates/meshboot-firewall-ufw.service.j2"),
+    ),
+    (
+        NFTABLES_DROP_IN,
+        include_str!("../../templates/nftables-meshboot.conf.j2"),
     ),
     (
         BOOTSTRAP_UNIT,
@@ -434,6 +439,7 @@ pub fn node_files(
                 FileKind::K3sDropIn => render_template(K3S_DROP_IN, services(node))?,
                 FileKind::MeshWait => render_template(MESH_WAIT, services(node))?,
                 FileKind::UfwGuardUnit => render_template(UFW_GUARD_UNIT, context! { paths => paths() })?,
+                FileKind::NftablesDropIn => render_template(NFTABLES_DROP_IN, context! { firewall_unit => plan::FIREWALL_UNIT })?,
                 FileKind::BootstrapUnit => render_template(BOOTSTRAP_UNIT, context! { paths => paths() })?,
                 FileKind::OsUpdates => os_updates(node)?,
             };
