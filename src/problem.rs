@@ -628,10 +628,10 @@ pub enum Problem {
         hint: VersionHint,
     },
     K3sChannel(String),
+    /// A K3s release or minor channel that does not read the bootstrap's `config.yaml.d`.
+    K3sBeforeDropIn(String),
     /// The pinned release predates K3s's fix for flannel.1 vanishing with tailscale0
     /// (a warning); `fixed_in`: the first fixed release of its line, if that line has one.
-    /// A K3s release or minor channel that does not read `config.yaml.d`.
-    K3sBeforeDropIn(String),
     K3sBeforeFlannelFix {
         version: String,
         fixed_in: Option<&'static str>,
@@ -952,7 +952,7 @@ impl Problem {
             AgentsHoldServerToken => "add `agent_token: { env: K3S_AGENT_TOKEN }`: servers then accept agents with it, and agents never hold the server token".into(),
             VersionAndChannel => "pin `version` (recommended: every node, now and later, runs the same release) or follow a `channel`, not both".into(),
             NoK3sVersion => "set `version: v1.33.13+k3s1` (or another release) so that every node runs the same release".into(),
-            K3sBeforeDropIn(_) => "use K3s v1.21 or later (earlier lines are long out of support): pin a current release such as `version: v1.33.13+k3s1`, or follow `channel: stable`".into(),
+            K3sBeforeDropIn(_) => "use K3s v1.21.1 or later (earlier releases are long out of support): pin a current release such as `version: v1.33.13+k3s1`, or follow `channel: stable`".into(),
             K3sBeforeFlannelFix { fixed_in, .. } => {
                 let pin = match fixed_in {
                     Some(first) => format!("pin {first} or later of this line"),
@@ -1280,7 +1280,7 @@ impl Display for Problem {
             K3sChannel(c) => write!(f, "{} is not a K3s channel", quote_short(c)),
             K3sBeforeDropIn(v) => write!(
                 f,
-                "K3s {} does not read /etc/rancher/k3s/config.yaml.d, where each node's mesh address and join target are written at boot: it would bind to the public interface and start a cluster of its own",
+                "K3s {} does not read /etc/rancher/k3s/config.yaml.d as the bootstrap writes it (each node's mesh address and join target, at boot): a server would bind to the public interface and start a cluster of its own, an agent would not find its server",
                 quote_short(v)
             ),
             K3sBeforeFlannelFix { version, .. } => write!(

@@ -29,17 +29,20 @@ use crate::firewall::{TAILSCALE_V4, TAILSCALE_V6};
 /// The most servers (embedded etcd members) a cluster may have.
 pub const MAX_SERVERS: usize = 7;
 
+/// The first K3s release that reads the bootstrap's `config.yaml.d` drop-in as written
+/// ([`crate::plan::boot::BootConfig`]: the node's mesh address and join target), as (minor,
+/// patch) of v1.MINOR.PATCH: the directory came in v1.21.0 (k3s-io/k3s#3205, #3207), the
+/// `key+:` appending the drop-in uses for `tls-san` and `kubelet-arg` in k3s-io/k3s#3229,
+/// merged after v1.21.0 and shipped in v1.21.1. An older K3s ignores the drop-in (or its
+/// appended keys): a server would bind to the public interface and start a cluster of its
+/// own, an agent would not find its server.
+const FIRST_DROP_IN: (u32, u32) = (21, 1);
+
 /// The first K3s release of each line with the fix for flannel.1 disappearing when its
 /// interface (tailscale0) is recreated: k3s-io/k3s#12436, fixed by #14086 and backported in
 /// #14117 (1.33, validated on v1.33.13-rc2), #14116 (1.34, v1.34.9-rc2), #14115 (1.35,
 /// v1.35.6-rc2) and #14114 (1.36, v1.36.2-rc2). Lines before 1.33 got no backport; later ones
 /// branched after the fix.
-/// The first K3s minor line that reads `config.yaml.d` (v1.21.0: k3s-io/k3s#3205, docs.k3s.io
-/// "Multiple Config Files"), where the bootstrap writes the node's mesh address and join
-/// target ([`crate::plan::boot::BootConfig`]). An older K3s ignores the drop-in and would
-/// start bound to the public interface, initialising a cluster of its own.
-const FIRST_DROP_IN_MINOR: u32 = 21;
-
 const FLANNEL_FIX: &[(u32, u32, &str)] = &[
     (33, 13, "v1.33.13+k3s1"),
     (34, 9, "v1.34.9+k3s1"),
@@ -1007,13 +1010,21 @@ fn check_k3s(spec: &Spec, d: &mut Vec<Diagnostic>) {
     }
 }
 
-/// A release `v1.MINOR...` or a minor channel `v1.MINOR` older than
-/// [`FIRST_DROP_IN_MINOR`] (a well-formed one: the format is checked on its own).
+/// A release `v1.MINOR.PATCH+k3sN` older than [`FIRST_DROP_IN`], or a minor channel
+/// `v1.MINOR` whose line is (its newest release is what it installs); a well-formed one:
+/// the format is checked on its own.
 fn predates_drop_in(v: &str) -> bool {
-    v.strip_prefix("v1.")
-        .and_then(|r| r.split(['.', '+']).next())
-        .and_then(|minor| minor.parse::<u32>().ok())
-        .is_some_and(|minor| minor < FIRST_DROP_IN_MINOR)
+    let Some(rest) = v.strip_prefix("v1.") else {
+        return false;
+    };
+    let mut parts = rest.split(['.', '+']);
+    let minor = parts.next().and_then(|m| m.parse::<u32>().ok());
+    let patch = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (minor, patch) {
+        (Some(minor), Some(patch)) => (minor, patch) < FIRST_DROP_IN,
+        (Some(minor), None) => minor < FIRST_DROP_IN.0,
+        _ => false,
+    }
 }
 
 fn is_channel(c: &str) -> bool {
@@ -1242,10 +1253,16 @@ mod tests {
 
     #[test]
     fn releases_and_channels_before_config_yaml_d_are_found() {
-        for old in ["v1.20.15+k3s1", "v1.19.16+k3s1", "v1.20", "v1.9.0+k3s1"] {
+        for old in [
+            "v1.20.15+k3s1",
+            "v1.19.16+k3s1",
+            "v1.20",
+            "v1.9.0+k3s1",
+            "v1.21.0+k3s1",
+        ] {
             assert!(predates_drop_in(old), "{old}");
         }
-        for new in ["v1.21.0+k3s1", "v1.21", "v1.33.13+k3s1", "v1.100.0+k3s1"] {
+        for new in ["v1.21.1+k3s1", "v1.21", "v1.33.13+k3s1", "v1.100.0+k3s1"] {
             assert!(!predates_drop_in(new), "{new}");
         }
         for other in ["stable", "latest", "testing", "1.20.1", "v2.1"] {
