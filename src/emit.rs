@@ -252,7 +252,8 @@ pub fn is_node_file_name(name: &str) -> bool {
 /// What [`Staging::commit`] did with the files of the previous build that this one does
 /// not write: the names the previous `SHA256SUMS` lists that are node file names
 /// ([`is_node_file_name`]) and that this build does not write. Each is removed when it is
-/// a regular file; a file the previous `SHA256SUMS` does not list is never touched. When
+/// a regular file that is a node's file as `build` writes it ([`ours`]); a file the
+/// previous `SHA256SUMS` does not list is never touched. When
 /// that `SHA256SUMS` cannot be used, nothing is removed and `unusable` says why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Leftovers {
@@ -280,6 +281,9 @@ pub enum Fate {
     Symlink,
     /// Kept: a directory, FIFO, socket or device, which `build` never writes.
     NotAFile,
+    /// Kept: a regular file that is not a node's file as `build` writes it ([`ours`]): a
+    /// `SHA256SUMS` another tool wrote may list files of the user's own.
+    NotOurs,
     /// Kept: removing it (or looking at it) failed.
     Failed(IoReason),
 }
@@ -348,6 +352,13 @@ impl Leftovers {
                     "it is not a regular file, not the file meshboot wrote".to_string(),
                     "meshboot removes only regular files; remove it yourself if nothing needs it",
                 ),
+                Fate::NotOurs => (
+                    format!(
+                        "it is not a node's file as meshboot writes it (it does not name {})",
+                        crate::plan::BOOTSTRAP_PATH
+                    ),
+                    "meshboot removes only the node files it wrote; remove it yourself if nothing needs it",
+                ),
                 Fate::Failed(reason) => (
                     format!("cannot remove it: {reason}"),
                     "it may hold the node's secrets: remove it yourself (the new SHA256SUMS does not list it, so the next build will not try again)",
@@ -398,9 +409,25 @@ fn listed_names(text: &str) -> Result<Vec<String>, Unusable> {
         .collect()
 }
 
+/// Whether the file at `path` is a node's file as `build` writes it: within twice Hetzner's
+/// limit (`build` writes nothing over it) and naming the bootstrap's path, which every
+/// node's envelope delivers and names in the clear (cloud-init's `write_files` path,
+/// Ignition's `storage.files` path, compressed or not). A file of the user's own that a
+/// foreign `SHA256SUMS` happens to list (a directory of cloud-configs another tool
+/// checksums) is not removed. A file that cannot be read is not ours either.
+fn ours(path: &Utf8Path) -> bool {
+    use std::io::Read as _;
+    let bound = 2 * USER_DATA_LIMIT;
+    let mut bytes = Vec::new();
+    let read =
+        std::fs::File::open(path).and_then(|f| f.take(bound as u64 + 1).read_to_end(&mut bytes));
+    let marker = crate::plan::BOOTSTRAP_PATH.as_bytes();
+    read.is_ok() && bytes.len() <= bound && bytes.windows(marker.len()).any(|w| w == marker)
+}
+
 /// Removes from `dir` the node files `listed` (by the previous `SHA256SUMS`) that this
-/// build does not write (`written`): each regular file is unlinked; a symlink or anything
-/// else is kept (`unlink` would never follow a link, but a link is not meshboot's). A name
+/// build does not write (`written`): each regular file that is [`ours`] is unlinked; a
+/// file that is not, a symlink or anything else is kept (`unlink` would never follow a link, but a link is not meshboot's). A name
 /// that is already gone is no leftover.
 fn remove_leftovers(dir: &Utf8Path, listed: &[String], written: &[String]) -> Vec<Leftover> {
     let node_of = |name: &str| name.rsplit_once('.').map(|(node, _)| node.to_string());
@@ -421,6 +448,7 @@ fn remove_leftovers(dir: &Utf8Path, listed: &[String], written: &[String]) -> Ve
                 Err(e) => Fate::Failed(IoReason::from_io(&e)),
                 Ok(m) if m.file_type().is_symlink() => Fate::Symlink,
                 Ok(m) if !m.file_type().is_file() => Fate::NotAFile,
+                Ok(_) if !ours(&path) => Fate::NotOurs,
                 Ok(_) => match std::fs::remove_file(&path) {
                     Ok(()) => Fate::Removed,
                     Err(e) if e.kind() == ErrorKind::NotFound => return None,
@@ -611,7 +639,15 @@ mod tests {
     fn commit_removes_the_files_of_the_previous_build_that_it_does_not_write() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = Utf8Path::from_path(tmp.path()).unwrap().join("out");
-        let first = build(&dir, &[("a.yaml", "1"), ("b.yaml", "2"), ("c.yaml", "3")]);
+        // Node files as build writes them name the bootstrap's path (`ours`).
+        let first = build(
+            &dir,
+            &[
+                ("a.yaml", "/opt/meshboot/bootstrap.sh 1"),
+                ("b.yaml", "/opt/meshboot/bootstrap.sh 2"),
+                ("c.yaml", "/opt/meshboot/bootstrap.sh 3"),
+            ],
+        );
         assert_eq!(
             first,
             Leftovers::default(),
@@ -676,9 +712,23 @@ mod tests {
             "UPPER.yaml",
             "kept.yaml",
             "old.ign",
+            "foreign.yaml",
         ] {
-            std::fs::write(dir.join(name), name).unwrap();
+            // Each a node's file as build writes it, but for foreign.yaml: a file of the
+            // user's own that a SHA256SUMS of another tool lists.
+            let contents = match name {
+                "foreign.yaml" => "#cloud-config\nhostname: bastion\n".to_string(),
+                _ => format!("{} {name}", crate::plan::BOOTSTRAP_PATH),
+            };
+            std::fs::write(dir.join(name), contents).unwrap();
         }
+        // As large as no node's file is, naming the bootstrap's path: not ours either.
+        let big = format!(
+            "{}{}",
+            crate::plan::BOOTSTRAP_PATH,
+            "x".repeat(2 * USER_DATA_LIMIT)
+        );
+        std::fs::write(dir.join("big.yaml"), big).unwrap();
         symlink(root.join("target.yaml"), dir.join("link.yaml")).unwrap();
         std::fs::create_dir(dir.join("dir.yaml")).unwrap();
         // A previous SHA256SUMS that lists all of them, and paths out of the directory.
@@ -694,6 +744,8 @@ mod tests {
             "gone.yaml",
             "kept.yaml",
             "old.ign",
+            "foreign.yaml",
+            "big.yaml",
         ];
         let previous: Vec<(&str, &str)> = listed.iter().map(|n| (*n, "x")).collect();
         std::fs::write(dir.join(SHA256SUMS), sums_of(&previous)).unwrap();
@@ -707,7 +759,9 @@ mod tests {
         assert_eq!(
             leftovers.files,
             [
+                kept("big.yaml", Fate::NotOurs),
                 kept("dir.yaml", Fate::NotAFile),
+                kept("foreign.yaml", Fate::NotOurs),
                 kept("link.yaml", Fate::Symlink),
                 kept("old.ign", Fate::Removed),
             ]
@@ -718,7 +772,9 @@ mod tests {
                 ".hidden.yaml",
                 "SHA256SUMS",
                 "UPPER.yaml",
+                "big.yaml",
                 "dir.yaml",
+                "foreign.yaml",
                 "kept.yaml",
                 "link.yaml",
                 "notes.txt",
@@ -734,7 +790,9 @@ mod tests {
         assert_eq!(
             leftovers.warnings(&dir),
             format!(
-                "warning: kept {dir}/dir.yaml (node no longer in the spec): it is not a regular file, not the file meshboot wrote\n  = help: meshboot removes only regular files; remove it yourself if nothing needs it\n\
+                "warning: kept {dir}/big.yaml (node no longer in the spec): it is not a node's file as meshboot writes it (it does not name /opt/meshboot/bootstrap.sh)\n  = help: meshboot removes only the node files it wrote; remove it yourself if nothing needs it\n\
+                 warning: kept {dir}/dir.yaml (node no longer in the spec): it is not a regular file, not the file meshboot wrote\n  = help: meshboot removes only regular files; remove it yourself if nothing needs it\n\
+                 warning: kept {dir}/foreign.yaml (node no longer in the spec): it is not a node's file as meshboot writes it (it does not name /opt/meshboot/bootstrap.sh)\n  = help: meshboot removes only the node files it wrote; remove it yourself if nothing needs it\n\
                  warning: kept {dir}/link.yaml (node no longer in the spec): it is a symlink, not the file meshboot wrote\n  = help: meshboot removes only regular files; remove it yourself if nothing needs it\n"
             )
         );
