@@ -8,6 +8,15 @@ use super::world::{INIT_IP, SECOND_SERVER_IP};
 use meshboot::plan;
 use std::fs;
 
+/// The sandbox of `cluster.yaml`'s cp-2, a server that joins cp-1 (on the mesh at
+/// [`INIT_IP`]), with the stand-ins' fault `name` set to `value` (see `Sandbox::fault`).
+fn joiner_of_cp_1(name: &str, value: impl std::fmt::Display) -> Sandbox {
+    let sb = Sandbox::new(node("cluster.yaml", "cp-2"));
+    sb.peer("cp-1", INIT_IP);
+    sb.fault(name, value);
+    sb
+}
+
 // ---------------------------------------------------------------------------------------
 // The init server that is re-created into a running cluster
 
@@ -182,9 +191,7 @@ fn agent_recreated_under_its_old_name_fails_at_k3s_start_with_the_exact_fix() {
 
 #[test]
 fn server_recreated_under_its_old_name_fails_naming_the_etcd_cleanup() {
-    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
-    sb.peer("cp-1", INIT_IP);
-    sb.fault("k3s-password-rejected", "always");
+    let mut sb = joiner_of_cp_1("k3s-password-rejected", "always");
     let run = sb.run();
     assert_failed_at(&sb, &run, "k3s-start");
     let log = sb.log();
@@ -201,9 +208,7 @@ fn server_recreated_under_its_old_name_fails_naming_the_etcd_cleanup() {
 /// only once K3s holds its kubelet certificate, which the bootstrap waits for.
 #[test]
 fn a_server_active_before_its_kubelet_certificate_is_waited_for() {
-    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
-    sb.peer("cp-1", INIT_IP);
-    sb.fault("k3s-cert-late", 2);
+    let mut sb = joiner_of_cp_1("k3s-cert-late", 2);
     let run = sb.run();
     assert_bootstrapped(&sb, &run, &Expect::of("cluster.yaml", "cp-2"));
     let checks = exit_codes(&sb.calls(), |c| {
@@ -219,9 +224,7 @@ fn a_server_active_before_its_kubelet_certificate_is_waited_for() {
 
 #[test]
 fn tailscale_up_failing_twice_is_retried_with_backoff() {
-    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
-    sb.peer("cp-1", INIT_IP);
-    sb.fault("tailscale-up-fail", 2);
+    let mut sb = joiner_of_cp_1("tailscale-up-fail", 2);
     let run = sb.run();
     let expect = Expect::of("cluster.yaml", "cp-2");
     assert_bootstrapped(&sb, &run, &expect);
@@ -281,11 +284,9 @@ fn tailscale_up_never_succeeding_fails_at_tailscale_up_after_the_planned_attempt
 
 #[test]
 fn joiner_waits_for_the_init_server_to_appear_on_the_mesh() {
-    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
-    sb.peer("cp-1", INIT_IP);
     // Four reads of the tailnet without cp-1: the node's check of its own name, then three
     // rounds of the join.
-    sb.fault("peer-absent.cp-1", 4);
+    let mut sb = joiner_of_cp_1("peer-absent.cp-1", 4);
     let run = sb.run();
     let expect = Expect::of("cluster.yaml", "cp-2");
     assert_bootstrapped(&sb, &run, &expect);
@@ -342,9 +343,7 @@ fn k3s_install_script_download_failing_once_is_retried() {
 
 #[test]
 fn crash_after_the_ufw_firewall_converges_on_the_next_boot() {
-    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
-    sb.peer("cp-1", INIT_IP);
-    sb.fault("crash-on", "apt-get");
+    let mut sb = joiner_of_cp_1("crash-on", "apt-get");
     let run = sb.run();
     assert!(!run.success(), "{}", sb.report());
     let first = sb.calls_of_last_run();
@@ -383,9 +382,7 @@ fn crash_after_the_ufw_firewall_converges_on_the_next_boot() {
 /// in tests/testsuite/consumers.rs.
 #[test]
 fn a_ufw_frontend_the_batch_does_not_know_falls_back_to_one_ufw_per_command() {
-    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
-    sb.peer("cp-1", INIT_IP);
-    sb.fault("ufw-frontend-unknown", "always");
+    let mut sb = joiner_of_cp_1("ufw-frontend-unknown", "always");
     let run = sb.run();
     assert_bootstrapped(&sb, &run, &Expect::of("cluster.yaml", "cp-2"));
     assert!(
@@ -550,9 +547,7 @@ fn no_server_ever_answering_fails_at_join_target_after_the_planned_rounds() {
 /// retry, so a binary download failing once costs one backoff, not the node.
 #[test]
 fn k3s_binary_download_failing_once_is_retried() {
-    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
-    sb.peer("cp-1", INIT_IP);
-    sb.fault("k3s-binary-fail", 1);
+    let mut sb = joiner_of_cp_1("k3s-binary-fail", 1);
     let run = sb.run();
     let expect = Expect::of("cluster.yaml", "cp-2");
     assert_bootstrapped(&sb, &run, &expect);
@@ -646,9 +641,7 @@ fn k3s_install_failure_fails_at_k3s_install_and_a_rerun_finishes() {
 
 #[test]
 fn k3s_slow_to_become_active_is_waited_for() {
-    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
-    sb.peer("cp-1", INIT_IP);
-    sb.fault("k3s-start-slow", 3);
+    let mut sb = joiner_of_cp_1("k3s-start-slow", 3);
     let run = sb.run();
     assert_bootstrapped(&sb, &run, &Expect::of("cluster.yaml", "cp-2"));
     let checks = exit_codes(&sb.calls(), |c| {
@@ -661,9 +654,7 @@ fn k3s_slow_to_become_active_is_waited_for() {
 fn k3s_never_active_fails_at_k3s_start_after_the_planned_checks() {
     // A join that cannot complete (a tailnet policy blocking etcd, a wrong token) must end
     // the bootstrap, named, instead of holding it (and cloud-init) forever.
-    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
-    sb.peer("cp-1", INIT_IP);
-    sb.fault("k3s-start-slow", "always");
+    let mut sb = joiner_of_cp_1("k3s-start-slow", "always");
     let run = sb.run();
     assert_failed_at(&sb, &run, "k3s-start");
     let calls = sb.calls();
@@ -691,10 +682,8 @@ fn k3s_never_active_fails_at_k3s_start_after_the_planned_checks() {
 
 #[test]
 fn joiner_logs_which_server_is_not_on_the_mesh_yet() {
-    let mut sb = Sandbox::new(node("cluster.yaml", "cp-2"));
-    sb.peer("cp-1", INIT_IP);
     // The first read of the tailnet is the node's check of its own name.
-    sb.fault("peer-absent.cp-1", 2);
+    let mut sb = joiner_of_cp_1("peer-absent.cp-1", 2);
     let run = sb.run();
     assert_converged(&sb, &run);
     assert!(
