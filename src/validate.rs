@@ -888,9 +888,9 @@ fn check_flannel_fix(spec: &Spec, d: &mut Vec<Diagnostic>) {
 /// For a K3s release `v1.MINOR.PATCH+k3sN` before the flannel fix of its line: the first
 /// fixed release of that line, if it has one. None for a fixed release (or another string).
 fn predates_flannel_fix(v: &str) -> Option<Option<&'static str>> {
-    let semver = v.strip_prefix("v1.")?.split_once('+')?.0;
-    let (minor, patch) = semver.split_once('.')?;
-    let (minor, patch): (u32, u32) = (minor.parse().ok()?, patch.parse().ok()?);
+    let (minor, Some(patch)) = k3s_line(v)? else {
+        return None;
+    };
     match FLANNEL_FIX.iter().find(|(m, _, _)| *m == minor) {
         Some((_, first, release)) => (patch < *first).then_some(Some(*release)),
         None => (minor < FLANNEL_FIX[0].0).then_some(None),
@@ -1014,16 +1014,23 @@ fn check_k3s(spec: &Spec, d: &mut Vec<Diagnostic>) {
 /// `v1.MINOR` whose line is (its newest release is what it installs); a well-formed one:
 /// the format is checked on its own.
 fn predates_drop_in(v: &str) -> bool {
-    let Some(rest) = v.strip_prefix("v1.") else {
-        return false;
-    };
-    let mut parts = rest.split(['.', '+']);
-    let minor = parts.next().and_then(|m| m.parse::<u32>().ok());
-    let patch = parts.next().and_then(|p| p.parse::<u32>().ok());
-    match (minor, patch) {
-        (Some(minor), Some(patch)) => (minor, patch) < FIRST_DROP_IN,
-        (Some(minor), None) => minor < FIRST_DROP_IN.0,
-        _ => false,
+    match k3s_line(v) {
+        Some((minor, Some(patch))) => (minor, patch) < FIRST_DROP_IN,
+        Some((minor, None)) => minor < FIRST_DROP_IN.0,
+        None => false,
+    }
+}
+
+/// A K3s release `v1.MINOR.PATCH+k3sN` as (MINOR, Some(PATCH)), a minor channel `v1.MINOR`
+/// as (MINOR, None); None for anything else.
+fn k3s_line(v: &str) -> Option<(u32, Option<u32>)> {
+    let rest = v.strip_prefix("v1.")?;
+    match rest.split_once('+') {
+        Some((semver, _)) => {
+            let (minor, patch) = semver.split_once('.')?;
+            Some((minor.parse().ok()?, Some(patch.parse().ok()?)))
+        }
+        None => Some((rest.parse().ok()?, None)),
     }
 }
 
