@@ -11,8 +11,9 @@
 //! init scripts in here), systemd reads units from /etc/systemd/system only, /opt and
 //! /usr/local/bin are scratch directories, /run, /var/lib and /var/cache are empty tmpfs,
 //! and /dev/console is a file the test reads (systemd's log). The stand-ins write their
-//! events to /run/meshboot-test/events, a scratch file. The PID 1 is killed when the
-//! machine is dropped, panics included.
+//! events to /run/meshboot-test/events, a scratch file. Each machine boots in a cgroup of its
+//! own below the test's (machines booted side by side must not share systemd's cgroup
+//! root), removed with it. The PID 1 is killed when the machine is dropped, panics included.
 
 use crate::support::require;
 use std::fs;
@@ -147,8 +148,24 @@ impl Layout {
         require("ip", "iproute2");
         let systemd = require("/lib/systemd/systemd", "systemd");
         let d = self.dir.path().display().to_string();
+        let cgroup = cgroup_name(&self);
         let script = format!(
             r#"set -e
+# A cgroup of this machine's own, below the test's, in every hierarchy systemd uses
+# (cgroup v1's name=systemd and v2's, hybrid or unified): systemd as PID 1 takes the cgroup
+# it starts in as its root. Without it, machines booted side by side shared one root and
+# each other's unit cgroups (system.slice/meshboot-firewall.service), and one's cleanup
+# broke the other's next process start (exit 219/CGROUP) now and then.
+while IFS=: read -r _ ctl path; do
+  case $ctl in
+    name=systemd) base=/sys/fs/cgroup/systemd ;;
+    '') if [ -d /sys/fs/cgroup/unified ]; then base=/sys/fs/cgroup/unified; else base=/sys/fs/cgroup; fi ;;
+    *) continue ;;
+  esac
+  [ -f "$base$path/cgroup.procs" ] || continue
+  path=${{path%/}}
+  mkdir -p "$base$path/{cgroup}" 2>/dev/null && echo $$ >"$base$path/{cgroup}/cgroup.procs" 2>/dev/null || true
+done </proc/self/cgroup
 mount -t tmpfs tmpfs /run
 mkdir /run/meshboot-test
 mount --bind {d}/world /run/meshboot-test
@@ -341,5 +358,44 @@ impl Drop for Machine {
             .status();
         let _ = self.unshare.kill();
         let _ = self.unshare.wait();
+        // The machine's cgroups, emptied by the kill (best effort: a leftover is an empty
+        // directory).
+        let name = cgroup_name(&self.layout);
+        if let Ok(own) = fs::read_to_string("/proc/self/cgroup") {
+            for line in own.lines() {
+                let mut parts = line.splitn(3, ':');
+                let (_, ctl, path) = (parts.next(), parts.next(), parts.next());
+                let base = match ctl {
+                    Some("name=systemd") => "/sys/fs/cgroup/systemd",
+                    Some("") if std::path::Path::new("/sys/fs/cgroup/unified").is_dir() => {
+                        "/sys/fs/cgroup/unified"
+                    }
+                    Some("") => "/sys/fs/cgroup",
+                    _ => continue,
+                };
+                let dir = format!("{base}{}/{name}", path.unwrap_or("").trim_end_matches('/'));
+                // The namespace's processes die a moment after its PID 1: try for a second.
+                for _ in 0..20 {
+                    let _ = Command::new("find")
+                        .args([&dir, "-depth", "-type", "d", "-exec", "rmdir", "{}", "+"])
+                        .stderr(Stdio::null())
+                        .status();
+                    if !std::path::Path::new(&dir).exists() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
     }
+}
+
+/// The name of the machine's own cgroup (its scratch directory's, which is unique).
+fn cgroup_name(layout: &Layout) -> String {
+    let dir = layout
+        .dir
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    format!("meshboot-machine-{}", dir.unwrap_or_default())
 }
